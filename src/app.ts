@@ -1,0 +1,42 @@
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { registerErrorHandling } from './http/errors.js';
+import { healthRoutes } from './http/health.js';
+import { logRoutes } from './http/logs.js';
+import { streamRoutes } from './http/stream.js';
+import { taskRoutes } from './http/tasks.js';
+import { workspaceRoutes } from './http/workspaces.js';
+import type { Readiness } from './readiness.js';
+import type { TaskManager } from './tasks/manager.js';
+import type { Workspaces } from './workspace/workspaces.js';
+
+export interface AppDeps {
+  config: Readonly<Config>;
+  manager: TaskManager;
+  workspaces: Workspaces;
+  readiness: Readiness;
+  openapi: () => unknown;
+  log: Logger;
+}
+
+/** Builds the HTTP app: plugins and routes only, no listening, no side effects. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log,
+    bodyLimit: deps.config.requests.bodyBytes,
+    disableRequestLogging: false,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  registerErrorHandling(app);
+  await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
+  await app.register(async (scope) => {
+    taskRoutes(scope, deps.manager);
+    logRoutes(scope, deps.manager);
+    streamRoutes(scope, deps.manager, deps.config.output.subscriberBacklogBytes);
+    workspaceRoutes(scope, deps.workspaces, deps.config);
+    healthRoutes(scope, deps.readiness, deps.openapi);
+  });
+  return app;
+}

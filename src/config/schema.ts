@@ -1,0 +1,204 @@
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+/** A bounded integer with a description: every numeric field of the config is one. */
+const int = (min: number, max: number, def: number, description: string) =>
+  z.int().min(min).max(max).default(def).describe(`${description} (${min}..${max}, default ${def})`);
+
+const imageName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'must be an image reference like sandboxshift/runtime-python:3.11');
+
+const language = z
+  .string()
+  .min(1)
+  .max(32)
+  .regex(/^[a-z][a-z0-9-]*$/, 'must be a lower-case language name');
+
+const imageEntry = z
+  .strictObject({
+    image: imageName.describe('Image reference used for this language'),
+    build: z.string().max(500).default('').describe('Command an operator runs to build the image when it is missing'),
+  })
+  .describe('One runtime image');
+
+export const DEFAULT_IMAGES = {
+  languages: {
+    python: { image: 'sandboxshift/runtime-python:3.11', build: 'bash images/offline/build-python.sh' },
+    node: { image: 'sandboxshift/runtime-node:20', build: 'make -C images build-node' },
+  },
+  multi: {
+    image: 'sandboxshift/runtime-multi:latest',
+    build: 'make -C images build-multi',
+    languages: ['python', 'node'],
+  },
+  default: 'python',
+  markers: { 'requirements.txt': 'python', 'package.json': 'node' },
+};
+
+export const imagesSchema = z
+  .strictObject({
+    languages: z
+      .record(language, imageEntry)
+      .refine((r) => Object.keys(r).length >= 1 && Object.keys(r).length <= 32, 'must have 1..32 languages')
+      .describe('Language name → runtime image'),
+    multi: z
+      .strictObject({
+        image: imageName.describe('Image that carries several languages'),
+        build: z.string().max(500).default('').describe('Command that builds the multi image'),
+        languages: z.array(language).min(2).max(32).describe('Languages the multi image carries'),
+      })
+      .nullable()
+      .describe('Image used when a workspace has markers of several languages it carries (null: none)'),
+    default: language.describe('Language whose image runs workspaces without markers'),
+    markers: z
+      .record(
+        z.string().min(1).max(255).regex(/^[^/\0]+$/, 'must be a file name in the workspace root'),
+        language,
+      )
+      .refine((r) => Object.keys(r).length <= 64, 'must have at most 64 markers')
+      .describe('Marker file in the workspace root → language'),
+    requiredForReady: z
+      .array(imageName)
+      .max(32)
+      .nullable()
+      .default(null)
+      .describe('Images /readyz requires (null: the default language image)'),
+  })
+  .superRefine((v, ctx) => {
+    const langs = new Set(Object.keys(v.languages));
+    if (!langs.has(v.default)) {
+      ctx.addIssue({ code: 'custom', path: ['default'], message: `language "${v.default}" is not in images.languages` });
+    }
+    for (const [marker, lang] of Object.entries(v.markers)) {
+      if (!langs.has(lang)) {
+        ctx.addIssue({ code: 'custom', path: ['markers', marker], message: `language "${lang}" is not in images.languages` });
+      }
+    }
+    for (const [i, lang] of (v.multi?.languages ?? []).entries()) {
+      if (!langs.has(lang)) {
+        ctx.addIssue({ code: 'custom', path: ['multi', 'languages', i], message: `language "${lang}" is not in images.languages` });
+      }
+    }
+  })
+  .prefault(DEFAULT_IMAGES)
+  .describe('Marker → language → image table (DESIGN.md section 2)');
+
+const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSeconds: number }, what: string) =>
+  z
+    .strictObject({
+      cpus: z.number().min(0.1).max(64).default(d.cpus).describe(`${what} CPUs per task (0.1..64, default ${d.cpus})`),
+      memoryMb: int(16, 262144, d.memoryMb, `${what} memory per task in MB (swap is set equal, so no swap)`),
+      pids: int(16, 32768, d.pids, `${what} processes/threads per task (pids cgroup)`),
+      timeoutSeconds: int(1, 86400, d.timeoutSeconds, `${what} wall-clock timeout per task in seconds`),
+    })
+    .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        host: z.string().min(1).max(255).default('127.0.0.1').describe('Address the HTTP server binds'),
+        port: int(0, 65535, 8080, 'TCP port of the HTTP server (0 picks a free one)'),
+      })
+      .prefault({})
+      .describe('Where the API listens'),
+    dataDir: z
+      .string()
+      .min(1)
+      .max(1024)
+      .default('.sandboxshift-data')
+      .describe('Directory for the database, task logs, workspaces and the owned Podman socket (relative to the working directory)'),
+    engine: z
+      .strictObject({
+        socket: z
+          .string()
+          .min(1)
+          .max(1024)
+          .nullable()
+          .default(null)
+          .describe('Podman API socket (unix path or unix:// URL). Null: CONTAINER_HOST/DOCKER_HOST if set, else the server starts its own Podman API service'),
+        runtime: z.enum(['runc', 'runsc']).default('runc').describe('OCI runtime for task containers'),
+        podmanBinary: z.string().min(1).max(1024).default('podman').describe('podman executable used to start an owned API service'),
+        startTimeoutSeconds: int(1, 300, 30, 'How long to wait for an owned Podman API service to answer'),
+        readinessImage: imageName
+          .nullable()
+          .default(null)
+          .describe('Image used to prove at start-up that a hardened container starts (null: the default language image)'),
+      })
+      .prefault({})
+      .describe('Container engine'),
+    images: imagesSchema,
+    defaults: resources({ cpus: 1, memoryMb: 512, pids: 256, timeoutSeconds: 300 }, 'Default').describe(
+      'Limits a task gets when it asks for none',
+    ),
+    maxima: resources({ cpus: 2, memoryMb: 4096, pids: 1024, timeoutSeconds: 3600 }, 'Maximum').describe(
+      'Largest limits a task may ask for; a request above one is refused with LIMIT_ABOVE_MAXIMUM',
+    ),
+    sandbox: z
+      .strictObject({
+        tmpfsMb: int(1, 4096, 64, 'Size of each tmpfs (/tmp, /run, /var/tmp) in MB'),
+        nofile: int(64, 20000, 1024, 'Open files per process inside a task (RLIMIT_NOFILE)'),
+        nproc: int(1024, 32768, 32768, 'RLIMIT_NPROC (counted per host UID across all tasks, so it must stay far above pids; Podman itself caps it at 32768 here)'),
+        stopGraceSeconds: int(0, 60, 2, 'Seconds between SIGTERM and SIGKILL when a task is stopped'),
+        seccompProfile: z
+          .string()
+          .min(1)
+          .max(1024)
+          .default('deploy/seccomp.json')
+          .describe('Seccomp profile (path on the engine host; relative paths resolve against the install directory)'),
+      })
+      .prefault({})
+      .describe('Container hardening settings'),
+    output: z
+      .strictObject({
+        headBytes: int(1024, 1024 * MiB, 8 * MiB, 'Bytes of each stream kept from the start and sent live'),
+        tailBytes: int(0, 256 * MiB, 8 * MiB, 'Bytes of each stream kept from the end once the head is full'),
+        frameBytes: int(256, 1024 * 1024, 64 * 1024, 'Largest data payload of one output frame in bytes'),
+        subscriberBacklogBytes: int(64 * 1024, 1024 * MiB, 16 * MiB, 'Unsent log bytes after which a WebSocket subscriber is closed with 4008'),
+      })
+      .prefault({})
+      .describe('Output capture'),
+    queue: z
+      .strictObject({
+        concurrency: int(1, 256, 2, 'Tasks running at once'),
+        maxQueued: int(0, 100_000, 100, 'Tasks waiting to run; past it submissions get 429'),
+        retryAfterSeconds: int(1, 3600, 5, 'Retry-After sent with 429'),
+      })
+      .prefault({})
+      .describe('Admission'),
+    requests: z
+      .strictObject({
+        bodyBytes: int(1024, 1024 * MiB, 16 * MiB, 'Largest request body in bytes'),
+        commandBytes: int(1, 128 * 1024, 64 * 1024, 'Largest command in bytes (the kernel caps one argument at 128 KiB)'),
+        envEntries: int(0, 1024, 128, 'Most environment variables per task'),
+        envValueBytes: int(1, 128 * 1024, 32 * 1024, 'Largest environment value in bytes'),
+        stdinBytes: int(0, 1024 * MiB, 64 * MiB, 'Most stdin bytes accepted per task'),
+        listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
+      })
+      .prefault({})
+      .describe('Request bounds'),
+    workspaces: z
+      .strictObject({
+        maxFiles: int(0, 100_000, 10_000, 'Most files in an inline workspace'),
+        maxBytes: int(0, 1024 * MiB, 64 * MiB, 'Most bytes in an inline workspace'),
+        maxDepth: int(1, 256, 64, 'Deepest path nesting'),
+        maxPathBytes: int(1, 4096, 4096, 'Longest relative path in bytes'),
+      })
+      .prefault({})
+      .describe('Workspace bounds'),
+  })
+  .superRefine((c, ctx) => {
+    for (const k of ['cpus', 'memoryMb', 'pids', 'timeoutSeconds'] as const) {
+      if (c.defaults[k] > c.maxima[k]) {
+        ctx.addIssue({ code: 'custom', path: ['defaults', k], message: `default ${c.defaults[k]} is above maxima.${k} ${c.maxima[k]}` });
+      }
+    }
+  })
+  .describe('sandboxshift.yaml');
+
+export type Config = z.infer<typeof configSchema>;
+export type ImagesConfig = z.infer<typeof imagesSchema>;

@@ -1,0 +1,64 @@
+/**
+ * The one table of error codes. Domain code throws `AppError(code, details)`; the HTTP layer maps
+ * the code to its status through this table and nothing else. openapi.yaml lists the same codes
+ * (a test keeps them in step).
+ */
+export const ERRORS = {
+  VALIDATION_FAILED: { status: 400, message: 'The request does not match the schema' },
+  MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON' },
+  NOT_FOUND: { status: 404, message: 'No such route' },
+  TASK_NOT_FOUND: { status: 404, message: 'No task with this id' },
+  WORKSPACE_NOT_FOUND: { status: 404, message: 'No workspace with this id' },
+  TASK_NOT_ACTIVE: { status: 409, message: 'The task has already finished' },
+  STDIN_NOT_ENABLED: { status: 409, message: 'The task was not submitted with "stdin": true' },
+  BODY_TOO_LARGE: { status: 413, message: 'The request body exceeds the configured maximum' },
+  WORKSPACE_TOO_MANY_FILES: { status: 413, message: 'The workspace has more files than allowed' },
+  WORKSPACE_TOO_LARGE: { status: 413, message: 'The workspace content exceeds the allowed size' },
+  WORKSPACE_PATH_TOO_DEEP: { status: 413, message: 'A workspace path is nested deeper than allowed' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported Content-Type' },
+  WORKSPACE_PATH_INVALID: { status: 422, message: 'A workspace path is not a valid relative path' },
+  WORKSPACE_PATH_ESCAPE: { status: 422, message: 'A workspace path leaves the workspace' },
+  LIMIT_ABOVE_MAXIMUM: { status: 422, message: 'A requested limit is above the server maximum' },
+  IMAGE_UNKNOWN: { status: 422, message: 'The image is not in the configured image table' },
+  IMAGE_AMBIGUOUS: { status: 422, message: 'The workspace markers need an explicit image' },
+  IMAGE_MISSING: { status: 422, message: 'The image is not present on the engine' },
+  NETWORK_NOT_SUPPORTED: { status: 422, message: 'Network allowlists are not enabled on this server' },
+  QUEUE_FULL: { status: 429, message: 'The task queue is full' },
+  ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
+  INTERNAL: { status: 500, message: 'Internal server error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    details?: Record<string, unknown>,
+    message?: string,
+    headers?: Record<string, string>,
+  ) {
+    super(message ?? ERRORS[code].message);
+    this.name = 'AppError';
+    this.code = code;
+    this.details = details;
+    this.headers = headers;
+  }
+
+  get status(): number {
+    return ERRORS[this.code].status;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.details === undefined ? {} : { details: this.details }),
+      },
+    };
+  }
+}

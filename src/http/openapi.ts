@@ -1,0 +1,1 @@
+export function openapiDocument(): unknown { return {}; }

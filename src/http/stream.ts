@@ -1,0 +1,79 @@
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import { AppError } from '../errors.js';
+import type { TaskManager } from '../tasks/manager.js';
+import { afterQuery, stdinFrame } from '../tasks/schemas.js';
+import { LogCursor, readFrames } from '../streaming/follow.js';
+import { parse, toAppError } from './errors.js';
+
+/** Stop pulling frames from disk while this much is queued in the socket. */
+const HIGH_WATER = 1024 * 1024;
+export const CLOSE_BACKLOG = 4008;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * GET /v1/tasks/:id/stream. Every subscriber reads the task's log from disk with its own cursor:
+ * a slow one falls behind without holding anyone back, and one whose unsent backlog passes the
+ * configured bound is closed with 4008 so it can reconnect with ?after=.
+ */
+export function streamRoutes(app: FastifyInstance, manager: TaskManager, backlogLimit: number): void {
+  app.get(
+    '/v1/tasks/:id/stream',
+    {
+      websocket: true,
+      // Runs before the upgrade: unknown tasks and bad queries get a JSON error, not a socket.
+      preValidation: async (req) => {
+        parse(afterQuery, req.query, 'query');
+        manager.get((req.params as { id: string }).id);
+      },
+    },
+    (socket: WebSocket, req) => {
+      const { id } = req.params as { id: string };
+      const { after } = parse(afterQuery, req.query, 'query');
+      const log = manager.taskLog(id);
+      const cursor = new LogCursor(log, after);
+      const ac = new AbortController();
+      socket.on('close', () => ac.abort());
+      socket.on('error', () => ac.abort());
+
+      socket.on('message', (raw, isBinary) => {
+        try {
+          if (isBinary) throw new AppError('VALIDATION_FAILED', { in: 'message', issues: [{ path: '', message: 'send JSON text frames' }] });
+          let json: unknown;
+          try {
+            json = JSON.parse(raw.toString());
+          } catch {
+            throw new AppError('MALFORMED_JSON', { in: 'message' });
+          }
+          const msg = parse(stdinFrame, json, 'message');
+          if (msg.type === 'cancel') manager.cancel(id);
+          else if ('eof' in msg) manager.writeStdin(id, null);
+          else manager.writeStdin(id, Buffer.from(msg.data));
+        } catch (err) {
+          // Out-of-band error frames carry no seq: they are not part of the task's log.
+          const e = toAppError(err as Error);
+          if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: 'error', ...e.toJSON().error }));
+        }
+      });
+
+      void (async () => {
+        for await (const lines of readFrames(log, cursor, true, ac.signal)) {
+          for (const line of lines) socket.send(line);
+          while (socket.bufferedAmount > HIGH_WATER && !ac.signal.aborted) {
+            if (cursor.backlog + socket.bufferedAmount > backlogLimit) {
+              socket.close(CLOSE_BACKLOG, 'backlog too large; reconnect with ?after=');
+              setTimeout(() => socket.terminate(), 5000).unref();
+              return;
+            }
+            await sleep(20);
+          }
+        }
+        if (!ac.signal.aborted && socket.readyState === socket.OPEN) socket.close(1000, 'task finished');
+      })().catch((err: unknown) => {
+        req.log.error({ err }, 'stream failed');
+        socket.close(1011);
+      });
+    },
+  );
+}

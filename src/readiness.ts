@@ -1,0 +1,108 @@
+import { mkdirSync, chownSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { imageTable } from './detection/detect.js';
+import type { ContainerEngine } from './runtime/engine.js';
+import { SANDBOX_UID } from './workspace/workspaces.js';
+
+export interface ReadinessReport {
+  ready: boolean;
+  engine: { reachable: boolean; canStartContainer: boolean; error: string | null; checkedAt: string | null };
+  images: { name: string; present: boolean; required: boolean; build: string }[];
+}
+
+/**
+ * Ready means: the engine answers, it has been seen to start a hardened container (the same spec
+ * tasks get), and the required images are present. The container probe is cached for `probeTtlMs`.
+ */
+export class Readiness {
+  private lastProbe: { ok: boolean; error: string | null; at: number } | null = null;
+
+  constructor(
+    private readonly config: Readonly<Config>,
+    private readonly engine: ContainerEngine,
+    private readonly probeDir: string,
+    private readonly log: Logger,
+    private readonly probeTtlMs = 30_000,
+  ) {}
+
+  requiredImages(): string[] {
+    const { images } = this.config;
+    return images.requiredForReady ? [...images.requiredForReady] : [images.languages[images.default]!.image];
+  }
+
+  probeImage(): string {
+    return this.config.engine.readinessImage ?? this.requiredImages()[0]!;
+  }
+
+  /** Starts `id -u` in a hardened container and checks it prints 65532. */
+  async probeContainer(): Promise<void> {
+    mkdirSync(this.probeDir, { recursive: true, mode: 0o755 });
+    chownSync(this.probeDir, SANDBOX_UID, SANDBOX_UID);
+    let out = '';
+    const sandbox = await this.engine.start(
+      {
+        taskId: 'readiness-probe',
+        image: this.probeImage(),
+        command: 'id -u',
+        env: {},
+        workspaceDir: this.probeDir,
+        workspaceReadonly: true,
+        cpus: Math.min(1, this.config.maxima.cpus),
+        memoryMb: 64,
+        pids: 16,
+        stdin: false,
+      },
+      { onOutput: (_s, d) => (out += d.toString()) },
+    );
+    const exit = await sandbox.exit;
+    if (exit.exitCode !== 0 || out.trim() !== '65532') {
+      throw new Error(`probe container exited ${exit.exitCode} printing ${JSON.stringify(out.slice(0, 200))}`);
+    }
+  }
+
+  async check(force = false): Promise<ReadinessReport> {
+    let reachable = true;
+    let error: string | null = null;
+    try {
+      await this.engine.ping();
+    } catch (err) {
+      reachable = false;
+      error = (err as Error).message;
+    }
+    const required = new Set(this.requiredImages());
+    const images: ReadinessReport['images'] = [];
+    for (const [name, { build }] of imageTable(this.config.images)) {
+      const present = reachable ? await this.engine.imagePresent(name).catch(() => false) : false;
+      images.push({ name, present, required: required.has(name), build });
+    }
+    for (const name of required) {
+      if (!images.some((i) => i.name === name)) {
+        const present = reachable ? await this.engine.imagePresent(name).catch(() => false) : false;
+        images.push({ name, present, required: true, build: '' });
+      }
+    }
+    const probeImagePresent = images.some((i) => i.name === this.probeImage() && i.present);
+    if (reachable && probeImagePresent && (force || !this.lastProbe || Date.now() - this.lastProbe.at > this.probeTtlMs)) {
+      try {
+        await this.probeContainer();
+        this.lastProbe = { ok: true, error: null, at: Date.now() };
+      } catch (err) {
+        this.lastProbe = { ok: false, error: (err as Error).message, at: Date.now() };
+        this.log.warn({ err: (err as Error).message }, 'readiness probe container failed');
+      }
+    }
+    const canStart = reachable && probeImagePresent && (this.lastProbe?.ok ?? false);
+    error ??= !probeImagePresent ? `image ${this.probeImage()} is missing` : canStart ? null : (this.lastProbe?.error ?? null);
+    return {
+      ready: canStart && images.every((i) => !i.required || i.present),
+      engine: {
+        reachable,
+        canStartContainer: canStart,
+        error,
+        checkedAt: this.lastProbe ? new Date(this.lastProbe.at).toISOString() : null,
+      },
+      images,
+    };
+  }
+}

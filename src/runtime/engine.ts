@@ -1,0 +1,62 @@
+/**
+ * The runtime seam. The task runner asks a ContainerEngine to start a command in a prepared
+ * sandbox and receives ordered output events and exactly one exit. Only src/runtime/ knows that
+ * Podman (through dockerode) sits behind it.
+ */
+export type StreamName = 'stdout' | 'stderr';
+
+export interface SandboxRequest {
+  taskId: string;
+  image: string;
+  command: string;
+  env: Readonly<Record<string, string>>;
+  /** Host directory mounted at /workspace. */
+  workspaceDir: string;
+  workspaceReadonly: boolean;
+  cpus: number;
+  memoryMb: number;
+  pids: number;
+  stdin: boolean;
+}
+
+export interface SandboxExit {
+  /** The container's exit code, or null when it never ran. */
+  exitCode: number | null;
+  /** True when the kernel OOM killer ended the task (checked from more than Podman's flag). */
+  oomKilled: boolean;
+}
+
+export interface SandboxHandlers {
+  onOutput(stream: StreamName, data: Buffer): void;
+}
+
+export interface RunningSandbox {
+  readonly containerId: string;
+  /** Resolves once, after the last output event was delivered and the container was removed. */
+  readonly exit: Promise<SandboxExit>;
+  /** Write to the task's stdin; false when the sandbox has no stdin or it was closed. */
+  writeStdin(data: Buffer): boolean;
+  endStdin(): void;
+  /** SIGTERM the process tree, SIGKILL after `graceSeconds`. Idempotent. */
+  stop(graceSeconds: number): Promise<void>;
+}
+
+export interface ContainerEngine {
+  /** Throws EngineUnavailableError when the engine does not answer. */
+  ping(): Promise<void>;
+  imagePresent(image: string): Promise<boolean>;
+  /** Create, attach and start; rejects (EngineError) when the sandbox cannot start. */
+  start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox>;
+  /** Remove every container this server left behind (by label). Returns how many. */
+  reapOrphans(): Promise<number>;
+}
+
+export class EngineError extends Error {
+  constructor(
+    message: string,
+    readonly unavailable = false,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}

@@ -1,0 +1,8 @@
+/** Labels on every container the server creates, so it can find (and reap) its own. */
+export const LABEL_MANAGED = 'io.sandboxshift.managed';
+export const LABEL_SERVER = 'io.sandboxshift.server';
+export const LABEL_TASK = 'io.sandboxshift.task';
+
+export function taskLabels(serverId: string, taskId: string, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
+  return { ...extra, [LABEL_MANAGED]: '1', [LABEL_SERVER]: serverId, [LABEL_TASK]: taskId };
+}

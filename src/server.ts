@@ -1,0 +1,45 @@
+import { pino } from 'pino';
+import { buildApp } from './app.js';
+import { ConfigError, configPath, loadConfig } from './config/load.js';
+import { openapiDocument } from './http/openapi.js';
+import { startServices } from './services.js';
+
+/** The only file that listens, handles signals and exits. */
+async function main(): Promise<void> {
+  const log = pino({ name: 'sandboxshift' });
+  let config;
+  try {
+    config = loadConfig(configPath(process.argv.slice(2), process.env));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sandboxshift: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  log.info({ listen: config.listen, dataDir: config.dataDir }, 'configuration loaded');
+  const services = await startServices(config, log);
+  const report = await services.readiness.check(true);
+  if (report.ready) log.info('readiness: a hardened container started; required images present');
+  else log.warn({ report }, 'not ready yet: /readyz answers 503 until this is fixed');
+
+  const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await app.close();
+    await services.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`sandboxshift: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

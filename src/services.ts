@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { fromInstall } from './paths.js';
+import { Readiness } from './readiness.js';
+import type { ContainerEngine } from './runtime/engine.js';
+import { KernelLogOomProbe } from './runtime/oom.js';
+import { PodmanEngine } from './runtime/podman.js';
+import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
+import { SqliteStore } from './store/sqlite.js';
+import { TaskManager } from './tasks/manager.js';
+import { Workspaces } from './workspace/workspaces.js';
+
+export interface Services {
+  config: Readonly<Config>;
+  serverId: string;
+  engine: ContainerEngine;
+  store: SqliteStore;
+  workspaces: Workspaces;
+  manager: TaskManager;
+  readiness: Readiness;
+  close(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Extra labels on every container (the test suite marks its own). */
+  extraLabels?: Record<string, string>;
+}
+
+/**
+ * Wires the server's parts from a config: data directory, SQLite store, engine (an owned Podman
+ * API service when no socket is given), workspaces, task manager. Each step is logged.
+ */
+export async function startServices(config: Readonly<Config>, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
+  const env = opts.env ?? process.env;
+  const dataDir = resolve(opts.cwd ?? process.cwd(), config.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o711 });
+  log.info({ dataDir }, 'data directory ready');
+
+  const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
+  const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
+  log.info({ serverId }, 'database open');
+
+  const choice = chooseSocket(config.engine.socket, env, join(dataDir, 'podman', 'podman.sock'));
+  let owned: OwnedPodmanService | null = null;
+  if (choice.source === 'owned') {
+    owned = new OwnedPodmanService(
+      {
+        podmanBinary: config.engine.podmanBinary,
+        runtime: config.engine.runtime,
+        socketPath: choice.socketPath,
+        containersConf: fromInstall('deploy/containers.conf'),
+        timeoutMs: config.engine.startTimeoutSeconds * 1000,
+      },
+      log,
+    );
+    await owned.start();
+  } else {
+    log.info({ socket: choice.socketPath, source: choice.source }, 'using existing Podman API socket');
+    await waitForSocket(choice.socketPath, config.engine.startTimeoutSeconds * 1000);
+  }
+  log.info({ socket: choice.socketPath }, 'engine answers');
+
+  const engine = PodmanEngine.forSocket(
+    choice.socketPath,
+    {
+      serverId,
+      seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
+      tmpfsMb: config.sandbox.tmpfsMb,
+      nofile: config.sandbox.nofile,
+      nproc: config.sandbox.nproc,
+      extraLabels: opts.extraLabels ?? {},
+    },
+    new KernelLogOomProbe(),
+    log,
+  );
+  const reaped = await engine.reapOrphans();
+  log.info({ reaped }, 'orphaned containers of this server removed');
+
+  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
+  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log);
+  manager.recover();
+  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
+
+  return {
+    config,
+    serverId,
+    engine,
+    store,
+    workspaces,
+    manager,
+    readiness,
+    async close() {
+      await manager.close();
+      store.close();
+      await owned?.stop();
+    },
+  };
+}

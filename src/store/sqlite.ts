@@ -1,0 +1,119 @@
+import Database from 'better-sqlite3';
+import type { TaskRecord, TaskStatus } from '../tasks/model.js';
+
+export interface WorkspaceRecord {
+  id: string;
+  createdAt: string;
+  files: number;
+  bytes: number;
+  markers: string[];
+}
+
+export interface TaskPage {
+  tasks: TaskRecord[];
+  nextCursor: string | null;
+}
+
+/** Persistence for tasks and workspaces. SQLite is the embedded default. */
+export interface Store {
+  insertTask(t: TaskRecord): void;
+  updateTask(t: TaskRecord): void;
+  getTask(id: string): TaskRecord | null;
+  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage;
+  tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
+  insertWorkspace(w: WorkspaceRecord): void;
+  getWorkspace(id: string): WorkspaceRecord | null;
+  meta(key: string, init: () => string): string;
+  close(): void;
+}
+
+export const encodeCursor = (rowid: number) => Buffer.from(`r${rowid}`).toString('base64url');
+
+/** Returns the row id a cursor stands for, or null when it is not one of ours. */
+export function decodeCursor(cursor: string): number | null {
+  const m = /^r(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  return m ? Number(m[1]) : null;
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS tasks (
+        rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        data TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
+      CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    `);
+  }
+
+  insertTask(t: TaskRecord): void {
+    this.db.prepare('INSERT INTO tasks (id, status, data) VALUES (?, ?, ?)').run(t.id, t.status, JSON.stringify(t));
+  }
+
+  updateTask(t: TaskRecord): void {
+    this.db.prepare('UPDATE tasks SET status = ?, data = ? WHERE id = ?').run(t.status, JSON.stringify(t), t.id);
+  }
+
+  getTask(id: string): TaskRecord | null {
+    const row = this.db.prepare('SELECT data FROM tasks WHERE id = ?').get(id) as { data: string } | undefined;
+    return row ? (JSON.parse(row.data) as TaskRecord) : null;
+  }
+
+  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.status) {
+      where.push('status = ?');
+      args.push(q.status);
+    }
+    if (q.cursor !== undefined) {
+      where.push('rowid < ?');
+      args.push(q.cursor);
+    }
+    const sql = `SELECT rowid, data FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as { rowid: number; data: string }[];
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    return {
+      tasks: page.map((r) => JSON.parse(r.data) as TaskRecord),
+      nextCursor: rows.length > q.limit && last ? encodeCursor(last.rowid) : null,
+    };
+  }
+
+  tasksWithStatus(statuses: TaskStatus[]): TaskRecord[] {
+    const rows = this.db
+      .prepare(`SELECT data FROM tasks WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY rowid`)
+      .all(...statuses) as { data: string }[];
+    return rows.map((r) => JSON.parse(r.data) as TaskRecord);
+  }
+
+  insertWorkspace(w: WorkspaceRecord): void {
+    this.db.prepare('INSERT INTO workspaces (id, data) VALUES (?, ?)').run(w.id, JSON.stringify(w));
+  }
+
+  getWorkspace(id: string): WorkspaceRecord | null {
+    const row = this.db.prepare('SELECT data FROM workspaces WHERE id = ?').get(id) as { data: string } | undefined;
+    return row ? (JSON.parse(row.data) as WorkspaceRecord) : null;
+  }
+
+  meta(key: string, init: () => string): string {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    if (row) return row.value;
+    const value = init();
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(key, value);
+    return value;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

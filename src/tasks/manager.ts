@@ -1,0 +1,342 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { detectImage, imageTable, resolveImage } from '../detection/detect.js';
+import { AppError } from '../errors.js';
+import { EngineError, type ContainerEngine, type RunningSandbox, type StreamName } from '../runtime/engine.js';
+import { decodeCursor, type Store } from '../store/sqlite.js';
+import { StreamCapture } from '../streaming/capture.js';
+import { TaskLog } from '../streaming/tasklog.js';
+import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
+import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
+import { TaskQueue } from './queue.js';
+import type { CreateTaskBody } from './schemas.js';
+
+export interface Clock {
+  now(): Date;
+}
+
+interface Active {
+  task: TaskRecord;
+  log: TaskLog;
+  sandbox: RunningSandbox | null;
+  stoppedBy: 'timeout' | 'cancel' | null;
+  stdinPending: Buffer[];
+  stdinBytes: number;
+  stdinEof: boolean;
+}
+
+export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
+
+/**
+ * Owns the task lifecycle: admission, the queue, running through the ContainerEngine, recording
+ * output into each task's log, and the one place where status transitions happen.
+ */
+export class TaskManager {
+  private readonly queue: TaskQueue<TaskRecord>;
+  private readonly active = new Map<string, Active>();
+  private readonly finishing = new Set<Promise<void>>();
+  private closing = false;
+
+  constructor(
+    private readonly config: Readonly<Config>,
+    private readonly engine: ContainerEngine,
+    private readonly store: Store,
+    private readonly workspaces: Workspaces,
+    private readonly logsDir: string,
+    private readonly log: Logger,
+    private readonly clock: Clock = { now: () => new Date() },
+  ) {
+    this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
+  }
+
+  /** At start-up: tasks that were running when the server died are lost; queued ones run. */
+  recover(): void {
+    for (const t of this.store.tasksWithStatus(['running'])) {
+      const log = TaskLog.open(this.logDir(t.id));
+      this.finish({ task: t, log, sandbox: null, stoppedBy: null, stdinPending: [], stdinBytes: 0, stdinEof: true }, 'error', 'lost', null);
+    }
+    for (const t of this.store.tasksWithStatus(['queued'])) {
+      this.active.set(t.id, this.newActive(t, TaskLog.open(this.logDir(t.id))));
+      this.queue.push(t);
+    }
+    this.pump();
+  }
+
+  private newActive(task: TaskRecord, log: TaskLog): Active {
+    return { task, log, sandbox: null, stoppedBy: null, stdinPending: [], stdinBytes: 0, stdinEof: false };
+  }
+
+  logDir(id: string): string {
+    return join(this.logsDir, id);
+  }
+
+  get(id: string): TaskRecord {
+    const t = /^tsk_[A-Za-z0-9_-]{1,64}$/.test(id) ? (this.active.get(id)?.task ?? this.store.getTask(id)) : null;
+    if (!t) throw new AppError('TASK_NOT_FOUND', { id });
+    return t;
+  }
+
+  list(q: { status?: TaskStatus; limit: number; cursor?: string }) {
+    let cursor: number | undefined;
+    if (q.cursor !== undefined) {
+      const c = decodeCursor(q.cursor);
+      if (c === null) throw new AppError('VALIDATION_FAILED', { issues: [{ path: 'cursor', message: 'not a cursor this server issued' }] });
+      cursor = c;
+    }
+    if (q.limit > this.config.requests.listLimit) {
+      throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: this.config.requests.listLimit });
+    }
+    return this.store.listTasks({ ...(q.status ? { status: q.status } : {}), limit: q.limit, ...(cursor !== undefined ? { cursor } : {}) });
+  }
+
+  /** The log of a task (live, or opened from disk for finished ones). */
+  taskLog(id: string): TaskLog {
+    const task = this.get(id);
+    return this.active.get(task.id)?.log ?? TaskLog.open(this.logDir(task.id));
+  }
+
+  private checkLimits(body: CreateTaskBody) {
+    const { defaults, maxima, requests } = this.config;
+    const over = (field: string, value: number, maximum: number) => {
+      if (value > maximum) throw new AppError('LIMIT_ABOVE_MAXIMUM', { field, value, maximum });
+    };
+    if (Buffer.byteLength(body.command) > requests.commandBytes) {
+      throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'command', bytes: Buffer.byteLength(body.command), maximum: requests.commandBytes });
+    }
+    const envEntries = Object.entries(body.env);
+    over('env', envEntries.length, requests.envEntries);
+    for (const [k, v] of envEntries) over(`env.${k}`, Buffer.byteLength(v), requests.envValueBytes);
+    const resources = {
+      cpus: body.resources.cpus ?? defaults.cpus,
+      memoryMb: body.resources.memoryMb ?? defaults.memoryMb,
+      pids: body.resources.pids ?? defaults.pids,
+    };
+    over('resources.cpus', resources.cpus, maxima.cpus);
+    over('resources.memoryMb', resources.memoryMb, maxima.memoryMb);
+    over('resources.pids', resources.pids, maxima.pids);
+    const timeoutSeconds = body.timeoutSeconds ?? defaults.timeoutSeconds;
+    over('timeoutSeconds', timeoutSeconds, maxima.timeoutSeconds);
+    return { resources, timeoutSeconds };
+  }
+
+  async submit(body: CreateTaskBody): Promise<TaskRecord> {
+    if (this.closing) throw new AppError('ENGINE_UNAVAILABLE', { reason: 'server is shutting down' });
+    const { resources, timeoutSeconds } = this.checkLimits(body);
+    if (body.network.allow.length > 0) {
+      throw new AppError('NETWORK_NOT_SUPPORTED', { allow: body.network.allow, hint: 'tasks run with no network until egress lands' });
+    }
+    // Everything that can refuse the task runs before anything is created.
+    const ws = body.workspace;
+    let rootEntries: string[];
+    let existingId: string | null = null;
+    let readonly = false;
+    if (ws && 'id' in ws) {
+      existingId = this.workspaces.get(ws.id).id;
+      rootEntries = this.workspaces.rootEntries(existingId);
+      readonly = ws.readonly;
+    } else {
+      rootEntries = checkInlineFiles(ws?.files ?? {}, this.config.workspaces).rootEntries;
+    }
+    const detection = detectImage(rootEntries, this.config.images);
+    const image = resolveImage(body.image, detection, this.config.images);
+    await this.requireImage(image);
+    if (!this.queue.hasRoom()) {
+      throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
+        'retry-after': String(this.config.queue.retryAfterSeconds),
+      });
+    }
+    const workspaceId = existingId ?? this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers).id;
+    const task: TaskRecord = {
+      id: newTaskId(),
+      status: 'queued',
+      command: body.command,
+      image: { name: image, markers: detection.markers },
+      workspaceId,
+      workspaceReadonly: readonly,
+      createdAt: this.clock.now().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+      durationMs: null,
+      exitCode: null,
+      reason: null,
+      output: { stdoutBytes: 0, stderrBytes: 0, truncated: false },
+      resources,
+      timeoutSeconds,
+      stdin: body.stdin,
+      network: { allow: [], unrestricted: false },
+      env: body.env,
+    };
+    const log = TaskLog.open(this.logDir(task.id));
+    this.store.insertTask(task);
+    log.append({ type: 'status', status: 'queued' });
+    this.active.set(task.id, this.newActive(task, log));
+    this.queue.push(task);
+    this.pump();
+    return task;
+  }
+
+  private async requireImage(image: string): Promise<void> {
+    let present: boolean;
+    try {
+      present = await this.engine.imagePresent(image);
+    } catch (err) {
+      throw new AppError('ENGINE_UNAVAILABLE', { reason: (err as Error).message });
+    }
+    if (!present) {
+      const build = imageTable(this.config.images).get(image)?.build ?? '';
+      throw new AppError('IMAGE_MISSING', { image, build }, `Image ${image} is not present; build it with: ${build}`);
+    }
+  }
+
+  cancel(id: string): TaskRecord {
+    const task = this.get(id);
+    const a = this.active.get(task.id);
+    if (!a || TERMINAL.has(a.task.status)) throw new AppError('TASK_NOT_ACTIVE', { id: task.id, status: task.status });
+    if (a.task.status === 'queued' && this.queue.remove(task.id)) {
+      this.finish(a, 'cancelled', 'cancelled', null);
+      return a.task;
+    }
+    a.stoppedBy ??= 'cancel';
+    void a.sandbox?.stop(this.config.sandbox.stopGraceSeconds);
+    return a.task;
+  }
+
+  /** Stdin from a WebSocket client; buffered (bounded) until the container is attached. */
+  writeStdin(id: string, data: Buffer | null): void {
+    const a = this.active.get(id);
+    const task = a?.task ?? this.get(id);
+    if (!task.stdin) throw new AppError('STDIN_NOT_ENABLED', { id });
+    if (!a || TERMINAL.has(task.status) || a.stdinEof) throw new AppError('TASK_NOT_ACTIVE', { id, status: task.status });
+    if (data === null) {
+      a.stdinEof = true;
+      if (a.sandbox) a.sandbox.endStdin();
+      return;
+    }
+    a.stdinBytes += data.length;
+    if (a.stdinBytes > this.config.requests.stdinBytes) {
+      throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'stdin', bytes: a.stdinBytes, maximum: this.config.requests.stdinBytes });
+    }
+    if (a.sandbox) a.sandbox.writeStdin(data);
+    else a.stdinPending.push(data);
+  }
+
+  private pump(): void {
+    if (this.closing) return;
+    for (const task of this.queue.takeRunnable()) {
+      const a = this.active.get(task.id)!;
+      const p = this.run(a)
+        .catch((err: unknown) => this.log.error({ taskId: task.id, err }, 'task runner failed'))
+        .finally(() => {
+          this.finishing.delete(p);
+          this.queue.done(task.id);
+          this.pump();
+        });
+      this.finishing.add(p);
+    }
+  }
+
+  private async run(a: Active): Promise<void> {
+    const { task, log } = a;
+    const started = this.clock.now();
+    task.status = 'running';
+    task.startedAt = started.toISOString();
+    this.store.updateTask(task);
+    log.append({ type: 'status', status: 'running' });
+
+    const { headBytes, tailBytes, frameBytes } = this.config.output;
+    const capture = (stream: StreamName) =>
+      new StreamCapture(headBytes, tailBytes, frameBytes, {
+        text: (data) => log.append({ type: stream, data }),
+        bytes: (data) => log.appendBytes(stream, data),
+      });
+    const captures = { stdout: capture('stdout'), stderr: capture('stderr') };
+
+    try {
+      this.workspaces.ensureHome(task.workspaceId);
+      a.sandbox = await this.engine.start(
+        {
+          taskId: task.id,
+          image: task.image.name,
+          command: task.command,
+          env: task.env,
+          workspaceDir: this.workspaces.dir(task.workspaceId),
+          workspaceReadonly: task.workspaceReadonly,
+          ...task.resources,
+          stdin: task.stdin,
+        },
+        { onOutput: (stream, data) => captures[stream].push(data) },
+      );
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.log.error({ taskId: task.id, err: message }, 'sandbox did not start');
+      log.append({ type: 'stderr', data: `sandboxshift: the sandbox could not start: ${message}\n` });
+      const missing = err instanceof EngineError && !err.unavailable && !(await this.engine.imagePresent(task.image.name).catch(() => true));
+      this.finish(a, a.stoppedBy === 'cancel' ? 'cancelled' : 'error', a.stoppedBy === 'cancel' ? 'cancelled' : missing ? 'image_missing' : 'engine_error', null, started);
+      return;
+    }
+    const sandbox = a.sandbox;
+    this.log.info({ taskId: task.id, containerId: sandbox.containerId, image: task.image.name }, 'task started');
+    for (const chunk of a.stdinPending) sandbox.writeStdin(chunk);
+    a.stdinPending = [];
+    if (a.stdinEof) sandbox.endStdin();
+    if (a.stoppedBy) void sandbox.stop(this.config.sandbox.stopGraceSeconds);
+
+    const timer = setTimeout(() => {
+      a.stoppedBy ??= 'timeout';
+      void sandbox.stop(this.config.sandbox.stopGraceSeconds);
+    }, task.timeoutSeconds * 1000);
+    const exit = await sandbox.exit.finally(() => clearTimeout(timer));
+
+    let truncated = false;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const { tail, dropped } = captures[stream].finish();
+      if (dropped > 0) {
+        truncated = true;
+        log.append({ type: 'gap', stream, droppedBytes: dropped });
+      }
+      if (tail.length) {
+        log.appendBytes(stream, tail);
+        for (const text of StreamCapture.frames(tail, frameBytes)) log.append({ type: stream, data: text });
+      }
+    }
+    task.output = { stdoutBytes: captures.stdout.produced, stderrBytes: captures.stderr.produced, truncated };
+    if (this.closing && !a.stoppedBy) {
+      // The server stopped it on the way down: not the task's own failure.
+      this.finish(a, 'error', 'lost', exit.exitCode, started);
+      return;
+    }
+    const { status, reason } = classifyExit(exit, a.stoppedBy);
+    this.finish(a, status, reason, exit.exitCode, started);
+  }
+
+  /** The one place a task reaches a terminal state: record, exit frame, forget. */
+  private finish(a: Active, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date): void {
+    const { task, log } = a;
+    const now = this.clock.now();
+    task.status = status;
+    task.reason = reason;
+    task.exitCode = exitCode;
+    task.finishedAt = now.toISOString();
+    task.durationMs = started ? now.getTime() - started.getTime() : null;
+    this.store.updateTask(task);
+    if (!log.finished) log.append({ type: 'exit', status, exitCode, reason, durationMs: task.durationMs });
+    this.active.delete(task.id);
+    this.log.info({ taskId: task.id, status, reason, exitCode, durationMs: task.durationMs }, 'task finished');
+  }
+
+  /** Stops admission; running tasks are stopped and recorded as lost, queued ones stay queued. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const a of this.active.values()) {
+      if (a.sandbox) void a.sandbox.stop(0);
+    }
+    await Promise.allSettled([...this.finishing]);
+    for (const a of this.active.values()) a.log.release();
+  }
+
+  stats() {
+    return { queued: this.queue.queuedCount, running: this.queue.runningCount };
+  }
+}

@@ -1,0 +1,55 @@
+import type { TaskStatus } from '../streaming/frames.js';
+
+export type { TaskStatus };
+
+export const TERMINAL: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed', 'timed_out', 'cancelled', 'error']);
+
+export type TaskReason = 'timeout' | 'oom' | 'cancelled' | 'engine_error' | 'image_missing' | 'lost' | null;
+
+export interface ImageChoice {
+  name: string;
+  markers: string[];
+}
+
+export interface TaskRecord {
+  id: string;
+  status: TaskStatus;
+  command: string;
+  image: ImageChoice;
+  workspaceId: string;
+  workspaceReadonly: boolean;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  exitCode: number | null;
+  reason: TaskReason;
+  output: { stdoutBytes: number; stderrBytes: number; truncated: boolean };
+  resources: { cpus: number; memoryMb: number; pids: number };
+  timeoutSeconds: number;
+  stdin: boolean;
+  network: { allow: string[]; unrestricted: boolean };
+  /** Kept for the run; never served back (values may be secrets). */
+  env: Record<string, string>;
+}
+
+/** What the API serves for a task: the record without its env values. */
+export function publicTask(t: TaskRecord) {
+  const { env, ...rest } = t;
+  return { ...rest, envKeys: Object.keys(env).sort() };
+}
+
+/**
+ * Exit classification (DESIGN.md section 9). `stoppedBy` says whether the server itself stopped
+ * the container (timeout or cancel); a 137 the server did not send is the task's own failure.
+ */
+export function classifyExit(
+  exit: { exitCode: number | null; oomKilled: boolean },
+  stoppedBy: 'timeout' | 'cancel' | null,
+): { status: TaskStatus; reason: TaskReason } {
+  if (stoppedBy === 'timeout') return { status: 'timed_out', reason: 'timeout' };
+  if (stoppedBy === 'cancel') return { status: 'cancelled', reason: 'cancelled' };
+  if (exit.exitCode === null) return { status: 'error', reason: 'engine_error' };
+  if (exit.exitCode === 0) return { status: 'succeeded', reason: null };
+  return { status: 'failed', reason: exit.oomKilled ? 'oom' : null };
+}

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+
+const envName = z.string().min(1).max(256).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a shell variable name');
+
+export const workspaceRef = z.union([
+  z.strictObject({
+    files: z
+      .record(z.string().max(4096), z.string())
+      .describe('Inline files: relative path → UTF-8 content; they become a new workspace'),
+  }),
+  z.strictObject({
+    id: z.string().min(1).max(128).describe('An existing workspace id'),
+    readonly: z.boolean().default(false).describe('Mount the workspace read-only'),
+  }),
+]);
+
+export const createTaskBody = z
+  .strictObject({
+    command: z.string().min(1).max(131072).describe('Shell command run as `/bin/sh -c <command>`'),
+    workspace: workspaceRef.optional().describe('Absent: an empty workspace'),
+    image: z.string().min(1).max(255).default('auto').describe('"auto" (detect from markers) or an image from the configured table'),
+    env: z
+      .record(envName, z.string().max(131072).refine((v) => !v.includes('\0'), 'must not contain NUL'))
+      .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
+      .default({})
+      .describe('Environment variables for the command'),
+    timeoutSeconds: z.int().min(1).max(86400).optional().describe('Wall-clock limit; the server maximum applies'),
+    resources: z
+      .strictObject({
+        cpus: z.number().min(0.1).max(1024).optional(),
+        memoryMb: z.int().min(16).max(1048576).optional(),
+        pids: z.int().min(16).max(1048576).optional(),
+      })
+      .default({})
+      .describe('Per-task limits; server maxima apply'),
+    network: z
+      .strictObject({ allow: z.array(z.string().min(1).max(253)).max(256) })
+      .default({ allow: [] })
+      .describe('Egress allowlist (empty: no network at all)'),
+    stdin: z.boolean().default(false).describe('Accept stdin frames over the WebSocket stream'),
+  })
+  .describe('A task to run');
+
+export type CreateTaskBody = z.infer<typeof createTaskBody>;
+
+export const createWorkspaceBody = z
+  .strictObject({
+    files: z.record(z.string().max(4096), z.string()).describe('Relative path → UTF-8 content'),
+  })
+  .describe('An inline workspace');
+
+export const listTasksQuery = z.strictObject({
+  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'error']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(20),
+  cursor: z.string().min(1).max(64).optional(),
+});
+
+export const afterQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+});
+
+export const logsQuery = z.strictObject({
+  stream: z.enum(['stdout', 'stderr']).optional(),
+  follow: z.enum(['true', 'false']).default('false'),
+  after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+});
+
+export const stdinFrame = z.union([
+  z.strictObject({ type: z.literal('stdin'), data: z.string().max(1024 * 1024) }),
+  z.strictObject({ type: z.literal('stdin'), eof: z.literal(true) }),
+  z.strictObject({ type: z.literal('cancel') }),
+]);

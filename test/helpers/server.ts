@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { buildApp } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import { openapiDocument } from '../../src/http/openapi.js';
+import { startServices, type Services } from '../../src/services.js';
+
+export const TEST_LABEL = { 'io.sandboxshift.test': '1' };
+
+export interface TestServer {
+  url: string;
+  wsUrl: string;
+  services: Services;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+type Overrides = Record<string, unknown>;
+
+function merge(base: Overrides, over: Overrides): Overrides {
+  const out: Overrides = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && typeof base[k] === 'object' ? merge(base[k] as Overrides, v as Overrides) : v;
+  }
+  return out;
+}
+
+/**
+ * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
+ * service of its own when none is given), a temporary data directory with a real SQLite file.
+ */
+export async function startTestServer(overrides: Overrides = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sbx-test-'));
+  const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
+  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket } }, overrides));
+  const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
+  const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
+  const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    services,
+    dataDir,
+    async close() {
+      await app.close();
+      await services.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

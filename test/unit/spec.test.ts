@@ -1,0 +1,72 @@
+import t from 'tap';
+import { buildContainerSpec } from '../../src/runtime/spec.js';
+
+const req = {
+  taskId: 'tsk_abc',
+  image: 'sandboxshift/runtime-python:3.11',
+  command: 'echo "$X"; exit 3',
+  env: { X: 'y' },
+  workspaceDir: '/data/workspaces/ws_1',
+  workspaceReadonly: false,
+  cpus: 1.5,
+  memoryMb: 512,
+  pids: 128,
+  stdin: false,
+};
+const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', tmpfsMb: 64, nofile: 1024, nproc: 32768 };
+
+t.test('the container spec pins every hardening field', async (t) => {
+  const s = buildContainerSpec(req, settings);
+  t.equal(s.Image, 'sandboxshift/runtime-python:3.11');
+  t.same(s.Entrypoint, ['/bin/sh', '-c'], 'the image entrypoint is always replaced by /bin/sh -c');
+  t.same(s.Cmd, ['echo "$X"; exit 3'], 'the command is one argument, unmodified');
+  t.equal(s.User, '65532:65532');
+  t.equal(s.WorkingDir, '/workspace');
+  t.same(s.Env, ['X=y', 'HOME=/workspace/.home'], 'HOME lives in the workspace and comes last');
+  t.equal(s.Tty, false);
+  t.equal(s.OpenStdin, false);
+  t.equal(s.AttachStdin, false);
+  t.equal(s.NetworkDisabled, true);
+  t.same(s.Labels, { 'io.sandboxshift.managed': '1', 'io.sandboxshift.server': 'srv_1', 'io.sandboxshift.task': 'tsk_abc' });
+  const h = s.HostConfig;
+  t.same(h.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev'], 'only the workspace is mounted');
+  t.equal(h.ReadonlyRootfs, true);
+  t.same(h.Tmpfs, {
+    '/tmp': 'rw,nosuid,nodev,size=64m,U',
+    '/run': 'rw,nosuid,nodev,size=64m,U',
+    '/var/tmp': 'rw,nosuid,nodev,size=64m,U',
+  });
+  t.same(h.CapDrop, ['ALL']);
+  t.same(h.CapAdd, []);
+  t.equal(h.Privileged, false);
+  t.same(h.SecurityOpt, ['no-new-privileges', 'seccomp=/opt/sbx/deploy/seccomp.json']);
+  t.equal(h.Init, true);
+  t.equal(h.Memory, 512 * 1024 * 1024);
+  t.equal(h.MemorySwap, 512 * 1024 * 1024, 'swap equal to memory: no swap');
+  t.equal(h.NanoCpus, 1.5e9);
+  t.equal(h.PidsLimit, 128);
+  t.same(h.Ulimits, [
+    { Name: 'nofile', Soft: 1024, Hard: 1024 },
+    { Name: 'nproc', Soft: 32768, Hard: 32768 },
+  ]);
+  t.equal(h.NetworkMode, 'none');
+  t.same(h.LogConfig, { Type: 'none', Config: {} });
+  t.equal(h.AutoRemove, false);
+  t.same(Object.keys(s).sort(), [
+    'AttachStderr', 'AttachStdin', 'AttachStdout', 'Cmd', 'Entrypoint', 'Env', 'Hostname', 'HostConfig', 'Image',
+    'Labels', 'NetworkDisabled', 'OpenStdin', 'StdinOnce', 'Tty', 'User', 'WorkingDir',
+  ], 'no other top-level field reaches the engine');
+  t.same(Object.keys(h).sort(), [
+    'AutoRemove', 'Binds', 'CapAdd', 'CapDrop', 'Init', 'LogConfig', 'Memory', 'MemorySwap', 'NanoCpus', 'NetworkMode',
+    'PidsLimit', 'Privileged', 'ReadonlyRootfs', 'RestartPolicy', 'SecurityOpt', 'Tmpfs', 'Ulimits',
+  ], 'no other HostConfig field reaches the engine');
+});
+
+t.test('read-only workspaces and stdin', async (t) => {
+  const s = buildContainerSpec({ ...req, workspaceReadonly: true, stdin: true }, { ...settings, extraLabels: { 'io.sandboxshift.test': '1' } });
+  t.same(s.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:ro,nosuid,nodev']);
+  t.equal(s.OpenStdin, true);
+  t.equal(s.AttachStdin, true);
+  t.equal(s.Labels['io.sandboxshift.test'], '1');
+  t.equal(s.Labels['io.sandboxshift.task'], 'tsk_abc', 'extra labels cannot override the identifying ones');
+});
