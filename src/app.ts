@@ -26,7 +26,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log,
     bodyLimit: deps.config.requests.bodyBytes,
-    disableRequestLogging: false,
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);

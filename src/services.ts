@@ -16,6 +16,7 @@ import { Workspaces } from './workspace/workspaces.js';
 export interface Services {
   config: Readonly<Config>;
   serverId: string;
+  socketPath: string;
   engine: ContainerEngine;
   store: SqliteStore;
   workspaces: Workspaces;
@@ -89,6 +90,7 @@ export async function startServices(config: Readonly<Config>, log: Logger, opts:
   return {
     config,
     serverId,
+    socketPath: choice.socketPath,
     engine,
     store,
     workspaces,

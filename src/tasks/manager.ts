@@ -173,8 +173,9 @@ export class TaskManager {
     log.append({ type: 'status', status: 'queued' });
     this.active.set(task.id, this.newActive(task, log));
     this.queue.push(task);
+    const accepted = structuredClone(task); // the 202 reports the task as it was accepted
     this.pump();
-    return task;
+    return accepted;
   }
 
   private async requireImage(image: string): Promise<void> {

@@ -1,0 +1,117 @@
+import t from 'tap';
+import { api, submit, waitDone } from '../helpers/client.js';
+import { startTestServer } from '../helpers/server.js';
+
+const srv = await startTestServer();
+t.teardown(() => srv.close());
+
+/** Runs a command as a task and returns its record and stdout/stderr text. */
+async function run(command: string, extra: Record<string, unknown> = {}) {
+  const { id } = await submit(srv.url, { command, ...extra });
+  const task = await waitDone(srv.url, id);
+  const stdout = (await api(srv.url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text;
+  const stderr = (await api(srv.url, 'GET', `/v1/tasks/${id}/logs?stream=stderr`)).text;
+  return { task, stdout, stderr };
+}
+
+t.test('runs as 65532 in /workspace with HOME in the workspace', async (t) => {
+  const r = await run('id -u; id -g; pwd; echo "$HOME"; test -d "$HOME" && test -w "$HOME" && echo home-ok');
+  t.equal(r.stdout, '65532\n65532\n/workspace\n/workspace/.home\nhome-ok\n');
+});
+
+t.test('process status: no capabilities, no_new_privs, seccomp filtering', async (t) => {
+  const r = await run('grep -E "^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):" /proc/self/status');
+  t.match(r.stdout, /CapEff:\s+0000000000000000/);
+  t.match(r.stdout, /CapPrm:\s+0000000000000000/);
+  t.match(r.stdout, /CapBnd:\s+0000000000000000/);
+  t.match(r.stdout, /NoNewPrivs:\s+1/);
+  t.match(r.stdout, /Seccomp:\s+2/, 'seccomp mode 2 (filter)');
+});
+
+t.test('read-only root; writable size-capped tmpfs owned by 65532; workspace writable', async (t) => {
+  const r = await run(
+    'touch /etc/x 2>&1; touch /usr/x 2>&1; echo t > /tmp/t && echo tmp-ok; echo r > /run/r && echo run-ok; echo v > /var/tmp/v && echo vartmp-ok; echo w > /workspace/w && echo ws-ok',
+  );
+  t.match(r.stdout, /Read-only file system[\s\S]*Read-only file system/);
+  t.match(r.stdout, /tmp-ok\nrun-ok\nvartmp-ok\nws-ok\n$/);
+  const big = await run('dd if=/dev/zero of=/tmp/big bs=1M count=100 2>&1; echo rc=$?');
+  t.match(big.stdout, /No space left on device[\s\S]*rc=1/, '/tmp is capped (64 MiB by default)');
+});
+
+t.test('of the host data, only the workspace is mounted (nosuid,nodev)', async (t) => {
+  const r = await run('cat /proc/self/mountinfo');
+  const virtual = new Set(['overlay', 'tmpfs', 'proc', 'sysfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2']);
+  const mounts = r.stdout
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [pre, post] = line.split(' - ');
+      const f = pre!.split(' ');
+      return { root: f[3]!, point: f[4]!, opts: f[5]!, fstype: post!.split(' ')[0]! };
+    });
+  const hostMounts = mounts.filter((m) => !virtual.has(m.fstype));
+  // Podman's injected files are expected (DESIGN.md section 3, layer 5).
+  const injected = new Set(['/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/run/.containerenv', '/run/podman-init', '/dev/init']);
+  const unexpected = hostMounts.filter((m) => m.point !== '/workspace' && !injected.has(m.point));
+  t.same(unexpected, [], 'no host data besides the workspace and Podman-injected files');
+  const ws = hostMounts.find((m) => m.point === '/workspace');
+  t.ok(ws, 'the workspace is mounted at /workspace');
+  t.match(ws!.root, /\/workspaces\/ws_[A-Za-z0-9_-]+$/, 'it is the task workspace directory');
+  t.match(ws!.opts, /\bnosuid\b/);
+  t.match(ws!.opts, /\bnodev\b/);
+  t.equal(mounts.find((m) => m.point === '/')!.opts.split(',')[0], 'ro', 'the root is read-only');
+});
+
+t.test('nested user namespaces fail through unshare and through clone(CLONE_NEWUSER)', async (t) => {
+  const u = await run('unshare --user --map-root-user id -u; echo rc=$?');
+  t.match(u.stdout, /rc=[1-9]/, 'unshare --user fails');
+  t.notMatch(u.stdout, /^0$/m, 'never became root in a new namespace');
+  const py = [
+    'import ctypes, os',
+    'libc = ctypes.CDLL(None, use_errno=True)',
+    'libc.syscall.restype = ctypes.c_long',
+    'r = libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)',
+    'os._exit(0) if r == 0 else None',
+    'print("clone", r, ctypes.get_errno())',
+    'r = libc.syscall(435, 0, 0)',
+    'print("clone3", r, ctypes.get_errno())',
+    'r = libc.syscall(272, 0x10000000)',
+    'print("unshare", r, ctypes.get_errno())',
+    'r = libc.syscall(165, b"none", b"/tmp", b"tmpfs", 0, 0)',
+    'print("mount", r, ctypes.get_errno())',
+    'r = libc.syscall(250, 0, 0, 0, 0, 0)',
+    'print("keyctl", r, ctypes.get_errno())',
+    'pid = os.fork()',
+    'os._exit(0) if pid == 0 else print("fork ok", os.waitpid(pid, 0)[1])',
+  ].join('\n');
+  const c = await run(`python3 -c '${py}'`);
+  t.match(c.stdout, /^clone -1 1$/m, 'clone(CLONE_NEWUSER) → EPERM');
+  t.match(c.stdout, /^clone3 -1 38$/m, 'clone3 → ENOSYS');
+  t.match(c.stdout, /^unshare -1 1$/m, 'unshare(CLONE_NEWUSER) → EPERM');
+  t.match(c.stdout, /^mount -1 1$/m, 'mount → EPERM');
+  t.match(c.stdout, /^keyctl -1 1$/m, 'keyctl → EPERM');
+  t.match(c.stdout, /^fork ok 0$/m, 'plain fork still works');
+});
+
+t.test('no network interface but loopback', async (t) => {
+  const r = await run('ls /sys/class/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " "');
+  t.equal(r.stdout, 'lo\nlo\n');
+});
+
+t.test('a fork bomb is contained; the server stays healthy; a task beside it can still fork', async (t) => {
+  const bomb = await submit(srv.url, {
+    command: 'bomb() { bomb | bomb & }; bomb; sleep 30',
+    timeoutSeconds: 6,
+    resources: { pids: 64 },
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  const health = await api(srv.url, 'GET', '/healthz');
+  t.equal(health.status, 200, 'the server answers while the bomb runs');
+  const beside = await run('for i in $(seq 1 100); do /bin/true; done; sh -c "echo child"; echo forked');
+  t.equal(beside.task.status, 'succeeded', 'the neighbour task runs');
+  t.equal(beside.stdout, 'child\nforked\n');
+  const done = await waitDone(srv.url, bomb.id);
+  t.equal(done.status, 'timed_out', 'the bomb is ended by its timeout');
+  const after = await run('echo still-fine');
+  t.equal(after.stdout, 'still-fine\n', 'the next task runs normally');
+});
