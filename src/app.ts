@@ -29,6 +29,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
+  // JSON only (archives come with the workspaces issue): anything else is 415, not a string body.
+  app.removeContentTypeParser('text/plain');
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
   await app.register(async (scope) => {
     taskRoutes(scope, deps.manager);
