@@ -53,7 +53,7 @@ t.test('the container spec pins every hardening field', async (t) => {
   t.same(h.LogConfig, { Type: 'none', Config: {} });
   t.equal(h.AutoRemove, false);
   t.same(Object.keys(s).sort(), [
-    'AttachStderr', 'AttachStdin', 'AttachStdout', 'Cmd', 'Entrypoint', 'Env', 'Hostname', 'HostConfig', 'Image',
+    'AttachStderr', 'AttachStdin', 'AttachStdout', 'Cmd', 'Entrypoint', 'Env', 'HostConfig', 'Hostname', 'Image',
     'Labels', 'NetworkDisabled', 'OpenStdin', 'StdinOnce', 'Tty', 'User', 'WorkingDir',
   ], 'no other top-level field reaches the engine');
   t.same(Object.keys(h).sort(), [
