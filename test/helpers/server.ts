@@ -32,7 +32,9 @@ function merge(base: Overrides, over: Overrides): Overrides {
  * service of its own when none is given), a temporary data directory with a real SQLite file.
  */
 export async function startTestServer(overrides: Overrides = {}): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sbx-test-'));
+  // A caller that passes its own dataDir keeps it (restart tests); otherwise it is temporary.
+  const ownData = typeof overrides.dataDir !== 'string';
+  const dataDir = ownData ? mkdtempSync(join(tmpdir(), 'sbx-test-')) : (overrides.dataDir as string);
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
   const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket } }, overrides));
   const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
@@ -49,7 +51,7 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
     async close() {
       await app.close();
       await services.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

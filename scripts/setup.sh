@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Prepare this machine for SandboxShift; idempotent, used by `npm start` and `npm test`.
+#   - root, and the Debian packages: podman, runc, debootstrap, nftables, ... (apt-get)
+#   - Node.js >= 20.19, npm dependencies (native addons built from source), TypeScript build
+#   - the default runtime image, built offline if missing (images/offline/build-python.sh)
+# Environment: SANDBOXSHIFT_SKIP_IMAGES=1 skips the image step.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/lib.sh"
+
+step "setup: checking this machine"
+require_root "SandboxShift (rootful Podman, nftables)"
+ensure_apt_packages "${SANDBOXSHIFT_APT_PACKAGES[@]}"
+
+step "checking podman with runc and the project's containers.conf ($CONTAINERS_CONF)"
+runtime="$(pm info --format '{{.Host.OCIRuntime.Name}}' 2>&1)" ||
+  die "podman does not work here: $runtime (install: apt-get install podman runc)"
+[[ "$runtime" == "runc" ]] || die "podman uses OCI runtime '$runtime', expected runc (apt-get install runc)"
+
+ensure_node
+ensure_npm_deps
+ensure_build
+
+if [[ "${SANDBOXSHIFT_SKIP_IMAGES:-0}" == "1" ]]; then
+  warn "SANDBOXSHIFT_SKIP_IMAGES=1: not checking the runtime images"
+else
+  bash "$SANDBOXSHIFT_ROOT/images/offline/build-python.sh"
+fi
+step "setup: done"
