@@ -1,1 +1,449 @@
-export function openapiDocument(): unknown { return {}; }
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import { ERRORS, type ErrorCode } from '../errors.js';
+import { afterQuery, createTaskBody, createWorkspaceBody, listTasksQuery, logsQuery, stdinFrame, workspaceRef } from '../tasks/schemas.js';
+import {
+  errorCode,
+  errorEnvelope,
+  errorFrame,
+  exitFrame,
+  gapFrame,
+  healthz,
+  imageChoice,
+  outputFrame,
+  readinessReport,
+  statusFrame,
+  streamFrame,
+  submitAccepted,
+  taskLinks,
+  taskList,
+  taskReason,
+  taskStatus,
+  taskView,
+  terminalStatus,
+  workspaceViewSchema,
+} from './responses.js';
+
+/**
+ * The OpenAPI 3.1 document of the v1 API, built from the zod schemas the server validates requests
+ * with (src/tasks/schemas.ts, as inputs) and the ones describing what it sends (./responses.ts).
+ * `npm run openapi` writes it to openapi.yaml; GET /openapi.json serves it. Error responses list
+ * their codes in `x-error-codes`; statuses come from the one table in src/errors.ts.
+ */
+
+type Json = Record<string, unknown>;
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+
+/** Component name → schema. Responses are described as the server emits them (io: output). */
+const RESPONSE_COMPONENTS: [string, z.ZodType][] = [
+  ['TaskStatus', taskStatus],
+  ['TerminalStatus', terminalStatus],
+  ['TaskReason', taskReason],
+  ['ImageChoice', imageChoice],
+  ['Task', taskView],
+  ['TaskLinks', taskLinks],
+  ['TaskAccepted', submitAccepted],
+  ['TaskList', taskList],
+  ['Workspace', workspaceViewSchema],
+  ['ErrorCode', errorCode],
+  ['Error', errorEnvelope],
+  ['Health', healthz],
+  ['ReadinessReport', readinessReport],
+  ['StatusFrame', statusFrame],
+  ['OutputFrame', outputFrame],
+  ['GapFrame', gapFrame],
+  ['ExitFrame', exitFrame],
+  ['StreamFrame', streamFrame],
+  ['ErrorFrame', errorFrame],
+];
+
+/** Requests are described as the server accepts them (io: input: defaulted fields are optional). */
+const REQUEST_COMPONENTS: [string, z.ZodType][] = [
+  ['WorkspaceRef', workspaceRef],
+  ['CreateTaskRequest', createTaskBody],
+  ['CreateWorkspaceRequest', createWorkspaceBody],
+  ['ClientFrame', stdinFrame],
+];
+
+/**
+ * zod's ISO datetime regex duplicates `format: date-time`: keep the format only. In responses,
+ * the ±2^53-1 bounds zod puts on every integer say nothing: drop them.
+ */
+function override(io: 'input' | 'output') {
+  return (ctx: { jsonSchema: Json }): void => {
+    const s = ctx.jsonSchema;
+    if (s.format === 'date-time') delete s.pattern;
+    if (io === 'output' && s.type === 'integer') {
+      if (s.maximum === Number.MAX_SAFE_INTEGER) delete s.maximum;
+      if (s.minimum === Number.MIN_SAFE_INTEGER) delete s.minimum;
+    }
+  };
+}
+
+function components(entries: [string, z.ZodType][], io: 'input' | 'output'): Record<string, Json> {
+  const registry = z.registry<{ id: string }>();
+  for (const [id, schema] of entries) registry.add(schema, { id });
+  const out = z.toJSONSchema(registry, {
+    target: 'draft-2020-12',
+    io,
+    uri: (id) => `#/components/schemas/${id}`,
+    override: override(io) as never,
+  }) as { schemas: Record<string, Json> };
+  const schemas: Record<string, Json> = {};
+  for (const [id] of entries) {
+    const { $schema: _s, $id: _i, ...rest } = out.schemas[id]!;
+    schemas[id] = rest;
+  }
+  return schemas;
+}
+
+/** A strict zod object of query fields → OpenAPI query parameters (unknown ones are refused). */
+function queryParameters(schema: z.ZodType, descriptions: Record<string, string>): Json[] {
+  const js = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' }) as {
+    properties: Record<string, Json>;
+    required?: string[];
+  };
+  return Object.entries(js.properties).map(([name, s]) => ({
+    name,
+    in: 'query',
+    required: js.required?.includes(name) ?? false,
+    ...(descriptions[name] ? { description: descriptions[name] } : {}),
+    schema: s,
+  }));
+}
+
+const idParam = (what: 'task' | 'workspace') => ({
+  name: 'id',
+  in: 'path',
+  required: true,
+  description:
+    what === 'task'
+      ? 'Task id (`tsk_…`); any other value answers 404 TASK_NOT_FOUND'
+      : 'Workspace id (`ws_…`); any other value answers 404 WORKSPACE_NOT_FOUND',
+  schema: { type: 'string' },
+});
+
+const json = (schema: Json) => ({ 'application/json': { schema } });
+
+/** Codes every route that parses a request body can produce (Fastify's content-type parsers). */
+const BODY_CODES: ErrorCode[] = ['MALFORMED_JSON', 'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];
+/** Codes of inline workspace files (checkInlineFiles / checkRelativePath). */
+const INLINE_FILE_CODES: ErrorCode[] = [
+  'WORKSPACE_TOO_MANY_FILES',
+  'WORKSPACE_TOO_LARGE',
+  'WORKSPACE_PATH_TOO_DEEP',
+  'WORKSPACE_PATH_INVALID',
+  'WORKSPACE_PATH_ESCAPE',
+];
+
+/** Codes the WebSocket stream answers refused client frames with, as `ErrorFrame`s. */
+export const WS_ERROR_FRAME_CODES: ErrorCode[] = [
+  'VALIDATION_FAILED',
+  'MALFORMED_JSON',
+  'TASK_NOT_ACTIVE',
+  'STDIN_NOT_ENABLED',
+  'LIMIT_ABOVE_MAXIMUM',
+  'INTERNAL',
+];
+
+export const WS_CLOSE_CODES: Record<string, string> = {
+  '1000': 'The task finished: sent right after the exit frame',
+  '1009': 'A client frame was larger than 2 MiB',
+  '1011': 'The server failed while reading the task log',
+  '4008': "The subscriber's unsent backlog passed the server's bound (output.subscriberBacklogBytes): reconnect with ?after=<last seq received>",
+};
+
+/** Error responses for `codes`, grouped by their status from the ERRORS table. */
+export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of Object.keys(ERRORS) as ErrorCode[]) {
+    if (!codes.includes(code)) continue;
+    const status = ERRORS[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const out: Record<string, Json> = {};
+  for (const status of [...byStatus.keys()].sort((a, b) => a - b)) {
+    const list = byStatus.get(status)!;
+    out[String(status)] = {
+      description: list.map((c) => `${c}: ${ERRORS[c].message}`).join('. '),
+      ...(list.includes('QUEUE_FULL')
+        ? { headers: { 'Retry-After': { description: 'Seconds to wait before submitting again', schema: { type: 'integer', minimum: 1 } } } }
+        : {}),
+      content: json(ref('Error')),
+      'x-error-codes': list,
+    };
+  }
+  return out;
+}
+
+interface Operation {
+  method: 'get' | 'post';
+  path: string;
+  operationId: string;
+  tags: string[];
+  summary: string;
+  description?: string;
+  parameters?: Json[];
+  requestBody?: Json;
+  responses: Record<string, Json>;
+  errors: ErrorCode[];
+  extensions?: Json;
+}
+
+const STREAM_DESCRIPTION = [
+  'Upgrades to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`). The task id and the query are checked before the upgrade: an unknown task or a bad `after` gets a JSON error response instead of a socket.',
+  '',
+  'Server → client: JSON text frames (`StreamFrame`), `seq` starting at 1 for each task and increasing by one per frame: `status` (`queued` first, then `running`), `stdout`/`stderr` output, at exit one `gap` per truncated stream followed by that stream\'s kept tail, and `exit` last. `?after=<seq>` replays exactly the frames after that seq (default 0: from the start), then continues live; replay and live clients see the same sequence. After the exit frame the server closes with 1000.',
+  '',
+  'Client → server: JSON text frames (`ClientFrame`): `{"type":"stdin","data":"..."}` and `{"type":"stdin","eof":true}` for tasks submitted with `"stdin": true`, and `{"type":"cancel"}`. A client frame the server refuses is answered by an out-of-band `ErrorFrame` (`{"type":"error","code","message","details"?}`, no `seq`, codes in `x-websocket.errorFrameCodes`); the socket stays open.',
+  '',
+  'Close codes: 1000 task finished (after the exit frame); 4008 the subscriber fell too far behind (its unsent backlog passed the server\'s bound): reconnect with `?after=<last seq received>`; 1009 a client frame over 2 MiB; 1011 the server failed while reading the task log.',
+].join('\n');
+
+const OPERATIONS: Operation[] = [
+  {
+    method: 'post',
+    path: '/v1/tasks',
+    operationId: 'submitTask',
+    tags: ['tasks'],
+    summary: 'Submit a task',
+    description:
+      'Validates the task, resolves its workspace and image, and queues it. Everything that can refuse the task runs before anything is created.',
+    requestBody: { required: true, content: json(ref('CreateTaskRequest')) },
+    responses: { '202': { description: 'Accepted and queued', content: json(ref('TaskAccepted')) } },
+    errors: [
+      'VALIDATION_FAILED',
+      ...BODY_CODES,
+      'WORKSPACE_NOT_FOUND',
+      ...INLINE_FILE_CODES,
+      'LIMIT_ABOVE_MAXIMUM',
+      'IMAGE_UNKNOWN',
+      'IMAGE_AMBIGUOUS',
+      'IMAGE_MISSING',
+      'NETWORK_NOT_SUPPORTED',
+      'QUEUE_FULL',
+      'ENGINE_UNAVAILABLE',
+      'INTERNAL',
+    ],
+  },
+  {
+    method: 'get',
+    path: '/v1/tasks',
+    operationId: 'listTasks',
+    tags: ['tasks'],
+    summary: 'List tasks, newest first',
+    description: 'Unknown query parameters are refused with VALIDATION_FAILED. A `limit` above the server\'s page maximum (`requests.listLimit`) is LIMIT_ABOVE_MAXIMUM.',
+    parameters: queryParameters(listTasksQuery, {
+      status: 'Only tasks with this status',
+      limit: 'Page size',
+      cursor: '`nextCursor` of the previous page',
+    }),
+    responses: { '200': { description: 'A page of tasks', content: json(ref('TaskList')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/tasks/{id}',
+    operationId: 'getTask',
+    tags: ['tasks'],
+    summary: 'Get a task',
+    parameters: [idParam('task')],
+    responses: { '200': { description: 'The task', content: json(ref('Task')) } },
+    errors: ['TASK_NOT_FOUND', 'INTERNAL'],
+  },
+  {
+    method: 'post',
+    path: '/v1/tasks/{id}/cancel',
+    operationId: 'cancelTask',
+    tags: ['tasks'],
+    summary: 'Cancel a queued or running task',
+    description:
+      'A queued task is cancelled at once; a running one is stopped (SIGTERM, then SIGKILL after the grace period) and reaches `cancelled` shortly after. No request body is needed; one that is sent is still parsed.',
+    parameters: [idParam('task')],
+    responses: { '202': { description: 'Cancellation accepted; the task as it is now', content: json(ref('Task')) } },
+    errors: ['TASK_NOT_FOUND', 'TASK_NOT_ACTIVE', ...BODY_CODES, 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/tasks/{id}/logs',
+    operationId: 'getTaskLogs',
+    tags: ['tasks'],
+    summary: "A task's recorded output",
+    description: [
+      'The format follows `Accept`: `text/event-stream` → Server-Sent Events (`event:` the frame type, `id:` its seq, `data:` the JSON frame; `Last-Event-ID` resumes like `after`); `application/x-ndjson` → one JSON frame per line; anything else → `text/plain`, stdout and stderr interleaved as they happened.',
+      '`follow=true` keeps the response open, sending new frames until the task ends; otherwise it stops at what is recorded now.',
+      '`stream=stdout|stderr` instead returns that stream\'s exact bytes as kept (head, then tail) as `application/octet-stream`; `follow` and `after` are then ignored.',
+    ].join('\n\n'),
+    parameters: [
+      idParam('task'),
+      ...queryParameters(logsQuery, {
+        stream: 'Return this stream\'s exact kept bytes (application/octet-stream)',
+        follow: 'Keep the response open until the task ends',
+        after: 'Start after this seq (0: from the start)',
+      }),
+      {
+        name: 'Last-Event-ID',
+        in: 'header',
+        required: false,
+        description: 'With Accept: text/event-stream, resume after this seq (takes precedence over `after`)',
+        schema: { type: 'string' },
+      },
+    ],
+    responses: {
+      '200': {
+        description: 'The recorded output in the format `Accept` (or `stream`) selects',
+        content: {
+          'text/plain': {
+            schema: { type: 'string', description: 'Output text of stdout and stderr interleaved' },
+          },
+          'application/x-ndjson': {
+            schema: { type: 'string', description: 'One StreamFrame as JSON per line' },
+            'x-item-schema': ref('StreamFrame'),
+          },
+          'text/event-stream': {
+            schema: { type: 'string', description: 'Server-Sent Events whose data is one StreamFrame as JSON' },
+            'x-item-schema': ref('StreamFrame'),
+          },
+          'application/octet-stream': {
+            schema: { type: 'string', contentMediaType: 'application/octet-stream', description: 'With `stream`: exact bytes as kept' },
+          },
+        },
+      },
+    },
+    errors: ['VALIDATION_FAILED', 'TASK_NOT_FOUND', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/tasks/{id}/stream',
+    operationId: 'streamTask',
+    tags: ['tasks'],
+    summary: 'Live frames over a WebSocket',
+    description: STREAM_DESCRIPTION,
+    parameters: [
+      idParam('task'),
+      ...queryParameters(afterQuery, { after: 'Replay from just after this seq (0: from the start), then continue live' }),
+    ],
+    responses: {
+      '101': { description: 'Switching Protocols: the WebSocket carries the frames described above (see x-websocket)' },
+    },
+    errors: ['VALIDATION_FAILED', 'TASK_NOT_FOUND', 'INTERNAL'],
+    extensions: {
+      'x-websocket': {
+        serverFrames: ref('StreamFrame'),
+        clientFrames: ref('ClientFrame'),
+        errorFrame: ref('ErrorFrame'),
+        errorFrameCodes: WS_ERROR_FRAME_CODES,
+        closeCodes: WS_CLOSE_CODES,
+      },
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/workspaces',
+    operationId: 'createWorkspace',
+    tags: ['workspaces'],
+    summary: 'Create a workspace from inline files',
+    requestBody: { required: true, content: json(ref('CreateWorkspaceRequest')) },
+    responses: { '201': { description: 'Created', content: json(ref('Workspace')) } },
+    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/workspaces/{id}',
+    operationId: 'getWorkspace',
+    tags: ['workspaces'],
+    summary: 'Get a workspace',
+    parameters: [idParam('workspace')],
+    responses: { '200': { description: 'The workspace', content: json(ref('Workspace')) } },
+    errors: ['WORKSPACE_NOT_FOUND', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/healthz',
+    operationId: 'healthz',
+    tags: ['operations'],
+    summary: 'The process is up',
+    responses: { '200': { description: 'Up', content: json(ref('Health')) } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/readyz',
+    operationId: 'readyz',
+    tags: ['operations'],
+    summary: 'Engine reachable, a hardened container starts, required images present',
+    responses: {
+      '200': { description: 'Ready', content: json(ref('ReadinessReport')) },
+      '503': { description: 'Not ready (the report says why)', content: json(ref('ReadinessReport')) },
+    },
+    errors: ['INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    operationId: 'openapi',
+    tags: ['operations'],
+    summary: 'This document',
+    responses: {
+      '200': { description: 'The OpenAPI document (the same as openapi.yaml)', content: json({ type: 'object' }) },
+    },
+    errors: [],
+  },
+];
+
+function operationObject(op: Operation): Json {
+  const errors = errorResponses(op.errors);
+  if (op.path === '/v1/tasks/{id}/stream' && errors['404']) {
+    errors['404'] = {
+      ...errors['404'],
+      description: `${String(errors['404'].description)}. A request without a WebSocket upgrade also answers 404 for an existing task, with an empty body`,
+    };
+  }
+  return {
+    operationId: op.operationId,
+    tags: op.tags,
+    summary: op.summary,
+    ...(op.description ? { description: op.description } : {}),
+    ...(op.parameters ? { parameters: op.parameters } : {}),
+    ...(op.requestBody ? { requestBody: op.requestBody } : {}),
+    responses: { ...op.responses, ...errors },
+    ...op.extensions,
+  };
+}
+
+const DESCRIPTION = [
+  'Runs shell tasks in hardened Podman containers and streams their output live (DESIGN.md section 7 is the contract).',
+  '',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  '',
+  'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
+].join('\n');
+
+/** The OpenAPI 3.1 document. Deterministic: the same server code gives the same document. */
+export function openapiDocument(): Json {
+  const paths: Record<string, Record<string, Json>> = {};
+  for (const op of OPERATIONS) {
+    (paths[op.path] ??= {})[op.method] = operationObject(op);
+  }
+  return {
+    openapi: '3.1.0',
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    info: { title: 'SandboxShift', version: 'v1', description: DESCRIPTION, license: { name: 'Apache-2.0', identifier: 'Apache-2.0' } },
+    tags: [
+      { name: 'tasks', description: 'Submit, inspect, cancel and follow tasks' },
+      { name: 'workspaces', description: 'Files tasks run in' },
+      { name: 'operations', description: 'Health, readiness and this document' },
+    ],
+    paths,
+    components: {
+      schemas: { ...components(RESPONSE_COMPONENTS, 'output'), ...components(REQUEST_COMPONENTS, 'input') },
+    },
+    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND']) },
+  };
+}
+
+/** openapi.yaml's exact text for `doc` (scripts/openapi.ts writes it; a unit test compares it). */
+export function openapiYaml(doc: unknown = openapiDocument()): string {
+  return `# Generated from src/http/openapi.ts by \`npm run build && npm run openapi\`. Do not edit.\n${stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false })}`;
+}

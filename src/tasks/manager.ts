@@ -282,7 +282,9 @@ export class TaskManager {
     for (const chunk of a.stdinPending) sandbox.writeStdin(chunk);
     a.stdinPending = [];
     if (a.stdinEof) sandbox.endStdin();
+    // A cancel or a shutdown that arrived while the container was being created.
     if (a.stoppedBy) void sandbox.stop(this.config.sandbox.stopGraceSeconds);
+    else if (this.closing) void sandbox.stop(0);
 
     const timer = setTimeout(() => {
       a.stoppedBy ??= 'timeout';
