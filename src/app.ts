@@ -2,7 +2,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
-import { registerErrorHandling } from './http/errors.js';
+import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { logRoutes } from './http/logs.js';
 import { streamRoutes } from './http/stream.js';
@@ -26,7 +26,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log,
     bodyLimit: deps.config.requests.bodyBytes,
-    return503OnClosing: true,
+    // In-flight requests finish during shutdown; the task manager refuses new tasks with 503.
+    return503OnClosing: false,
+    frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
   // JSON only (archives come with the workspaces issue): anything else is 415, not a string body.

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 
@@ -22,6 +22,9 @@ export function toAppError(err: FastifyError | Error): AppError {
       return new AppError('BODY_TOO_LARGE', { limit: (err as FastifyError & { limit?: number }).limit });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError('UNSUPPORTED_MEDIA_TYPE', { accepted: ['application/json'] });
+    case 'FST_ERR_BAD_URL':
+      // A path that is not even valid percent-encoding names nothing that exists.
+      return new AppError('NOT_FOUND', { reason: 'malformed URL' });
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new AppError('MALFORMED_JSON', { reason: err.message });
@@ -31,6 +34,12 @@ export function toAppError(err: FastifyError | Error): AppError {
       }
       return new AppError('INTERNAL');
   }
+}
+
+/** For Fastify's `frameworkErrors` option: errors raised before routing (e.g. a malformed URL). */
+export function frameworkErrorHandler(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const appErr = toAppError(err);
+  void reply.status(appErr.status).send(appErr.toJSON());
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {

@@ -14,6 +14,8 @@ import { LABEL_SERVER } from './labels.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
 
+const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
+
 type HttpError = Error & { statusCode?: number; json?: unknown };
 
 function describe(err: unknown): string {
@@ -151,7 +153,8 @@ export class PodmanEngine implements ContainerEngine {
     try {
       for (let i = 0; i < 600; i++) {
         const info = await container.inspect();
-        if (!info.State.Running) {
+        // Podman passes through "stopping" (Running false, ExitCode still 0) before "exited".
+        if (FINAL_STATES.has(info.State.Status)) {
           exitCode = info.State.ExitCode;
           oomFlag = info.State.OOMKilled;
           break;

@@ -20,8 +20,9 @@ export class TaskQueue<T extends { id: string; workspaceId: string }> {
     return this.running.size;
   }
 
+  /** Room for one more: a free run slot, or space in the waiting line. */
   hasRoom(): boolean {
-    return this.waiting.length < this.maxQueued;
+    return this.waiting.length < this.maxQueued || this.running.size + this.waiting.length < this.concurrency;
   }
 
   push(item: T): void {

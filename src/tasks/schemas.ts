@@ -24,15 +24,15 @@ export const createTaskBody = z
       .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
       .default({})
       .describe('Environment variables for the command'),
-    timeoutSeconds: z.int().min(1).max(86400).optional().describe('Wall-clock limit; the server maximum applies'),
+    timeoutSeconds: z.int().min(1).optional().describe('Wall-clock limit in seconds; above the server maximum: LIMIT_ABOVE_MAXIMUM'),
     resources: z
       .strictObject({
-        cpus: z.number().min(0.1).max(1024).optional(),
-        memoryMb: z.int().min(16).max(1048576).optional(),
-        pids: z.int().min(16).max(1048576).optional(),
+        cpus: z.number().min(0.1).optional(),
+        memoryMb: z.int().min(16).optional(),
+        pids: z.int().min(16).optional(),
       })
       .default({})
-      .describe('Per-task limits; server maxima apply'),
+      .describe('Per-task limits; a value above the server maximum is LIMIT_ABOVE_MAXIMUM'),
     network: z
       .strictObject({ allow: z.array(z.string().min(1).max(253)).max(256) })
       .default({ allow: [] })
@@ -51,7 +51,7 @@ export const createWorkspaceBody = z
 
 export const listTasksQuery = z.strictObject({
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'error']).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(20),
+  limit: z.coerce.number().int().min(1).default(20),
   cursor: z.string().min(1).max(64).optional(),
 });
 

@@ -308,9 +308,12 @@ t.test('task submission refusals', async (t) => {
 });
 
 t.test('queue full and ambiguous images (a second server: no queue, no multi image)', async (t) => {
-  const s2 = await startTestServer({ queue: { maxQueued: 0, retryAfterSeconds: 7 }, images: { ...DEFAULT_IMAGES, multi: null } });
+  const s2 = await startTestServer({ queue: { concurrency: 1, maxQueued: 0, retryAfterSeconds: 7 }, images: { ...DEFAULT_IMAGES, multi: null } });
   t.teardown(() => s2.close());
   const p = '/v1/tasks';
+  // The one run slot is taken; with no waiting room the next task is refused.
+  const blocker = await call(t, s2.url, 'POST', p, p, 'blocker', { status: 202 }, { command: 'sleep 30', timeoutSeconds: 60 });
+  t.teardown(() => api(s2.url, 'POST', `/v1/tasks/${blocker.json.id}/cancel`));
   const full = await call(t, s2.url, 'POST', p, p, 'queue full', { status: 429, code: 'QUEUE_FULL' }, { command: 'true' });
   t.equal(full.retryAfter, '7');
   await call(t, s2.url, 'POST', p, p, 'ambiguous image', { status: 422, code: 'IMAGE_AMBIGUOUS' }, { command: 'true', workspace: { files: { 'requirements.txt': '', 'package.json': '{}' } } });
@@ -344,7 +347,8 @@ t.test('a tiny task end to end, lists, logs, stream replay', async (t) => {
   await call(t, base, 'GET', '/v1/tasks?status=succeeded', '/v1/tasks', 'list by status', { status: 200 });
   await call(t, base, 'GET', '/v1/tasks', '/v1/tasks', 'list', { status: 200 });
   const listBad = (label: string, q: string, status: number, code: ErrorCode) => call(t, base, 'GET', `/v1/tasks?${q}`, '/v1/tasks', label, { status, code });
-  await listBad('limit out of range', 'limit=5000', 400, 'VALIDATION_FAILED');
+  await listBad('limit far above the maximum', 'limit=5000', 422, 'LIMIT_ABOVE_MAXIMUM');
+  await listBad('limit below 1', 'limit=0', 400, 'VALIDATION_FAILED');
   await listBad('limit zero', 'limit=0', 400, 'VALIDATION_FAILED');
   await listBad('limit not a number', 'limit=many', 400, 'VALIDATION_FAILED');
   await listBad('limit above the configured page maximum', 'limit=500', 422, 'LIMIT_ABOVE_MAXIMUM');
@@ -488,6 +492,13 @@ t.test('cancel, client frames, error frames and close codes', async (t) => {
       t.notOk(validatorFor(clientSchema)(f), `client frame ${JSON.stringify(f)} is refused by the schema too`);
     }
   } else t.fail('upgrade');
+});
+
+t.test('a malformed percent-encoding is answered inside the error envelope (404, before routing)', async (t) => {
+  const r = fromFetch(await api(base, 'GET', '/v1/tasks/%zz'));
+  t.equal(r.status, 404);
+  validate(t, { $ref: '#/components/schemas/Error' }, r.json, 'bad URL');
+  t.equal(r.json.error.code, 'NOT_FOUND');
 });
 
 t.test('every documented route answered with success at least once', async (t) => {

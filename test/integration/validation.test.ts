@@ -56,6 +56,8 @@ t.test('malformed and schema-failing bodies: 400 naming the field', async (t) =>
 t.test('limits above the server maximum: 422 naming the field and bound', async (t) => {
   let e = await refused(t, { command: 'true', timeoutSeconds: 3601 }, 422, 'LIMIT_ABOVE_MAXIMUM');
   t.match(e.details, { field: 'timeoutSeconds', value: 3601, maximum: 3600 });
+  e = await refused(t, { command: 'true', timeoutSeconds: 10 ** 9 }, 422, 'LIMIT_ABOVE_MAXIMUM');
+  t.match(e.details, { field: 'timeoutSeconds', value: 10 ** 9, maximum: 3600 });
   e = await refused(t, { command: 'true', resources: { memoryMb: 8192 } }, 422, 'LIMIT_ABOVE_MAXIMUM');
   t.match(e.details, { field: 'resources.memoryMb', maximum: 4096 });
   e = await refused(t, { command: 'true', resources: { cpus: 3 } }, 422, 'LIMIT_ABOVE_MAXIMUM');
@@ -102,14 +104,19 @@ t.test('network allowlists are refused until egress is enforced', async (t) => {
 });
 
 t.test('unknown ids, routes and bad queries', async (t) => {
-  for (const path of ['/v1/tasks/tsk_nope', '/v1/tasks/../../etc', '/v1/tasks/tsk_nope/logs', '/v1/workspaces/ws_nope']) {
+  for (const path of ['/v1/tasks/tsk_nope', '/v1/tasks/../../etc', '/v1/tasks/tsk_nope/logs', '/v1/workspaces/ws_nope', '/v1/tasks/%zz']) {
     const r = await api(srv.url, 'GET', path);
     t.equal(r.status, 404, path);
     t.match(r.json.error.code, /^(TASK_NOT_FOUND|WORKSPACE_NOT_FOUND|NOT_FOUND)$/);
   }
   t.equal((await api(srv.url, 'POST', '/v1/tasks/tsk_nope/cancel')).json.error.code, 'TASK_NOT_FOUND');
   t.equal((await api(srv.url, 'GET', '/v1/nothing')).json.error.code, 'NOT_FOUND');
-  for (const q of ['limit=0', 'limit=5000', 'status=weird', 'cursor=%21%21', 'extra=1']) {
+  for (const q of ['limit=5000', 'limit=101']) {
+    const r = await api(srv.url, 'GET', `/v1/tasks?${q}`);
+    t.equal(r.status, 422, q);
+    t.match(r.json.error, { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'limit', maximum: 100 } });
+  }
+  for (const q of ['limit=0', 'limit=x', 'status=weird', 'cursor=%21%21', 'extra=1']) {
     const r = await api(srv.url, 'GET', `/v1/tasks?${q}`);
     t.equal(r.status, 400, q);
     t.equal(r.json.error.code, 'VALIDATION_FAILED');
