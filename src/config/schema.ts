@@ -110,6 +110,7 @@ export const configSchema = z
       .string()
       .min(1)
       .max(1024)
+      .regex(/^[^:,\0]+$/, 'must not contain ":" or "," (it becomes part of a bind-mount specification)')
       .default('.sandboxshift-data')
       .describe('Directory for the database, task logs, workspaces and the owned Podman socket (relative to the working directory)'),
     engine: z
