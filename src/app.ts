@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
+import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
@@ -34,10 +35,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON only (archives come with the workspaces issue): anything else is 415, not a string body.
   app.removeContentTypeParser('text/plain');
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
+  const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     taskRoutes(scope, deps.manager);
-    logRoutes(scope, deps.manager);
-    streamRoutes(scope, deps.manager, deps.config.output.subscriberBacklogBytes);
+    logRoutes(scope, deps.manager, streams);
+    streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);
     workspaceRoutes(scope, deps.workspaces, deps.config);
     healthRoutes(scope, deps.readiness, deps.openapi);
   });

@@ -24,6 +24,7 @@ export const ERRORS = {
   IMAGE_MISSING: { status: 422, message: 'The image is not present on the engine' },
   NETWORK_NOT_SUPPORTED: { status: 422, message: 'Network allowlists are not enabled on this server' },
   QUEUE_FULL: { status: 429, message: 'The task queue is full' },
+  TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
   INTERNAL: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -159,7 +159,7 @@ export const configSchema = z
         headBytes: int(1024, 1024 * MiB, 8 * MiB, 'Bytes of each stream kept from the start and sent live'),
         tailBytes: int(0, 256 * MiB, 8 * MiB, 'Bytes of each stream kept from the end once the head is full'),
         frameBytes: int(256, 1024 * 1024, 64 * 1024, 'Largest data payload of one output frame in bytes'),
-        subscriberBacklogBytes: int(64 * 1024, 1024 * MiB, 16 * MiB, 'Unsent log bytes after which a WebSocket subscriber is closed with 4008'),
+        subscriberBacklogBytes: int(64 * 1024, 1024 * MiB, 16 * MiB, 'Unsent log bytes past which a stalled WebSocket subscriber (nothing drained for 2 s) is closed with 4008'),
       })
       .prefault({})
       .describe('Output capture'),
@@ -179,6 +179,7 @@ export const configSchema = z
         envValueBytes: int(1, 128 * 1024, 32 * 1024, 'Largest environment value in bytes'),
         stdinBytes: int(0, 1024 * MiB, 64 * MiB, 'Most stdin bytes accepted per task'),
         listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
+        maxStreams: int(1, 100_000, 512, 'Live streams (WebSockets and followed logs) open at once, across all tasks'),
       })
       .prefault({})
       .describe('Request bounds'),

@@ -7,6 +7,7 @@ import { logsQuery } from '../tasks/schemas.js';
 import { LogCursor, readFrames } from '../streaming/follow.js';
 import { streamFile } from '../streaming/tasklog.js';
 import { parse } from './errors.js';
+import type { StreamLimiter } from './limiter.js';
 
 function abortOnClose(req: FastifyRequest): AbortSignal {
   const ac = new AbortController();
@@ -46,7 +47,7 @@ const CONTENT_TYPES: Record<Format, string> = {
   sse: 'text/event-stream',
 };
 
-export function logRoutes(app: FastifyInstance, manager: TaskManager): void {
+export function logRoutes(app: FastifyInstance, manager: TaskManager, limiter: StreamLimiter): void {
   app.get('/v1/tasks/:id/logs', async (req, reply) => {
     const { id } = req.params as { id: string };
     const q = parse(logsQuery, req.query, 'query');
@@ -61,6 +62,7 @@ export function logRoutes(app: FastifyInstance, manager: TaskManager): void {
     const lastEventId = Number.parseInt(String(req.headers['last-event-id'] ?? ''), 10);
     const after = format === 'sse' && Number.isSafeInteger(lastEventId) && lastEventId > 0 ? lastEventId : q.after;
     const follow = q.follow === 'true';
+    if (follow) limiter.acquire(req);
     const frames = readFrames(log, new LogCursor(log, after), follow, abortOnClose(req));
     reply.type(CONTENT_TYPES[format]);
     if (format === 'sse') reply.header('cache-control', 'no-cache');

@@ -151,7 +151,7 @@ export const WS_CLOSE_CODES: Record<string, string> = {
   '1000': 'The task finished: sent right after the exit frame',
   '1009': 'A client frame was larger than 2 MiB',
   '1011': 'The server failed while reading the task log',
-  '4008': "The subscriber's unsent backlog passed the server's bound (output.subscriberBacklogBytes): reconnect with ?after=<last seq received>",
+  '4008': "The subscriber stalled (its socket drained nothing for 2 s) with an unsent backlog past the server's bound (output.subscriberBacklogBytes): reconnect with ?after=<last seq received>",
 };
 
 /** Error responses for `codes`, grouped by their status from the ERRORS table. */
@@ -198,7 +198,7 @@ const STREAM_DESCRIPTION = [
   '',
   'Client → server: JSON text frames (`ClientFrame`): `{"type":"stdin","data":"..."}` and `{"type":"stdin","eof":true}` for tasks submitted with `"stdin": true`, and `{"type":"cancel"}`. A client frame the server refuses is answered by an out-of-band `ErrorFrame` (`{"type":"error","code","message","details"?}`, no `seq`, codes in `x-websocket.errorFrameCodes`); the socket stays open.',
   '',
-  'Close codes: 1000 task finished (after the exit frame); 4008 the subscriber fell too far behind (its unsent backlog passed the server\'s bound): reconnect with `?after=<last seq received>`; 1009 a client frame over 2 MiB; 1011 the server failed while reading the task log.',
+  'Close codes: 1000 task finished (after the exit frame); 4008 the subscriber stalled (nothing drained for 2 s) with its unsent backlog past the server\'s bound: reconnect with `?after=<last seq received>`; 1009 a client frame over 2 MiB; 1011 the server failed while reading the task log.',
 ].join('\n');
 
 const OPERATIONS: Operation[] = [
@@ -311,7 +311,7 @@ const OPERATIONS: Operation[] = [
         },
       },
     },
-    errors: ['VALIDATION_FAILED', 'TASK_NOT_FOUND', 'INTERNAL'],
+    errors: ['VALIDATION_FAILED', 'TASK_NOT_FOUND', 'TOO_MANY_STREAMS', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -327,7 +327,7 @@ const OPERATIONS: Operation[] = [
     responses: {
       '101': { description: 'Switching Protocols: the WebSocket carries the frames described above (see x-websocket)' },
     },
-    errors: ['VALIDATION_FAILED', 'TASK_NOT_FOUND', 'INTERNAL'],
+    errors: ['VALIDATION_FAILED', 'TASK_NOT_FOUND', 'TOO_MANY_STREAMS', 'INTERNAL'],
     extensions: {
       'x-websocket': {
         serverFrames: ref('StreamFrame'),

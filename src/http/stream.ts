@@ -5,19 +5,23 @@ import type { TaskManager } from '../tasks/manager.js';
 import { afterQuery, stdinFrame } from '../tasks/schemas.js';
 import { LogCursor, readFrames } from '../streaming/follow.js';
 import { parse, toAppError } from './errors.js';
+import type { StreamLimiter } from './limiter.js';
 
 /** Stop pulling frames from disk while this much is queued in the socket. */
-const HIGH_WATER = 1024 * 1024;
+const HIGH_WATER = 256 * 1024;
 export const CLOSE_BACKLOG = 4008;
+/** A subscriber whose socket drained nothing for this long counts as stalled. */
+const STALL_MS = 2000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * GET /v1/tasks/:id/stream. Every subscriber reads the task's log from disk with its own cursor:
- * a slow one falls behind without holding anyone back, and one whose unsent backlog passes the
- * configured bound is closed with 4008 so it can reconnect with ?after=.
+ * a slow one falls behind without holding anyone back (costing a file position, not memory), and
+ * a stalled one (nothing drained for STALL_MS) whose unsent backlog passes the configured bound is
+ * closed with 4008 so that it can reconnect with ?after=.
  */
-export function streamRoutes(app: FastifyInstance, manager: TaskManager, backlogLimit: number): void {
+export function streamRoutes(app: FastifyInstance, manager: TaskManager, limiter: StreamLimiter, backlogLimit: number): void {
   app.get(
     '/v1/tasks/:id/stream',
     {
@@ -26,6 +30,7 @@ export function streamRoutes(app: FastifyInstance, manager: TaskManager, backlog
       preValidation: async (req) => {
         parse(afterQuery, req.query, 'query');
         manager.get((req.params as { id: string }).id);
+        limiter.acquire(req);
       },
     },
     (socket: WebSocket, req) => {
@@ -60,10 +65,16 @@ export function streamRoutes(app: FastifyInstance, manager: TaskManager, backlog
       void (async () => {
         for await (const lines of readFrames(log, cursor, true, ac.signal)) {
           for (const line of lines) socket.send(line);
+          // Backpressure: read no further from disk while the socket has this much queued.
+          let buffered = socket.bufferedAmount;
+          let progressAt = Date.now();
           while (socket.bufferedAmount > HIGH_WATER && !ac.signal.aborted) {
-            if (cursor.backlog + socket.bufferedAmount > backlogLimit) {
+            if (socket.bufferedAmount < buffered) progressAt = Date.now();
+            buffered = socket.bufferedAmount;
+            const stalled = Date.now() - progressAt >= STALL_MS;
+            if (stalled && cursor.backlog + buffered > backlogLimit) {
               socket.close(CLOSE_BACKLOG, 'backlog too large; reconnect with ?after=');
-              setTimeout(() => socket.terminate(), 5000).unref();
+              setTimeout(() => socket.terminate(), 10_000).unref();
               return;
             }
             await sleep(20);

@@ -17,7 +17,7 @@ export class LogCursor {
   constructor(
     private readonly log: TaskLog,
     afterSeq: number,
-    chunkBytes = 256 * 1024,
+    chunkBytes = 64 * 1024,
   ) {
     this.fd = openSync(log.path, 'r');
     this.offset = log.offsetAfter(afterSeq);
