@@ -1,5 +1,6 @@
+import Docker from 'dockerode';
 import t from 'tap';
-import { submit, waitDone } from '../helpers/client.js';
+import { api, submit, waitDone } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer();
@@ -22,4 +23,26 @@ t.test('a SIGKILL the server did not send is failed with no reason (not oom)', a
 t.test('a command that is not found exits 127: failed', async (t) => {
   const { id } = await submit(srv.url, { command: 'definitely-not-a-command' });
   t.match(await waitDone(srv.url, id), { status: 'failed', reason: null, exitCode: 127 });
+});
+
+t.test('an image that vanished after submit: error with reason image_missing', async (t) => {
+  const docker = new Docker({ socketPath: srv.services.socketPath });
+  const tag = { repo: 'localhost/sandboxshift-test/vanishing', tag: String(process.pid) };
+  await docker.getImage('sandboxshift/runtime-python:3.11').tag(tag);
+  const name = `${tag.repo}:${tag.tag}`;
+  const s2 = await startTestServer({
+    queue: { concurrency: 1 },
+    images: {
+      languages: { python: { image: 'sandboxshift/runtime-python:3.11' }, vanishing: { image: name } },
+      multi: null,
+      default: 'python',
+      markers: {},
+    },
+  });
+  t.teardown(() => s2.close());
+  const blocker = await submit(s2.url, { command: 'sleep 30', timeoutSeconds: 60 });
+  const doomed = await submit(s2.url, { command: 'echo never', image: name });
+  await docker.getImage(name).remove();
+  await api(s2.url, 'POST', `/v1/tasks/${blocker.id}/cancel`);
+  t.match(await waitDone(s2.url, doomed.id), { status: 'error', reason: 'image_missing', exitCode: null });
 });
