@@ -192,8 +192,13 @@ start_podman_service() {
   fi
   rm -f "$sock"
   step "starting Podman API service (runc) on unix://$sock (log: $logfile)"
-  CONTAINERS_CONF="$SANDBOXSHIFT_ROOT/deploy/containers.conf" \
-    podman --runtime runc system service --time=0 "unix://$sock" </dev/null >"$logfile" 2>&1 &
+  # conmon (started by the service) writes an `oom` marker file into its working directory when
+  # a container is OOM-killed: run the service in the socket's directory, not the caller's.
+  (
+    cd "$(dirname "$sock")" &&
+      CONTAINERS_CONF="$SANDBOXSHIFT_ROOT/deploy/containers.conf" \
+        exec podman --runtime runc system service --time=0 "unix://$sock"
+  ) </dev/null >"$logfile" 2>&1 &
   pid=$!
   printf '%s\n' "$pid" >"$pidfile"
   for ((i = 0; i < 100; i++)); do

@@ -61,6 +61,9 @@ export class OwnedPodmanService {
     const args = ['--runtime', runtime, 'system', 'service', '--time=0', `unix://${socketPath}`];
     this.log.info({ podman: podmanBinary, args, containersConf }, 'starting owned Podman API service');
     const child = spawn(podmanBinary, args, {
+      // conmon writes an `oom` marker into its working directory when a container is OOM-killed:
+      // keep that out of the operator's current directory.
+      cwd: dirname(socketPath),
       env: { ...process.env, CONTAINERS_CONF: containersConf },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
