@@ -3,7 +3,8 @@ import type { WebSocket } from 'ws';
 import { AppError } from '../errors.js';
 import type { TaskManager } from '../tasks/manager.js';
 import { afterQuery, stdinFrame } from '../tasks/schemas.js';
-import { LogCursor, readFrames } from '../streaming/follow.js';
+import { LogCursor } from '../streaming/cursor.js';
+import { readFrames } from '../streaming/follow.js';
 import { parse, toAppError } from './errors.js';
 import type { StreamLimiter } from './limiter.js';
 

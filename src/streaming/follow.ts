@@ -1,4 +1,4 @@
-import { LogCursor } from './cursor.js';
+import type { LogCursor } from './cursor.js';
 import type { TaskLog } from './tasklog.js';
 
 /** Resolves on the log's next append, or when `signal` aborts. */
@@ -35,5 +35,3 @@ export async function* readFrames(log: TaskLog, cursor: LogCursor, follow: boole
     cursor.close();
   }
 }
-
-export { LogCursor };

@@ -9,6 +9,7 @@ import { decodeCursor, type Store } from '../store/sqlite.js';
 import { StreamCapture } from '../streaming/capture.js';
 import { TaskLog } from '../streaming/tasklog.js';
 import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
+import { resolveLimits } from './limits.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 import { TaskQueue } from './queue.js';
 import type { CreateTaskBody } from './schemas.js';
@@ -54,8 +55,7 @@ export class TaskManager {
   /** At start-up: tasks that were running when the server died are lost; queued ones run. */
   recover(): void {
     for (const t of this.store.tasksWithStatus(['running'])) {
-      const log = TaskLog.open(this.logDir(t.id));
-      this.finish({ task: t, log, sandbox: null, stoppedBy: null, stdinPending: [], stdinBytes: 0, stdinEof: true }, 'error', 'lost', null);
+      this.finish(this.newActive(t, TaskLog.open(this.logDir(t.id))), 'error', 'lost', null);
     }
     for (const t of this.store.tasksWithStatus(['queued'])) {
       this.active.set(t.id, this.newActive(t, TaskLog.open(this.logDir(t.id))));
@@ -97,33 +97,9 @@ export class TaskManager {
     return this.active.get(task.id)?.log ?? TaskLog.open(this.logDir(task.id));
   }
 
-  private checkLimits(body: CreateTaskBody) {
-    const { defaults, maxima, requests } = this.config;
-    const over = (field: string, value: number, maximum: number) => {
-      if (value > maximum) throw new AppError('LIMIT_ABOVE_MAXIMUM', { field, value, maximum });
-    };
-    if (Buffer.byteLength(body.command) > requests.commandBytes) {
-      throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'command', bytes: Buffer.byteLength(body.command), maximum: requests.commandBytes });
-    }
-    const envEntries = Object.entries(body.env);
-    over('env', envEntries.length, requests.envEntries);
-    for (const [k, v] of envEntries) over(`env.${k}`, Buffer.byteLength(v), requests.envValueBytes);
-    const resources = {
-      cpus: body.resources.cpus ?? defaults.cpus,
-      memoryMb: body.resources.memoryMb ?? defaults.memoryMb,
-      pids: body.resources.pids ?? defaults.pids,
-    };
-    over('resources.cpus', resources.cpus, maxima.cpus);
-    over('resources.memoryMb', resources.memoryMb, maxima.memoryMb);
-    over('resources.pids', resources.pids, maxima.pids);
-    const timeoutSeconds = body.timeoutSeconds ?? defaults.timeoutSeconds;
-    over('timeoutSeconds', timeoutSeconds, maxima.timeoutSeconds);
-    return { resources, timeoutSeconds };
-  }
-
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
     if (this.closing) throw new AppError('ENGINE_UNAVAILABLE', { reason: 'server is shutting down' });
-    const { resources, timeoutSeconds } = this.checkLimits(body);
+    const { resources, timeoutSeconds } = resolveLimits(body, this.config);
     if (body.network.allow.length > 0) {
       throw new AppError('NETWORK_NOT_SUPPORTED', { allow: body.network.allow, hint: 'tasks run with no network until egress lands' });
     }

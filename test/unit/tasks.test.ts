@@ -44,3 +44,17 @@ t.test('relative workspace paths', async (t) => {
   t.throws(() => checkRelativePath('a/b/c/d', limits), { code: 'WORKSPACE_PATH_TOO_DEEP', details: { limit: 3 } });
   t.throws(() => checkRelativePath('x'.repeat(21), limits), { code: 'WORKSPACE_PATH_INVALID', details: { rule: 'too_long', limit: 20 } });
 });
+
+t.test('limits: defaults fill in, maxima refuse with the field and bound', async (t) => {
+  const { resolveLimits } = await import('../../src/tasks/limits.js');
+  const { parseConfig } = await import('../../src/config/load.js');
+  const config = parseConfig({});
+  const body = { command: 'true', env: {}, resources: {}, image: 'auto', network: { allow: [] }, stdin: false };
+  t.same(resolveLimits(body, config), { resources: { cpus: 1, memoryMb: 512, pids: 256 }, timeoutSeconds: 300 });
+  t.same(resolveLimits({ ...body, resources: { cpus: 2, memoryMb: 4096 }, timeoutSeconds: 3600 }, config).resources, { cpus: 2, memoryMb: 4096, pids: 256 });
+  t.throws(() => resolveLimits({ ...body, resources: { cpus: 2.5 } }, config), { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'resources.cpus', value: 2.5, maximum: 2 } });
+  t.throws(() => resolveLimits({ ...body, command: 'x'.repeat(64 * 1024 + 1) }, config), { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'command', maximum: 64 * 1024 } });
+  const env = Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`V${i}`, '1']));
+  t.throws(() => resolveLimits({ ...body, env }, config), { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'env', value: 129, maximum: 128 } });
+  t.throws(() => resolveLimits({ ...body, env: { BIG: 'x'.repeat(32 * 1024 + 1) } }, config), { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'env.BIG' } });
+});
