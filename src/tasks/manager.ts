@@ -26,6 +26,8 @@ interface Active {
   stdinPending: Buffer[];
   stdinBytes: number;
   stdinEof: boolean;
+  /** Set while the container is being created: gives up on a start that hangs. */
+  abortStart?: (() => void) | undefined;
 }
 
 export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
@@ -176,7 +178,8 @@ export class TaskManager {
       return a.task;
     }
     a.stoppedBy ??= 'cancel';
-    void a.sandbox?.stop(this.config.sandbox.stopGraceSeconds);
+    if (a.sandbox) void a.sandbox.stop(this.config.sandbox.stopGraceSeconds);
+    else a.abortStart?.();
     return a.task;
   }
 
@@ -230,9 +233,17 @@ export class TaskManager {
       });
     const captures = { stdout: capture('stdout'), stderr: capture('stderr') };
 
+    const grace = this.config.sandbox.stopGraceSeconds;
+    // The timeout covers the container's creation too: an engine that hangs cannot hold a task.
+    const timer = setTimeout(() => {
+      a.stoppedBy ??= 'timeout';
+      if (a.sandbox) void a.sandbox.stop(grace);
+      else a.abortStart?.();
+    }, task.timeoutSeconds * 1000);
+    let abandoned = false;
     try {
       this.workspaces.ensureHome(task.workspaceId);
-      a.sandbox = await this.engine.start(
+      const starting = this.engine.start(
         {
           taskId: task.id,
           image: task.image.name,
@@ -243,15 +254,28 @@ export class TaskManager {
           ...task.resources,
           stdin: task.stdin,
         },
-        { onOutput: (stream, data) => captures[stream].push(data) },
+        // Output of a sandbox the runner already gave up on has nowhere to go.
+        { onOutput: (stream, data) => !log.finished && captures[stream].push(data) },
       );
+      // A sandbox that starts after the runner gave up on it is stopped at once.
+      starting.then((late) => abandoned && void late.stop(0), () => undefined);
+      const aborted = new Promise<never>((_, reject) => {
+        a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
+      });
+      a.sandbox = await Promise.race([starting, aborted]);
     } catch (err) {
+      abandoned = true;
+      clearTimeout(timer);
       const message = err instanceof Error ? err.message : String(err);
       this.log.error({ taskId: task.id, err: message }, 'sandbox did not start');
       log.append({ type: 'stderr', data: `sandboxshift: the sandbox could not start: ${message}\n` });
+      if (a.stoppedBy === 'cancel') return this.finish(a, 'cancelled', 'cancelled', null, started);
+      if (a.stoppedBy === 'timeout') return this.finish(a, 'timed_out', 'timeout', null, started);
+      if (this.closing) return this.finish(a, 'error', 'lost', null, started);
       const missing = err instanceof EngineError && !err.unavailable && !(await this.engine.imagePresent(task.image.name).catch(() => true));
-      this.finish(a, a.stoppedBy === 'cancel' ? 'cancelled' : 'error', a.stoppedBy === 'cancel' ? 'cancelled' : missing ? 'image_missing' : 'engine_error', null, started);
-      return;
+      return this.finish(a, 'error', missing ? 'image_missing' : 'engine_error', null, started);
+    } finally {
+      a.abortStart = undefined;
     }
     const sandbox = a.sandbox;
     this.log.info({ taskId: task.id, containerId: sandbox.containerId, image: task.image.name }, 'task started');
@@ -259,13 +283,8 @@ export class TaskManager {
     a.stdinPending = [];
     if (a.stdinEof) sandbox.endStdin();
     // A cancel or a shutdown that arrived while the container was being created.
-    if (a.stoppedBy) void sandbox.stop(this.config.sandbox.stopGraceSeconds);
+    if (a.stoppedBy) void sandbox.stop(grace);
     else if (this.closing) void sandbox.stop(0);
-
-    const timer = setTimeout(() => {
-      a.stoppedBy ??= 'timeout';
-      void sandbox.stop(this.config.sandbox.stopGraceSeconds);
-    }, task.timeoutSeconds * 1000);
     const exit = await sandbox.exit.finally(() => clearTimeout(timer));
 
     let truncated = false;
@@ -310,6 +329,7 @@ export class TaskManager {
     this.closing = true;
     for (const a of this.active.values()) {
       if (a.sandbox) void a.sandbox.stop(0);
+      else a.abortStart?.();
     }
     await Promise.allSettled([...this.finishing]);
     for (const a of this.active.values()) a.log.release();

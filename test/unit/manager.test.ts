@@ -1,0 +1,98 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import t from 'tap';
+import { parseConfig } from '../../src/config/load.js';
+import type { ContainerEngine, RunningSandbox, SandboxExit } from '../../src/runtime/engine.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { TaskManager } from '../../src/tasks/manager.js';
+import { createTaskBody } from '../../src/tasks/schemas.js';
+import { Workspaces } from '../../src/workspace/workspaces.js';
+
+/** An engine whose start() resolves only when the test says so (a hung or slow Podman). */
+class SlowEngine implements ContainerEngine {
+  release: (() => void) | null = null;
+  stops = 0;
+  async ping() {}
+  async imagePresent() {
+    return true;
+  }
+  async reapOrphans() {
+    return 0;
+  }
+  start(): Promise<RunningSandbox> {
+    return new Promise((resolve) => {
+      this.release = () => {
+        let exit!: (e: SandboxExit) => void;
+        const sandbox: RunningSandbox = {
+          containerId: 'fake',
+          exit: new Promise((r) => (exit = r)),
+          writeStdin: () => false,
+          endStdin: () => undefined,
+          stop: async () => {
+            this.stops++;
+            exit({ exitCode: 137, oomKilled: false });
+          },
+        };
+        resolve(sandbox);
+      };
+    });
+  }
+}
+
+function setup(t: Tap.Test) {
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-manager-'));
+  const config = parseConfig({ dataDir: dir });
+  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  const engine = new SlowEngine();
+  const manager = new TaskManager(config, engine, store, new Workspaces(join(dir, 'ws'), store, config.workspaces), join(dir, 'tasks'), pino({ level: 'silent' }));
+  t.teardown(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { manager, engine };
+}
+
+declare namespace Tap {
+  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
+}
+
+const until = async (cond: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+t.test('a start that hangs past the timeout ends timed_out; the late sandbox is stopped', async (t) => {
+  const { manager, engine } = setup(t);
+  const task = await manager.submit(createTaskBody.parse({ command: 'true', timeoutSeconds: 1 }));
+  await until(() => manager.get(task.id).status === 'timed_out');
+  t.match(manager.get(task.id), { status: 'timed_out', reason: 'timeout', exitCode: null });
+  engine.release!();
+  await until(() => engine.stops === 1);
+  t.equal(engine.stops, 1, 'the sandbox that started too late was stopped at once');
+});
+
+t.test('cancel while the container is being created', async (t) => {
+  const { manager, engine } = setup(t);
+  const task = await manager.submit(createTaskBody.parse({ command: 'true' }));
+  await until(() => manager.get(task.id).status === 'running');
+  manager.cancel(task.id);
+  await until(() => manager.get(task.id).status === 'cancelled');
+  t.match(manager.get(task.id), { status: 'cancelled', reason: 'cancelled', exitCode: null });
+  engine.release!();
+  await until(() => engine.stops === 1);
+});
+
+t.test('shutdown while the container is being created does not wait for the engine', async (t) => {
+  const { manager, engine } = setup(t);
+  const task = await manager.submit(createTaskBody.parse({ command: 'true' }));
+  await until(() => manager.get(task.id).status === 'running');
+  await manager.close();
+  t.match(manager.get(task.id), { status: 'error', reason: 'lost' });
+  engine.release!();
+  await until(() => engine.stops === 1);
+});
