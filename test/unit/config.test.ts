@@ -83,3 +83,17 @@ t.test('every field of the schema has a description', async (t) => {
   walk(configSchema.toJSONSchema({ io: 'input', unrepresentable: 'any' }) as Record<string, unknown>, '');
   t.same(missing.filter((m) => !/^images\.(languages|markers|multi)\./.test(m)), [], 'described fields');
 });
+
+t.test('the README example configuration is valid and matches the defaults it shows', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { parse } = await import('yaml');
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = /```yaml\n([\s\S]*?)```/.exec(readme);
+  t.ok(block, 'the README has a yaml example');
+  const example = parse(block![1]!) as Record<string, unknown>;
+  const parsed = parseConfig(example);
+  const defaults = parseConfig({});
+  for (const key of Object.keys(example)) {
+    t.same((parsed as Record<string, unknown>)[key], (defaults as Record<string, unknown>)[key], `README's ${key} shows the embedded defaults`);
+  }
+});

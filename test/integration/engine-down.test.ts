@@ -1,0 +1,48 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import t from 'tap';
+import { fromInstall } from '../../src/paths.js';
+import { OwnedPodmanService } from '../../src/runtime/service.js';
+import { api, submit, waitDone } from '../helpers/client.js';
+import { startTestServer } from '../helpers/server.js';
+
+// A Podman API service of this test's own, so that it can be stopped under a running server.
+const dir = mkdtempSync(join(tmpdir(), 'sbx-engine-'));
+const socketPath = join(dir, 'podman.sock');
+const service = () =>
+  new OwnedPodmanService(
+    { podmanBinary: 'podman', runtime: 'runc', socketPath, containersConf: fromInstall('deploy/containers.conf'), timeoutMs: 30_000 },
+    pino({ level: 'silent' }),
+  );
+let podman = service();
+await podman.start();
+const srv = await startTestServer({ engine: { socket: socketPath } });
+t.teardown(async () => {
+  await srv.close();
+  await podman.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+t.test('an unreachable engine: 503 ENGINE_UNAVAILABLE, /readyz 503, /healthz still 200; recovery', async (t) => {
+  const ok = await submit(srv.url, { command: 'echo up' });
+  t.equal((await waitDone(srv.url, ok.id)).status, 'succeeded');
+  t.equal((await api(srv.url, 'GET', '/readyz')).status, 200);
+
+  await podman.stop();
+  const refused = await api(srv.url, 'POST', '/v1/tasks', { command: 'echo down' });
+  t.equal(refused.status, 503);
+  t.equal(refused.json.error.code, 'ENGINE_UNAVAILABLE');
+  const ready = await api(srv.url, 'GET', '/readyz');
+  t.equal(ready.status, 503);
+  t.match(ready.json, { ready: false, engine: { reachable: false } });
+  t.equal((await api(srv.url, 'GET', '/healthz')).status, 200, 'the process itself is up');
+  t.equal((await api(srv.url, 'GET', '/v1/tasks?limit=5')).status, 200, 'records stay readable');
+
+  podman = service();
+  await podman.start();
+  const again = await submit(srv.url, { command: 'echo back' });
+  t.equal((await waitDone(srv.url, again.id)).status, 'succeeded', 'the server recovers when the engine is back');
+  t.equal((await api(srv.url, 'GET', `/v1/tasks/${again.id}/logs`)).text, 'back\n');
+});
