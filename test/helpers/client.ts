@@ -60,3 +60,12 @@ export function collectStream(wsBase: string, id: string, opts: { after?: number
     ws.on('error', reject);
   });
 }
+
+/** Runs a command as a task to its end; returns the record and the exact stdout/stderr text. */
+export async function runTask(base: string, command: string, extra: Record<string, unknown> = {}) {
+  const { id } = await submit(base, { command, ...extra });
+  const task = await waitDone(base, id);
+  const stdout = (await api(base, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text;
+  const stderr = (await api(base, 'GET', `/v1/tasks/${id}/logs?stream=stderr`)).text;
+  return { id, task, stdout, stderr };
+}

@@ -1,18 +1,11 @@
 import t from 'tap';
-import { api, submit, waitDone } from '../helpers/client.js';
+import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer();
 t.teardown(() => srv.close());
 
-/** Runs a command as a task and returns its record and stdout/stderr text. */
-async function run(command: string, extra: Record<string, unknown> = {}) {
-  const { id } = await submit(srv.url, { command, ...extra });
-  const task = await waitDone(srv.url, id);
-  const stdout = (await api(srv.url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text;
-  const stderr = (await api(srv.url, 'GET', `/v1/tasks/${id}/logs?stream=stderr`)).text;
-  return { task, stdout, stderr };
-}
+const run = (command: string, extra: Record<string, unknown> = {}) => runTask(srv.url, command, extra);
 
 t.test('runs as 65532 in /workspace with HOME in the workspace', async (t) => {
   const r = await run('id -u; id -g; pwd; echo "$HOME"; test -d "$HOME" && test -w "$HOME" && echo home-ok');

@@ -1,0 +1,25 @@
+// Attack: kill or signal the container's init (PID 1) to confuse the server's bookkeeping, or
+// signal processes outside the container. Defence: PID 1 is the init Podman injects; the task
+// may end its own container (a failure of its own making, reported as such), but has no way to
+// name a process outside its PID namespace.
+import t from 'tap';
+import { runTask } from '../helpers/client.js';
+import { taskContainers } from '../helpers/host.js';
+import { startTestServer } from '../helpers/server.js';
+
+const srv = await startTestServer();
+t.teardown(() => srv.close());
+
+t.test('killing PID 1 ends only this task, reported as its own failure', async (t) => {
+  const r = await runTask(srv.url, 'kill -9 1; kill -TERM 1; sleep 5; echo survived');
+  t.not(r.stdout, 'survived\n');
+  t.equal(r.task.status === 'failed' || r.task.status === 'succeeded', true, `the task ran and ended (${r.task.status})`);
+  t.not(r.task.status, 'error', 'the server did not lose track of it');
+  t.same(await taskContainers(srv.services.socketPath, r.id), []);
+});
+
+t.test('processes outside the container cannot be seen or signalled', async (t) => {
+  const r = await runTask(srv.url, 'ls /proc | grep -E "^[0-9]+$" | wc -l; kill -0 2>/dev/null 1 && echo init-visible; ps -e -o pid= 2>/dev/null | wc -l');
+  const [count] = r.stdout.trim().split('\n');
+  t.ok(Number(count) < 10, `only the task's own few processes are visible (${count})`);
+});
