@@ -16,7 +16,12 @@ export const workspaceRef = z.union([
 
 export const createTaskBody = z
   .strictObject({
-    command: z.string().min(1).max(131072).describe('Shell command run as `/bin/sh -c <command>`'),
+    command: z
+      .string()
+      .min(1)
+      .max(131072)
+      .refine((v) => !v.includes('\0'), 'must not contain NUL (it cannot be passed as an argument)')
+      .describe('Shell command run as `/bin/sh -c <command>`'),
     workspace: workspaceRef.optional().describe('Absent: an empty workspace'),
     image: z.string().min(1).max(255).default('auto').describe('"auto" (detect from markers) or an image from the configured table'),
     env: z

@@ -47,6 +47,8 @@ t.test('malformed and schema-failing bodies: 400 naming the field', async (t) =>
   t.match(e.details.issues, [{ path: 'resources.memoryMb' }]);
   await refused(t, { command: 'true', timeoutSeconds: 1.5 }, 400, 'VALIDATION_FAILED');
   await refused(t, { command: '' }, 400, 'VALIDATION_FAILED');
+  await refused(t, { command: 'echo a\u0000b' }, 400, 'VALIDATION_FAILED');
+  await refused(t, '{"command": "true", "env": {"__proto__": {"x": "1"}}}', 400, 'MALFORMED_JSON');
   await refused(t, { command: 'true', env: { 'BAD-NAME': 'x' } }, 400, 'VALIDATION_FAILED');
   await refused(t, { command: 'true', env: { HOME: '/root' } }, 400, 'VALIDATION_FAILED');
   await refused(t, { command: 'true', stdin: 'yes' }, 400, 'VALIDATION_FAILED');
