@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -57,6 +57,7 @@ export class OwnedPodmanService {
   async start(): Promise<void> {
     const { podmanBinary, runtime, socketPath, containersConf, timeoutMs } = this.opts;
     mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+    await this.endLeftover();
     rmSync(socketPath, { force: true });
     const args = ['--runtime', runtime, 'system', 'service', '--time=0', `unix://${socketPath}`];
     this.log.info({ podman: podmanBinary, args, containersConf }, 'starting owned Podman API service');
@@ -68,6 +69,7 @@ export class OwnedPodmanService {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
+    if (child.pid !== undefined) writeFileSync(this.pidFile, `${child.pid}\n`);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -86,9 +88,42 @@ export class OwnedPodmanService {
     this.log.info({ socketPath, pid: child.pid }, 'owned Podman API service is answering');
   }
 
+  private get pidFile(): string {
+    return `${this.opts.socketPath}.pid`;
+  }
+
+  /**
+   * A server killed without its shutdown leaves its service running. The PID it recorded is ended
+   * only if that process is still the service on this socket (a PID may have been reused).
+   */
+  private async endLeftover(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number.parseInt(readFileSync(this.pidFile, 'utf8'), 10);
+    } catch {
+      return;
+    }
+    const isOurs = () => {
+      try {
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return cmd.includes('service') && cmd.includes(`unix://${this.opts.socketPath}`);
+      } catch {
+        return false;
+      }
+    };
+    if (Number.isSafeInteger(pid) && pid > 1 && isOurs()) {
+      this.log.warn({ pid, socketPath: this.opts.socketPath }, 'ending the Podman API service a previous run left behind');
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 50 && isOurs(); i++) await new Promise((r) => setTimeout(r, 100));
+      if (isOurs()) process.kill(pid, 'SIGKILL');
+    }
+    rmSync(this.pidFile, { force: true });
+  }
+
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
+    rmSync(this.pidFile, { force: true });
     if (!child || child.exitCode !== null || child.pid === undefined) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     child.kill('SIGTERM');
