@@ -60,6 +60,7 @@ export const taskView = z
     durationMs: count.nullable().describe('Milliseconds from start to finish; null unless the task started and finished'),
     exitCode: z.int().nullable().describe("The container's exit code whenever the container ran (137 after a kill), else null"),
     reason: taskReason,
+    error: z.string().nullable().describe('What went wrong on the server side when the status is error (or the sandbox never started); null otherwise'),
     output: z
       .strictObject({
         stdoutBytes: count.describe('Bytes the command wrote to stdout (produced, not kept)'),

@@ -57,6 +57,7 @@ export class TaskManager {
   /** At start-up: tasks that were running when the server died are lost; queued ones run. */
   recover(): void {
     for (const t of this.store.tasksWithStatus(['running'])) {
+      t.error = 'the server stopped while the task was running';
       this.finish(this.newActive(t, TaskLog.open(this.logDir(t.id))), 'error', 'lost', null);
     }
     for (const t of this.store.tasksWithStatus(['queued'])) {
@@ -139,6 +140,7 @@ export class TaskManager {
       durationMs: null,
       exitCode: null,
       reason: null,
+      error: null,
       output: { stdoutBytes: 0, stderrBytes: 0, truncated: false },
       resources,
       timeoutSeconds,
@@ -240,10 +242,10 @@ export class TaskManager {
       if (a.sandbox) void a.sandbox.stop(grace);
       else a.abortStart?.();
     }, task.timeoutSeconds * 1000);
-    let abandoned = false;
+    let starting: Promise<RunningSandbox> | undefined;
     try {
       this.workspaces.ensureHome(task.workspaceId);
-      const starting = this.engine.start(
+      starting = this.engine.start(
         {
           taskId: task.id,
           image: task.image.name,
@@ -257,23 +259,29 @@ export class TaskManager {
         // Output of a sandbox the runner already gave up on has nowhere to go.
         { onOutput: (stream, data) => !log.finished && captures[stream].push(data) },
       );
-      // A sandbox that starts after the runner gave up on it is stopped at once.
-      starting.then((late) => abandoned && void late.stop(0), () => undefined);
       const aborted = new Promise<never>((_, reject) => {
         a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
       });
       a.sandbox = await Promise.race([starting, aborted]);
     } catch (err) {
-      abandoned = true;
       clearTimeout(timer);
       const message = err instanceof Error ? err.message : String(err);
       this.log.error({ taskId: task.id, err: message }, 'sandbox did not start');
-      log.append({ type: 'stderr', data: `sandboxshift: the sandbox could not start: ${message}\n` });
-      if (a.stoppedBy === 'cancel') return this.finish(a, 'cancelled', 'cancelled', null, started);
-      if (a.stoppedBy === 'timeout') return this.finish(a, 'timed_out', 'timeout', null, started);
-      if (this.closing) return this.finish(a, 'error', 'lost', null, started);
-      const missing = err instanceof EngineError && !err.unavailable && !(await this.engine.imagePresent(task.image.name).catch(() => true));
-      return this.finish(a, 'error', missing ? 'image_missing' : 'engine_error', null, started);
+      task.error = `the sandbox could not start: ${message}`;
+      if (a.stoppedBy === 'cancel') this.finish(a, 'cancelled', 'cancelled', null, started);
+      else if (a.stoppedBy === 'timeout') this.finish(a, 'timed_out', 'timeout', null, started);
+      else if (this.closing) this.finish(a, 'error', 'lost', null, started);
+      else {
+        const missing = err instanceof EngineError && !err.unavailable && !(await this.engine.imagePresent(task.image.name).catch(() => true));
+        this.finish(a, 'error', missing ? 'image_missing' : 'engine_error', null, started);
+      }
+      // A sandbox that starts after the runner gave up on it is stopped and removed; until then it
+      // keeps its run slot (and its workspace), since a container really is being created.
+      await starting?.then(
+        (late) => late.stop(0).then(() => late.exit),
+        () => undefined,
+      );
+      return;
     } finally {
       a.abortStart = undefined;
     }
@@ -302,10 +310,12 @@ export class TaskManager {
     task.output = { stdoutBytes: captures.stdout.produced, stderrBytes: captures.stderr.produced, truncated };
     if (this.closing && !a.stoppedBy) {
       // The server stopped it on the way down: not the task's own failure.
+      task.error = 'the server shut down while the task was running';
       this.finish(a, 'error', 'lost', exit.exitCode, started);
       return;
     }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
+    if (status === 'error') task.error = 'the engine reported no exit code for the container';
     this.finish(a, status, reason, exit.exitCode, started);
   }
 
@@ -325,13 +335,17 @@ export class TaskManager {
   }
 
   /** Stops admission; running tasks are stopped and recorded as lost, queued ones stay queued. */
-  async close(): Promise<void> {
+  async close(waitMs = 15_000): Promise<void> {
     this.closing = true;
     for (const a of this.active.values()) {
       if (a.sandbox) void a.sandbox.stop(0);
       else a.abortStart?.();
     }
-    await Promise.allSettled([...this.finishing]);
+    // Bounded: an engine that hangs must not hold the shutdown (the reaper cleans up next start).
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise((r) => (timer = setTimeout(r, waitMs)));
+    await Promise.race([Promise.allSettled([...this.finishing]), deadline]);
+    clearTimeout(timer);
     for (const a of this.active.values()) a.log.release();
   }
 

@@ -24,6 +24,8 @@ export interface TaskRecord {
   durationMs: number | null;
   exitCode: number | null;
   reason: TaskReason;
+  /** Server-side cause when the sandbox never started or was lost; never the task's own output. */
+  error: string | null;
   output: { stdoutBytes: number; stderrBytes: number; truncated: boolean };
   resources: { cpus: number; memoryMb: number; pids: number };
   timeoutSeconds: number;

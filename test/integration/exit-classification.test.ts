@@ -44,5 +44,8 @@ t.test('an image that vanished after submit: error with reason image_missing', a
   const doomed = await submit(s2.url, { command: 'echo never', image: name });
   await docker.getImage(name).remove();
   await api(s2.url, 'POST', `/v1/tasks/${blocker.id}/cancel`);
-  t.match(await waitDone(s2.url, doomed.id), { status: 'error', reason: 'image_missing', exitCode: null });
+  const failed = await waitDone(s2.url, doomed.id);
+  t.match(failed, { status: 'error', reason: 'image_missing', exitCode: null });
+  t.match(failed.error, /could not start/, 'the record says what went wrong');
+  t.equal((await api(s2.url, 'GET', `/v1/tasks/${doomed.id}/logs?stream=stderr`)).text, '', "the task's own streams stay its own");
 });

@@ -55,7 +55,7 @@ t.test('after a crash: running tasks read lost and their orphaned containers are
 
   const again = await startTestServer({ dataDir });
   t.teardown(() => again.close());
-  t.match(await waitDone(again.url, id), { status: 'error', reason: 'lost' });
+  t.match(await waitDone(again.url, id), { status: 'error', reason: 'lost', error: /server/ });
   t.same(await taskContainers(socketPath, 'tsk_orphan'), [], 'the orphan was reaped at start-up');
   const frames = (await collectStream(again.wsUrl, id)).frames;
   t.equal(frames.filter((f) => f.type === 'exit').length, 1, 'exactly one exit frame');

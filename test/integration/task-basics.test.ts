@@ -22,7 +22,7 @@ t.test('a task printing to both streams and exiting 3 reads failed, exitCode 3, 
   t.type(exit.durationMs, 'number');
 
   const task = await waitDone(srv.url, id);
-  t.match(task, { status: 'failed', exitCode: 3, reason: null, command: cmd, output: { stdoutBytes: 10, stderrBytes: 10, truncated: false } });
+  t.match(task, { status: 'failed', exitCode: 3, reason: null, error: null, command: cmd, output: { stdoutBytes: 10, stderrBytes: 10, truncated: false } });
   t.ok(task.startedAt && task.finishedAt && task.durationMs >= 0);
 
   const text = await api(srv.url, 'GET', `/v1/tasks/${id}/logs`);
