@@ -165,7 +165,8 @@ export class PodmanEngine implements ContainerEngine {
     } catch (err) {
       this.log.warn({ containerId: container.id, err: describe(err) }, 'inspect after exit failed');
     }
-    const oomKilled = oomFlag || (exitCode !== null && exitCode !== 0 && this.oom.wasOomKilled(container.id));
+    // The OOM killer sends SIGKILL: only an exit of 128+9 can be its doing (and needs the log read).
+    const oomKilled = oomFlag || (exitCode === 137 && this.oom.wasOomKilled(container.id));
     await this.remove(container.id);
     return { exitCode, oomKilled };
   }
