@@ -194,6 +194,15 @@ export const configSchema = z
       .describe('Workspace bounds'),
   })
   .superRefine((c, ctx) => {
+    // RLIMIT_NPROC counts every process of UID 65532 on the host, across all tasks: if the tasks
+    // running at once could together reach it, one task's fork bomb would starve the others.
+    if (c.queue.concurrency * c.maxima.pids >= c.sandbox.nproc) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sandbox', 'nproc'],
+        message: `must exceed queue.concurrency × maxima.pids (${c.queue.concurrency} × ${c.maxima.pids}) so that the pids cgroup, not RLIMIT_NPROC, bounds each task`,
+      });
+    }
     for (const k of ['cpus', 'memoryMb', 'pids', 'timeoutSeconds'] as const) {
       if (c.defaults[k] > c.maxima[k]) {
         ctx.addIssue({ code: 'custom', path: ['defaults', k], message: `default ${c.defaults[k]} is above maxima.${k} ${c.maxima[k]}` });

@@ -97,3 +97,9 @@ t.test('the README example configuration is valid and matches the defaults it sh
     t.same((parsed as Record<string, unknown>)[key], (defaults as Record<string, unknown>)[key], `README's ${key} shows the embedded defaults`);
   }
 });
+
+t.test('the per-UID process limit can never bind before the per-task pids limit', async (t) => {
+  const e = t.throws(() => parseConfig({ queue: { concurrency: 64 }, maxima: { pids: 1024 } })) as unknown as ConfigError;
+  t.match(e.problems.join('\n'), /sandbox\.nproc: must exceed queue\.concurrency × maxima\.pids \(64 × 1024\)/);
+  t.doesNotThrow(() => parseConfig({ queue: { concurrency: 16 }, maxima: { pids: 1024 } }));
+});
