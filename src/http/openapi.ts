@@ -167,8 +167,8 @@ export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json
     const list = byStatus.get(status)!;
     out[String(status)] = {
       description: list.map((c) => `${c}: ${ERRORS[c].message}`).join('. '),
-      ...(list.includes('QUEUE_FULL')
-        ? { headers: { 'Retry-After': { description: 'Seconds to wait before submitting again', schema: { type: 'integer', minimum: 1 } } } }
+      ...(list.includes('QUEUE_FULL') || list.includes('TOO_MANY_STREAMS')
+        ? { headers: { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer', minimum: 1 } } } }
         : {}),
       content: json(ref('Error')),
       'x-error-codes': list,
