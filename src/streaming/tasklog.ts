@@ -109,13 +109,9 @@ export class TaskLog extends EventEmitter {
     this.streamFds.clear();
   }
 
-  /** Releases file handles without writing an exit frame (server shutdown). */
+  /** Releases file handles without writing an exit frame (server shutdown); wakes followers. */
   release(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-    for (const fd of this.streamFds.values()) closeSync(fd);
-    this.streamFds.clear();
-    this.closed = true;
+    this.close();
     this.emit('append', null);
   }
 }

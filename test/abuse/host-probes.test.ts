@@ -3,21 +3,18 @@
 // host's root through /proc/1/root, raising resource limits. Defence: no capabilities, a
 // read-only root, masked /proc and /sys paths, no host mounts but the workspace, and hard
 // rlimits set by the server.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { runTask } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer();
 t.teardown(() => srv.close());
 
-const probe = async (t: Tap.Test, what: string, command: string, expect: RegExp) => {
+const probe = async (t: Test, what: string, command: string, expect: RegExp) => {
   const r = await runTask(srv.url, command);
   t.match(r.stdout, expect, what);
 };
 
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 t.test('door by door', async (t) => {
   await probe(t, 'no engine socket anywhere', 'ls /run/podman/podman.sock /var/run/docker.sock /run/docker.sock 2>/dev/null | wc -l', /^0\n$/);

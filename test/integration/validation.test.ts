@@ -1,5 +1,5 @@
 import { readdirSync } from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { api } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
@@ -21,7 +21,7 @@ t.teardown(() => srv.close());
 const taskCount = async () => (await api(srv.url, 'GET', '/v1/tasks?limit=100')).json.tasks.length;
 const workspaceCount = () => readdirSync(`${srv.dataDir}/workspaces`).length;
 
-async function refused(t: Tap.Test, body: unknown, status: number, code: string, headers: Record<string, string> = {}) {
+async function refused(t: Test, body: unknown, status: number, code: string, headers: Record<string, string> = {}) {
   const tasks = await taskCount();
   const workspaces = workspaceCount();
   const r = await api(srv.url, 'POST', '/v1/tasks', body, headers);
@@ -33,9 +33,6 @@ async function refused(t: Tap.Test, body: unknown, status: number, code: string,
   return r.json?.error;
 }
 
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 t.test('malformed and schema-failing bodies: 400 naming the field', async (t) => {
   await refused(t, '{"command": ', 400, 'MALFORMED_JSON');

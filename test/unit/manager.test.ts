@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parseConfig } from '../../src/config/load.js';
 import type { ContainerEngine, RunningSandbox, SandboxExit } from '../../src/runtime/engine.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
@@ -41,7 +41,7 @@ class SlowEngine implements ContainerEngine {
   }
 }
 
-function setup(t: Tap.Test) {
+function setup(t: Test) {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-manager-'));
   const config = parseConfig({ dataDir: dir });
   const store = new SqliteStore(join(dir, 'db.sqlite'));
@@ -54,9 +54,6 @@ function setup(t: Tap.Test) {
   return { manager, engine };
 }
 
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 const until = async (cond: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
