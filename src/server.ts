@@ -24,7 +24,14 @@ async function main(): Promise<void> {
   else log.warn({ report }, 'not ready yet: /readyz answers 503 until this is fixed');
 
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
-  await app.listen({ host: config.listen.host, port: config.listen.port });
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    // Leave nothing behind (the owned Podman service above all) when the port cannot be had.
+    await app.close();
+    await services.close();
+    throw err;
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {

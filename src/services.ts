@@ -37,12 +37,24 @@ export interface ServiceOptions {
  * API service when no socket is given), workspaces, task manager. Each step is logged.
  */
 export async function startServices(config: Readonly<Config>, log: Logger, opts: ServiceOptions = {}): Promise<Services> {
+  // What start-up has created so far, undone in reverse if a later step fails.
+  const undo: (() => unknown)[] = [];
+  try {
+    return await assemble(config, log, opts, undo);
+  } catch (err) {
+    for (const step of undo.reverse()) await step();
+    throw err;
+  }
+}
+
+async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOptions, undo: (() => unknown)[]): Promise<Services> {
   const env = opts.env ?? process.env;
   const dataDir = resolve(opts.cwd ?? process.cwd(), config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   log.info({ dataDir }, 'data directory ready');
 
   const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
+  undo.push(() => store.close());
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
 
@@ -60,6 +72,7 @@ export async function startServices(config: Readonly<Config>, log: Logger, opts:
       log,
     );
     await owned.start();
+    undo.push(() => owned?.stop());
   } else {
     log.info({ socket: choice.socketPath, source: choice.source }, 'using existing Podman API socket');
     await waitForSocket(choice.socketPath, config.engine.startTimeoutSeconds * 1000);
