@@ -71,16 +71,13 @@ export class Readiness {
       error = (err as Error).message;
     }
     const required = new Set(this.requiredImages());
+    // The configured table, plus required or probe images that are not in it.
+    const builds = new Map([...imageTable(this.config.images)].map(([name, { build }]) => [name, build]));
+    for (const name of [...required, this.probeImage()]) if (!builds.has(name)) builds.set(name, '');
     const images: ReadinessReport['images'] = [];
-    for (const [name, { build }] of imageTable(this.config.images)) {
+    for (const [name, build] of builds) {
       const present = reachable ? await this.engine.imagePresent(name).catch(() => false) : false;
       images.push({ name, present, required: required.has(name), build });
-    }
-    for (const name of required) {
-      if (!images.some((i) => i.name === name)) {
-        const present = reachable ? await this.engine.imagePresent(name).catch(() => false) : false;
-        images.push({ name, present, required: true, build: '' });
-      }
     }
     const probeImagePresent = images.some((i) => i.name === this.probeImage() && i.present);
     if (reachable && probeImagePresent && (force || !this.lastProbe || Date.now() - this.lastProbe.at > this.probeTtlMs)) {

@@ -24,8 +24,4 @@ export class StreamLimiter {
     // The TCP socket closes in every case: after the WebSocket ends, or when an upgrade fails.
     req.raw.socket.once('close', () => this.open--);
   }
-
-  get count(): number {
-    return this.open;
-  }
 }

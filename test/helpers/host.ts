@@ -1,5 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import Docker from 'dockerode';
+import { pino } from 'pino';
+import { fromInstall } from '../../src/paths.js';
+import { OwnedPodmanService } from '../../src/runtime/service.js';
 
 /** Host processes whose command line contains `needle` (the host sees container processes). */
 export function hostProcesses(needle: string): number[] {
@@ -24,3 +27,11 @@ export async function taskContainers(socketPath: string, taskId: string): Promis
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A Podman API service of the test's own (so that it can be stopped or abandoned at will). */
+export function ownedPodmanService(socketPath: string, podmanBinary = 'podman', timeoutMs = 30_000): OwnedPodmanService {
+  return new OwnedPodmanService(
+    { podmanBinary, runtime: 'runc', socketPath, containersConf: fromInstall('deploy/containers.conf'), timeoutMs },
+    pino({ level: 'silent' }),
+  );
+}

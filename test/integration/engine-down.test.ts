@@ -1,21 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import t from 'tap';
-import { fromInstall } from '../../src/paths.js';
-import { OwnedPodmanService } from '../../src/runtime/service.js';
 import { api, submit, waitDone } from '../helpers/client.js';
+import { ownedPodmanService } from '../helpers/host.js';
 import { startTestServer } from '../helpers/server.js';
 
 // A Podman API service of this test's own, so that it can be stopped under a running server.
 const dir = mkdtempSync(join(tmpdir(), 'sbx-engine-'));
 const socketPath = join(dir, 'podman.sock');
-const service = () =>
-  new OwnedPodmanService(
-    { podmanBinary: 'podman', runtime: 'runc', socketPath, containersConf: fromInstall('deploy/containers.conf'), timeoutMs: 30_000 },
-    pino({ level: 'silent' }),
-  );
+const service = () => ownedPodmanService(socketPath);
 let podman = service();
 await podman.start();
 const srv = await startTestServer({ engine: { socket: socketPath } });

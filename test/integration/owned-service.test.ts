@@ -1,19 +1,13 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import t from 'tap';
-import { fromInstall } from '../../src/paths.js';
-import { OwnedPodmanService } from '../../src/runtime/service.js';
+import { ownedPodmanService } from '../helpers/host.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sbx-owned-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const socketPath = join(dir, 'podman.sock');
-const service = () =>
-  new OwnedPodmanService(
-    { podmanBinary: 'podman', runtime: 'runc', socketPath, containersConf: fromInstall('deploy/containers.conf'), timeoutMs: 30_000 },
-    pino({ level: 'silent' }),
-  );
+const service = () => ownedPodmanService(socketPath);
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
 
 t.test('a service left behind by a killed server is ended by the next start; stop leaves nothing', async (t) => {
@@ -35,9 +29,6 @@ t.test('a service left behind by a killed server is ended by the next start; sto
 });
 
 t.test('a missing podman binary is named with what to install', async (t) => {
-  const broken = new OwnedPodmanService(
-    { podmanBinary: '/nonexistent/podman', runtime: 'runc', socketPath: join(dir, 'b.sock'), containersConf: fromInstall('deploy/containers.conf'), timeoutMs: 5000 },
-    pino({ level: 'silent' }),
-  );
+  const broken = ownedPodmanService(join(dir, 'b.sock'), '/nonexistent/podman', 5000);
   await t.rejects(broken.start(), /apt-get install podman runc/);
 });
