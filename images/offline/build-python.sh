@@ -41,7 +41,7 @@ for arg in "$@"; do
 done
 
 require_root "building $IMAGE (debootstrap, rootful podman)"
-ensure_apt_packages podman runc debootstrap
+ensure_apt_packages podman runc debootstrap gcc libc6-dev
 
 if [[ $FORCE -eq 0 ]] && pm image exists "$IMAGE"; then
   step "image $IMAGE already exists: skipping the build (use --force to rebuild)"
@@ -159,8 +159,15 @@ if [[ -d "$ROOTFS/usr/share/locale" ]]; then
   find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
 fi
 
+# The egress relay (images/relay): the in-sandbox end of the proxy path for allowlisted tasks.
+step "compiling the egress relay (images/relay/sbx-relay.c, static)"
+install -d -m 0755 "$ROOTFS/usr/local/bin"
+gcc -static -Os -s -Wall -o "$ROOTFS/usr/local/bin/sbx-relay" "$SANDBOXSHIFT_ROOT/images/relay/sbx-relay.c" ||
+  die "could not compile the egress relay (needs: apt-get install gcc libc6-dev)"
+chmod 0755 "$ROOTFS/usr/local/bin/sbx-relay"
+
 # What the contract and the runner need must still be there.
-for bin in /bin/sh /usr/bin/unshare /usr/bin/python3 /usr/bin/env; do
+for bin in /bin/sh /usr/bin/unshare /usr/bin/python3 /usr/bin/env /usr/local/bin/sbx-relay; do
   [[ -e "$ROOTFS$bin" ]] || die "$bin missing from the image root"
 done
 chroot "$ROOTFS" /bin/sh -c 'python3 -m pip --version >/dev/null && python3 -c "import venv"' ||
@@ -196,6 +203,7 @@ tar --numeric-owner -C "$ROOTFS" -cf - . |
     --change "LABEL io.sandboxshift.build=offline" \
     --change "LABEL io.sandboxshift.base=\"debian:$SUITE (debootstrap $VARIANT)\"" \
     --change "LABEL io.sandboxshift.python.version=$PY_VERSION" \
+    --change "LABEL io.sandboxshift.relay=/usr/local/bin/sbx-relay" \
     - "$TMP_TAG" >/dev/null ||
   die "podman import failed (needs: apt-get install podman runc)"
 
