@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCidr } from '../egress/addresses.js';
 
 const MiB = 1024 * 1024;
 
@@ -192,6 +193,24 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Workspace bounds'),
+    egress: z
+      .strictObject({
+        testHosts: z
+          .record(
+            z.string().min(1).max(253).regex(/^[a-z0-9.-]+$/, 'must be a lower-case host name'),
+            z.array(z.ipv4().or(z.ipv6())).min(1).max(16),
+          )
+          .default({})
+          .refine((r) => Object.keys(r).length <= 1000, 'at most 1000 entries')
+          .describe('Test-only resolver table: host name → addresses, consulted before DNS (for tests that serve on loopback)'),
+        allowPrivateRanges: z
+          .array(z.string().max(64).refine((v) => parseCidr(v) !== null, 'must be an address or CIDR range'))
+          .max(64)
+          .default([])
+          .describe('Address ranges (CIDR) exempt from the refusal of loopback/private/link-local/metadata destinations; for tests only'),
+      })
+      .prefault({})
+      .describe('Egress: name resolution and destination policy shared by the egress proxy and git intake'),
   })
   .superRefine((c, ctx) => {
     // RLIMIT_NPROC counts every process of UID 65532 on the host, across all tasks: if the tasks
