@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chown, chmod, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import type { Store, WorkspaceRecord } from '../store/sqlite.js';
@@ -113,6 +114,45 @@ export class Workspaces {
     }
   }
 
+  /**
+   * Creates a workspace whose content `populate` writes into `dir`: an empty directory, owned by
+   * root, on the filesystem the workspace will live on (so a populate step may rename within it).
+   * `populate` must write only inside `dir` and never follow links it finds there. Afterwards every
+   * entry is given to the sandbox user, setuid/setgid/sticky bits are stripped, files and bytes are
+   * counted (links are not followed), and the markers are detected from the root entries.
+   * If anything fails, nothing is left behind: no directory, no record.
+   */
+  async createWith(
+    populate: (dir: string) => Promise<void>,
+    detectMarkers: (rootFiles: string[]) => string[],
+  ): Promise<WorkspaceRecord> {
+    const id = newWorkspaceId();
+    const dir = this.dir(id);
+    await mkdir(dir, { mode: 0o755 });
+    try {
+      await populate(dir);
+      const { files, bytes } = await normaliseTree(dir);
+      try {
+        lstatSync(join(dir, HOME_DIR));
+      } catch {
+        this.prepareHome(dir);
+      }
+      await chown(dir, SANDBOX_UID, SANDBOX_UID);
+      const record: WorkspaceRecord = {
+        id,
+        createdAt: new Date().toISOString(),
+        files,
+        bytes,
+        markers: detectMarkers(this.rootEntries(id)),
+      };
+      this.store.insertWorkspace(record);
+      return record;
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
   /** Recreates `.home` if a task removed it. mkdir never follows a link planted there. */
   ensureHome(id: string): void {
     const home = join(this.dir(id), HOME_DIR);
@@ -128,4 +168,33 @@ export class Workspaces {
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, SANDBOX_UID, SANDBOX_UID);
   }
+}
+
+/**
+ * Gives every entry under `dir` to the sandbox user and strips setuid, setgid and sticky bits;
+ * counts regular files and their bytes. Uses lstat and lchown-free calls on non-links only, so a
+ * link is never followed (links themselves keep root ownership, which does not matter for them).
+ */
+async function normaliseTree(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isSymbolicLink()) continue;
+      const st = await lstat(p);
+      if (st.isDirectory()) {
+        await walk(p);
+      } else if (st.isFile()) {
+        files += 1;
+        bytes += st.size;
+      } else {
+        throw new AppError('WORKSPACE_PATH_INVALID', { path: p.slice(dir.length + 1), rule: 'special_file' });
+      }
+      await chmod(p, st.mode & 0o777);
+      await chown(p, SANDBOX_UID, SANDBOX_UID);
+    }
+  };
+  await walk(dir);
+  return { files, bytes };
 }
