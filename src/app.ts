@@ -40,7 +40,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     taskRoutes(scope, deps.manager);
     logRoutes(scope, deps.manager, streams);
     streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);
-    workspaceRoutes(scope, deps.workspaces, deps.config);
+    workspaceRoutes(scope, deps.workspaces, deps.config, (id) => deps.manager.workspaceBusy(id));
     healthRoutes(scope, deps.readiness, deps.openapi);
   });
   return app;

@@ -27,6 +27,14 @@ export const ERRORS = {
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
   INTERNAL: { status: 500, message: 'Internal server error' },
+  // Workspace storage, read-back, lifecycle and sandboxshift.yaml (issue 3, part B).
+  WORKSPACE_BUSY: { status: 409, message: 'A task is queued or running on the workspace, or the server is reading it' },
+  WORKSPACE_QUOTA_EXCEEDED: { status: 413, message: 'The workspace content exceeds the workspace disk quota' },
+  WORKSPACE_FILE_NOT_FOUND: { status: 404, message: 'No such file in the workspace' },
+  WORKSPACE_FILE_IS_LINK: { status: 422, message: 'The path is, or passes through, a symbolic link; links are never followed' },
+  WORKSPACE_FILE_NOT_REGULAR: { status: 422, message: 'The path is not a regular file' },
+  PROJECT_FILE_INVALID: { status: 422, message: 'The workspace sandboxshift.yaml is not valid' },
+  PROJECT_FILE_TOO_LARGE: { status: 413, message: 'The workspace sandboxshift.yaml is larger than allowed' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -11,6 +11,7 @@ import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
 export interface Services {
@@ -96,8 +97,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   log.info({ reaped }, 'orphaned containers of this server removed');
 
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
+  // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted.
+  log.info(await workspaces.start(), 'workspace storage ready');
+  undo.push(() => workspaces.close());
   const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log);
   manager.recover();
+  const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
+  sweeper.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
 
   return {
@@ -110,7 +116,10 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     manager,
     readiness,
     async close() {
+      sweeper.stop();
       await manager.close();
+      await sweeper.idle();
+      await workspaces.close();
       store.close();
       await owned?.stop();
     },

@@ -190,6 +190,11 @@ export const configSchema = z
         maxBytes: int(0, 1024 * MiB, 64 * MiB, 'Most bytes in an inline workspace'),
         maxDepth: int(1, 256, 64, 'Deepest path nesting'),
         maxPathBytes: int(1, 4096, 4096, 'Longest relative path in bytes'),
+        // Storage, quota, lifecycle and the per-workspace sandboxshift.yaml (issue 3, part B).
+        quotaMb: int(8, 1024 * 1024, 1024, 'Disk quota of each workspace in MiB: every workspace is its own sparse ext4 image of this size, so a task writing past it gets ENOSPC'),
+        ttlSeconds: int(1, 10 * 365 * 86400, 7 * 86400, 'Seconds after its last use (task or read-back) that an idle workspace is removed'),
+        sweepIntervalSeconds: int(1, 86400, 300, 'How often expired workspaces are looked for'),
+        projectFileBytes: int(64, 1024 * 1024, 64 * 1024, 'Largest sandboxshift.yaml read from a workspace root'),
       })
       .prefault({})
       .describe('Workspace bounds'),

@@ -178,7 +178,7 @@ export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json
 }
 
 interface Operation {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'delete';
   path: string;
   operationId: string;
   tags: string[];
@@ -222,6 +222,9 @@ const OPERATIONS: Operation[] = [
       'IMAGE_AMBIGUOUS',
       'IMAGE_MISSING',
       'NETWORK_NOT_SUPPORTED',
+      'PROJECT_FILE_INVALID',
+      'PROJECT_FILE_TOO_LARGE',
+      'WORKSPACE_QUOTA_EXCEEDED',
       'QUEUE_FULL',
       'ENGINE_UNAVAILABLE',
       'INTERNAL',
@@ -346,7 +349,7 @@ const OPERATIONS: Operation[] = [
     summary: 'Create a workspace from inline files',
     requestBody: { required: true, content: json(ref('CreateWorkspaceRequest')) },
     responses: { '201': { description: 'Created', content: json(ref('Workspace')) } },
-    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, 'INTERNAL'],
+    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, 'WORKSPACE_QUOTA_EXCEEDED', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -357,6 +360,68 @@ const OPERATIONS: Operation[] = [
     parameters: [idParam('workspace')],
     responses: { '200': { description: 'The workspace', content: json(ref('Workspace')) } },
     errors: ['WORKSPACE_NOT_FOUND', 'INTERNAL'],
+  },
+  // Issue 3 part B: lifecycle and read-back.
+  {
+    method: 'delete',
+    path: '/v1/workspaces/{id}',
+    operationId: 'deleteWorkspace',
+    tags: ['workspaces'],
+    summary: 'Delete a workspace',
+    description:
+      'Removes the workspace, its filesystem image and its mount. Refused with 409 WORKSPACE_BUSY while a task is queued or running on it (or the server is reading it); afterwards the id answers 404. Idle workspaces are also removed automatically `workspaces.ttlSeconds` after their last use.',
+    parameters: [idParam('workspace')],
+    responses: { '204': { description: 'Deleted' } },
+    errors: ['WORKSPACE_NOT_FOUND', 'WORKSPACE_BUSY', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/workspaces/{id}/archive',
+    operationId: 'getWorkspaceArchive',
+    tags: ['workspaces'],
+    summary: 'The current content as a tar.gz (streamed)',
+    description: [
+      'Directories, regular files and symbolic links. Links come back as link entries and are never followed; FIFOs, sockets and devices are left out. Ownership reads 65532; setuid/setgid/sticky bits are not carried.',
+      'The server reads through a read-only view of the workspace on which the kernel follows no symbolic link, so a link a task planted, or swapped in for a directory during the read, yields nothing from outside the workspace (such entries are skipped).',
+      'Allowed while a task runs on the workspace: the archive then reflects the content as the walk finds it, file by file (each file is sent with the size it had when opened).',
+    ].join('\n\n'),
+    parameters: [idParam('workspace')],
+    responses: {
+      '200': {
+        description: 'A gzip-compressed tar archive',
+        content: { 'application/gzip': { schema: { type: 'string', contentMediaType: 'application/gzip' } } },
+      },
+    },
+    errors: ['WORKSPACE_NOT_FOUND', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/workspaces/{id}/files/{path}',
+    operationId: 'getWorkspaceFile',
+    tags: ['workspaces'],
+    summary: "One file's bytes",
+    description:
+      'The path is relative to the workspace root (its segments percent-encoded as needed). Only regular files are served: a path that is, or passes through, a symbolic link is 422 WORKSPACE_FILE_IS_LINK; a directory, FIFO, socket or device is 422 WORKSPACE_FILE_NOT_REGULAR (directories are not listed: use the archive); `..`, absolute or malformed paths are refused like inline file paths. Allowed while a task runs on the workspace.',
+    parameters: [
+      idParam('workspace'),
+      { name: 'path', in: 'path', required: true, description: 'Relative path of a regular file in the workspace (may contain `/`)', schema: { type: 'string' } },
+    ],
+    responses: {
+      '200': {
+        description: 'The file content, with Content-Length',
+        content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+      },
+    },
+    errors: [
+      'WORKSPACE_NOT_FOUND',
+      'WORKSPACE_FILE_NOT_FOUND',
+      'WORKSPACE_FILE_IS_LINK',
+      'WORKSPACE_FILE_NOT_REGULAR',
+      'WORKSPACE_PATH_INVALID',
+      'WORKSPACE_PATH_ESCAPE',
+      'WORKSPACE_PATH_TOO_DEEP',
+      'INTERNAL',
+    ],
   },
   {
     method: 'get',

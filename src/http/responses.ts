@@ -32,10 +32,10 @@ export const terminalStatus = z
   .describe('A final task status');
 
 export const taskReason = z
-  .enum(['timeout', 'oom', 'cancelled', 'engine_error', 'image_missing', 'lost'])
+  .enum(['timeout', 'oom', 'disk_quota', 'cancelled', 'engine_error', 'image_missing', 'lost'])
   .nullable()
   .describe(
-    'Why the task ended as it did: `oom` (failed: memory limit), `timeout` (timed_out), `cancelled` (cancelled), `engine_error`, `image_missing` or `lost` (error); null otherwise',
+    'Why the task ended as it did: `oom` (failed: memory limit), `disk_quota` (failed: it filled its workspace quota), `timeout` (timed_out), `cancelled` (cancelled), `engine_error`, `image_missing` or `lost` (error); null otherwise',
   );
 
 export const imageChoice = z
@@ -51,6 +51,8 @@ export const taskView = z
     id: taskId,
     status: taskStatus,
     command: z.string().describe('The command, run as `/bin/sh -c <command>`'),
+    setup: z.string().nullable().describe("sandbox.setup from the workspace's sandboxshift.yaml; the task runs `setup && command` (null: none)"),
+    fromProjectFile: z.array(z.string()).describe("Keys of the workspace's sandboxshift.yaml whose values the task took because the request did not set them"),
     image: imageChoice,
     workspaceId,
     workspaceReadonly: z.boolean().describe('The workspace is mounted read-only'),
@@ -119,8 +121,8 @@ export const taskList = z
 export const workspaceViewSchema = z
   .strictObject({
     id: workspaceId,
-    files: count.describe('Number of files'),
-    bytes: count.describe('Total bytes of file content'),
+    files: count.describe('Number of regular files (at creation, then after each task)'),
+    bytes: count.describe('Total bytes of regular file content (at creation, then after each task)'),
     image: z
       .strictObject({
         name: z.string().nullable().describe('The image `"auto"` would choose; null when the markers need an explicit image'),
@@ -128,6 +130,14 @@ export const workspaceViewSchema = z
       })
       .describe('Image detection for this workspace'),
     createdAt: isoTime,
+    lastUsedAt: isoTime.describe('Last task, intake or read-back on the workspace'),
+    expiresAt: isoTime.describe('When the TTL sweep may remove it if it stays unused (lastUsedAt + workspaces.ttlSeconds)'),
+    usage: z
+      .strictObject({
+        usedBytes: count.describe("Bytes in use on the workspace's own filesystem (statfs), refreshed after each task"),
+        quotaBytes: count.describe('The disk quota: a task writing past it gets ENOSPC and ends failed with reason disk_quota'),
+      })
+      .describe('Disk usage'),
   })
   .describe('A workspace');
 

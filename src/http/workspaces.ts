@@ -1,8 +1,9 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config/schema.js';
 import { detectImage } from '../detection/detect.js';
 import type { WorkspaceRecord } from '../store/sqlite.js';
 import { createWorkspaceBody } from '../tasks/schemas.js';
+import { openViewFile, packView } from '../workspace/readback.js';
 import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
 import { parse } from './errors.js';
 
@@ -14,17 +15,71 @@ export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
     bytes: w.bytes,
     image: { name: detection.name, markers: detection.markers },
     createdAt: w.createdAt,
+    lastUsedAt: w.lastUsedAt,
+    expiresAt: new Date(Date.parse(w.lastUsedAt) + config.workspaces.ttlSeconds * 1000).toISOString(),
+    usage: { usedBytes: w.usedBytes, quotaBytes: w.quotaBytes },
   };
 }
 
-export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, config: Readonly<Config>): void {
+const idOf = (params: unknown) => (params as { id: string }).id;
+
+/**
+ * Workspace routes: create (inline files), get, delete, and read-back (archive, one file).
+ * `busy` says whether a task is queued or running on a workspace (the task manager knows).
+ * Read-back is allowed while a task runs on the workspace: it reads through a read-only,
+ * nosymfollow view, so it sees the content as it is at that moment and never follows a link.
+ */
+export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, config: Readonly<Config>, busy: (id: string) => boolean): void {
   app.post('/v1/workspaces', async (req, reply) => {
     const { files } = parse(createWorkspaceBody, req.body, 'body');
     const { rootEntries } = checkInlineFiles(files, config.workspaces);
     const markers = detectImage(rootEntries, config.images).markers;
-    const w = workspaces.createFromFiles(files, markers);
+    const w = await workspaces.createFromFiles(files, markers);
     return reply.status(201).send(workspaceView(w, config));
   });
 
-  app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get((req.params as { id: string }).id), config));
+  app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get(idOf(req.params)), config));
+
+  app.delete('/v1/workspaces/:id', async (req, reply) => {
+    await workspaces.delete(idOf(req.params), busy);
+    return reply.status(204).send();
+  });
+
+  app.get('/v1/workspaces/:id/archive', async (req, reply) => {
+    const w = workspaces.get(idOf(req.params));
+    const view = await workspaces.storage.openView(w.id);
+    workspaces.touch(w.id);
+    const stream = packView(view.dir, (r) => {
+      if (r.error) req.log.error({ workspaceId: w.id, err: r.error }, 'workspace archive failed');
+      else req.log.info({ workspaceId: w.id, entries: r.entries, skipped: r.skipped }, 'workspace archive sent');
+      void view.close();
+    });
+    reply.raw.once('close', () => stream.destroy());
+    return sendStream(reply, stream, 'application/gzip', `${w.id}.tar.gz`);
+  });
+
+  app.get('/v1/workspaces/:id/files/*', async (req, reply) => {
+    const w = workspaces.get(idOf(req.params));
+    const path = (req.params as { '*': string })['*'];
+    const view = await workspaces.storage.openView(w.id);
+    let file;
+    try {
+      file = await openViewFile(view.dir, path, config.workspaces);
+    } catch (err) {
+      await view.close();
+      throw err;
+    }
+    workspaces.touch(w.id);
+    // The view stays mounted until the descriptor is closed (the stream ended or was cut off).
+    file.stream.once('close', () => void view.close());
+    reply.raw.once('close', () => file.stream.destroy());
+    reply.header('content-length', String(file.size));
+    return sendStream(reply, file.stream, 'application/octet-stream');
+  });
+}
+
+function sendStream(reply: FastifyReply, stream: NodeJS.ReadableStream, type: string, filename?: string) {
+  reply.header('content-type', type);
+  if (filename) reply.header('content-disposition', `attachment; filename="${filename}"`);
+  return reply.send(stream);
 }

@@ -7,6 +7,12 @@ export interface WorkspaceRecord {
   files: number;
   bytes: number;
   markers: string[];
+  /** Last task, intake or read-back on it; the TTL sweep counts from here. */
+  lastUsedAt: string;
+  /** Bytes in use on the workspace's own filesystem (statfs), refreshed after each task. */
+  usedBytes: number;
+  /** Size of the workspace's filesystem: the hard cap on what tasks may write. */
+  quotaBytes: number;
 }
 
 export interface TaskPage {
@@ -23,6 +29,9 @@ export interface Store {
   tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
   insertWorkspace(w: WorkspaceRecord): void;
   getWorkspace(id: string): WorkspaceRecord | null;
+  updateWorkspace(w: WorkspaceRecord): void;
+  deleteWorkspace(id: string): void;
+  listWorkspaces(): WorkspaceRecord[];
   meta(key: string, init: () => string): string;
   close(): void;
 }
@@ -33,6 +42,11 @@ export const encodeCursor = (rowid: number) => Buffer.from(`r${rowid}`).toString
 export function decodeCursor(cursor: string): number | null {
   const m = /^r(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
   return m ? Number(m[1]) : null;
+}
+
+/** Records written before storage accounting existed lack its fields. */
+function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
+  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0 };
 }
 
 export class SqliteStore implements Store {
@@ -102,7 +116,20 @@ export class SqliteStore implements Store {
 
   getWorkspace(id: string): WorkspaceRecord | null {
     const row = this.db.prepare('SELECT data FROM workspaces WHERE id = ?').get(id) as { data: string } | undefined;
-    return row ? (JSON.parse(row.data) as WorkspaceRecord) : null;
+    return row ? withWorkspaceDefaults(JSON.parse(row.data) as WorkspaceRecord) : null;
+  }
+
+  updateWorkspace(w: WorkspaceRecord): void {
+    this.db.prepare('UPDATE workspaces SET data = ? WHERE id = ?').run(JSON.stringify(w), w.id);
+  }
+
+  deleteWorkspace(id: string): void {
+    this.db.prepare('DELETE FROM workspaces WHERE id = ?').run(id);
+  }
+
+  listWorkspaces(): WorkspaceRecord[] {
+    const rows = this.db.prepare('SELECT data FROM workspaces').all() as { data: string }[];
+    return rows.map((r) => withWorkspaceDefaults(JSON.parse(r.data) as WorkspaceRecord));
   }
 
   meta(key: string, init: () => string): string {

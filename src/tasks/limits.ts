@@ -1,30 +1,62 @@
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
+import { composeCommand, FILE_KEYS, type ProjectDefaults } from '../workspace/projectfile.js';
+import { PROJECT_FILE } from '../workspace/workspaces.js';
 import type { CreateTaskBody } from './schemas.js';
 
 /**
- * A task's limits: the request's values, else the server defaults, each checked against its
- * server maximum. Never lowered silently: a value above a maximum is LIMIT_ABOVE_MAXIMUM naming
- * the field and the bound.
+ * A task's limits: the request's values, else the workspace's sandboxshift.yaml, else the server
+ * defaults, each checked against its server maximum. Never lowered silently: a value above a
+ * maximum is LIMIT_ABOVE_MAXIMUM naming the field (or the file key) and the bound.
  */
-export function resolveLimits(body: CreateTaskBody, config: Pick<Config, 'defaults' | 'maxima' | 'requests'>) {
+export function resolveLimits(
+  body: CreateTaskBody,
+  config: Pick<Config, 'defaults' | 'maxima' | 'requests'>,
+  project: ProjectDefaults = {},
+) {
   const { defaults, maxima, requests } = config;
-  const atMost = (field: string, value: number, maximum: number) => {
-    if (value > maximum) throw new AppError('LIMIT_ABOVE_MAXIMUM', { field, value, maximum });
+  const fromFile: string[] = [];
+  const atMost = (field: string, value: number, maximum: number, fileKey?: keyof ProjectDefaults) => {
+    if (value > maximum) {
+      throw new AppError(
+        'LIMIT_ABOVE_MAXIMUM',
+        fileKey ? { field: FILE_KEYS[fileKey], source: PROJECT_FILE, value, maximum } : { field, value, maximum },
+        fileKey ? `${PROJECT_FILE}: ${FILE_KEYS[fileKey]} (${value}) is above the server maximum ${maximum}` : undefined,
+      );
+    }
   };
+  /** The request's value, else the file's (noted), else the default. */
+  const pick = <T>(req: T | undefined, key: keyof ProjectDefaults, def: T): [T, keyof ProjectDefaults | undefined] => {
+    if (req !== undefined) return [req, undefined];
+    const v = project[key] as T | undefined;
+    if (v !== undefined) {
+      fromFile.push(FILE_KEYS[key]);
+      return [v, key];
+    }
+    return [def, undefined];
+  };
+
+  const setup = project.setup ?? null;
+  if (setup !== null) fromFile.push(FILE_KEYS.setup);
   atMost('command', Buffer.byteLength(body.command), requests.commandBytes);
-  const envEntries = Object.entries(body.env);
+  const command = composeCommand(setup, body.command);
+  atMost('command', Buffer.byteLength(command), requests.commandBytes, setup !== null ? 'setup' : undefined);
+
+  // The file's env supplies defaults; the request's entries replace them key by key.
+  const fileEnv = project.env ?? {};
+  if (Object.keys(fileEnv).length > 0) fromFile.push(FILE_KEYS.env);
+  const env = { ...fileEnv, ...body.env };
+  const envEntries = Object.entries(env);
   atMost('env', envEntries.length, requests.envEntries);
-  for (const [k, v] of envEntries) atMost(`env.${k}`, Buffer.byteLength(v), requests.envValueBytes);
-  const resources = {
-    cpus: body.resources.cpus ?? defaults.cpus,
-    memoryMb: body.resources.memoryMb ?? defaults.memoryMb,
-    pids: body.resources.pids ?? defaults.pids,
-  };
-  atMost('resources.cpus', resources.cpus, maxima.cpus);
-  atMost('resources.memoryMb', resources.memoryMb, maxima.memoryMb);
+  for (const [k, v] of envEntries) atMost(`env.${k}`, Buffer.byteLength(v), requests.envValueBytes, k in body.env ? undefined : 'env');
+
+  const [cpus, cpusSrc] = pick(body.resources.cpus, 'cpus', defaults.cpus);
+  const [memoryMb, memSrc] = pick(body.resources.memoryMb, 'memoryMb', defaults.memoryMb);
+  const resources = { cpus, memoryMb, pids: body.resources.pids ?? defaults.pids };
+  atMost('resources.cpus', resources.cpus, maxima.cpus, cpusSrc);
+  atMost('resources.memoryMb', resources.memoryMb, maxima.memoryMb, memSrc);
   atMost('resources.pids', resources.pids, maxima.pids);
-  const timeoutSeconds = body.timeoutSeconds ?? defaults.timeoutSeconds;
-  atMost('timeoutSeconds', timeoutSeconds, maxima.timeoutSeconds);
-  return { resources, timeoutSeconds };
+  const [timeoutSeconds, timeoutSrc] = pick(body.timeoutSeconds, 'timeoutSeconds', defaults.timeoutSeconds);
+  atMost('timeoutSeconds', timeoutSeconds, maxima.timeoutSeconds, timeoutSrc);
+  return { resources, timeoutSeconds, env, setup, command, fromFile };
 }

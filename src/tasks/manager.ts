@@ -8,7 +8,8 @@ import { EngineError, type ContainerEngine, type RunningSandbox, type StreamName
 import { decodeCursor, type Store } from '../store/sqlite.js';
 import { StreamCapture } from '../streaming/capture.js';
 import { TaskLog } from '../streaming/tasklog.js';
-import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
+import { parseProjectFile, composeCommand } from '../workspace/projectfile.js';
+import { checkInlineFiles, PROJECT_FILE, type Workspaces } from '../workspace/workspaces.js';
 import { resolveLimits } from './limits.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 import { TaskQueue } from './queue.js';
@@ -102,21 +103,31 @@ export class TaskManager {
 
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
     if (this.closing) throw new AppError('ENGINE_UNAVAILABLE', { reason: 'server is shutting down' });
-    const { resources, timeoutSeconds } = resolveLimits(body, this.config);
-    if (body.network.allow.length > 0) {
-      throw new AppError('NETWORK_NOT_SUPPORTED', { allow: body.network.allow, hint: 'tasks run with no network until egress lands' });
-    }
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
     let rootEntries: string[];
     let existingId: string | null = null;
-    let readonly = false;
+    let projectText: string | null;
     if (ws && 'id' in ws) {
       existingId = this.workspaces.get(ws.id).id;
-      rootEntries = this.workspaces.rootEntries(existingId);
-      readonly = ws.readonly;
+      // Issue 3 part B: the stored workspace's root and its sandboxshift.yaml, read safely.
+      ({ rootEntries, projectFile: projectText } = await this.workspaces.inspect(existingId));
     } else {
-      rootEntries = checkInlineFiles(ws?.files ?? {}, this.config.workspaces).rootEntries;
+      const files = ws?.files ?? {};
+      rootEntries = checkInlineFiles(files, this.config.workspaces).rootEntries;
+      projectText = files[PROJECT_FILE] ?? null;
+    }
+    // The workspace's sandboxshift.yaml supplies defaults; the request overrides; maxima bound both.
+    const project = projectText === null ? {} : parseProjectFile(projectText);
+    const { resources, timeoutSeconds, env, setup, fromFile } = resolveLimits(body, this.config, project);
+    const readonly = (ws && 'id' in ws ? ws.readonly : undefined) ?? project.readonly ?? false;
+    if (ws && 'id' in ws && ws.readonly === undefined && project.readonly !== undefined) fromFile.push('workspace.readonly');
+    // Egress allowlist: the request's list replaces the file's, which replaces the server default
+    // (none yet). `allow` is what the egress policy is to receive when it lands.
+    const allow = body.network?.allow ?? project.allow ?? [];
+    if (body.network === undefined && project.allow !== undefined) fromFile.push('network.allow');
+    if (allow.length > 0) {
+      throw new AppError('NETWORK_NOT_SUPPORTED', { allow, hint: 'tasks run with no network until egress lands' });
     }
     const detection = detectImage(rootEntries, this.config.images);
     const image = resolveImage(body.image, detection, this.config.images);
@@ -126,11 +137,16 @@ export class TaskManager {
         'retry-after': String(this.config.queue.retryAfterSeconds),
       });
     }
-    const workspaceId = existingId ?? this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers).id;
+    // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is refused
+    // once the task is queued, and nothing awaits between here and the push).
+    if (existingId) this.workspaces.get(existingId);
+    const workspaceId = existingId ?? (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
     const task: TaskRecord = {
       id: newTaskId(),
       status: 'queued',
       command: body.command,
+      setup,
+      fromProjectFile: fromFile,
       image: { name: image, markers: detection.markers },
       workspaceId,
       workspaceReadonly: readonly,
@@ -146,7 +162,7 @@ export class TaskManager {
       timeoutSeconds,
       stdin: body.stdin,
       network: { allow: [], unrestricted: false },
-      env: body.env,
+      env,
     };
     const log = TaskLog.open(this.logDir(task.id));
     this.store.insertTask(task);
@@ -219,7 +235,27 @@ export class TaskManager {
     }
   }
 
+  /**
+   * Issue 3 part B: the workspace's filesystem is mounted for the whole run (until the container
+   * is removed), then its counts and usage are refreshed and it is unmounted.
+   */
   private async run(a: Active): Promise<void> {
+    const id = a.task.workspaceId;
+    try {
+      await this.workspaces.hold(id);
+    } catch (err) {
+      a.task.error = `the workspace could not be mounted: ${err instanceof Error ? err.message : String(err)}`;
+      this.finish(a, 'error', 'engine_error', null);
+      return;
+    }
+    try {
+      await this.runHeld(a);
+    } finally {
+      await this.workspaces.release(id);
+    }
+  }
+
+  private async runHeld(a: Active): Promise<void> {
     const { task, log } = a;
     const started = this.clock.now();
     task.status = 'running';
@@ -249,7 +285,7 @@ export class TaskManager {
         {
           taskId: task.id,
           image: task.image.name,
-          command: task.command,
+          command: composeCommand(task.setup, task.command),
           env: task.env,
           workspaceDir: this.workspaces.dir(task.workspaceId),
           workspaceReadonly: task.workspaceReadonly,
@@ -316,7 +352,13 @@ export class TaskManager {
     }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
-    this.finish(a, status, reason, exit.exitCode, started);
+    // A failed task that left its workspace full filled its quota (DESIGN 9: reason disk_quota).
+    const usage = await this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
+      this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
+      return { full: false };
+    });
+    const quota = status === 'failed' && reason === null && !task.workspaceReadonly && usage.full;
+    this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started);
   }
 
   /** The one place a task reaches a terminal state: record, exit frame, forget. */
@@ -347,6 +389,12 @@ export class TaskManager {
     await Promise.race([Promise.allSettled([...this.finishing]), deadline]);
     clearTimeout(timer);
     for (const a of this.active.values()) a.log.release();
+  }
+
+  /** True while a task is queued or running on the workspace (DELETE answers 409 then). */
+  workspaceBusy(workspaceId: string): boolean {
+    for (const a of this.active.values()) if (a.task.workspaceId === workspaceId) return true;
+    return false;
   }
 
   stats() {

@@ -4,7 +4,7 @@ export type { TaskStatus };
 
 export const TERMINAL: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed', 'timed_out', 'cancelled', 'error']);
 
-export type TaskReason = 'timeout' | 'oom' | 'cancelled' | 'engine_error' | 'image_missing' | 'lost' | null;
+export type TaskReason = 'timeout' | 'oom' | 'disk_quota' | 'cancelled' | 'engine_error' | 'image_missing' | 'lost' | null;
 
 export interface ImageChoice {
   name: string;
@@ -15,6 +15,10 @@ export interface TaskRecord {
   id: string;
   status: TaskStatus;
   command: string;
+  /** sandbox.setup from the workspace's sandboxshift.yaml: the task runs `setup && command`. */
+  setup: string | null;
+  /** Keys of sandboxshift.yaml whose values the task took (the request did not set them). */
+  fromProjectFile: string[];
   image: ImageChoice;
   workspaceId: string;
   workspaceReadonly: boolean;

@@ -10,7 +10,10 @@ export const workspaceRef = z.union([
   }),
   z.strictObject({
     id: z.string().min(1).max(128).describe('An existing workspace id'),
-    readonly: z.boolean().default(false).describe('Mount the workspace read-only'),
+    readonly: z
+      .boolean()
+      .optional()
+      .describe("Mount the workspace read-only (absent: the workspace sandboxshift.yaml's workspace.readonly, else false)"),
   }),
 ]);
 
@@ -40,8 +43,8 @@ export const createTaskBody = z
       .describe('Per-task limits; a value above the server maximum is LIMIT_ABOVE_MAXIMUM'),
     network: z
       .strictObject({ allow: z.array(z.string().min(1).max(253)).max(256) })
-      .default({ allow: [] })
-      .describe('Egress allowlist (empty: no network at all)'),
+      .optional()
+      .describe("Egress allowlist (empty: no network at all). Absent: the workspace sandboxshift.yaml's network.allow, else the server default"),
     stdin: z.boolean().default(false).describe('Accept stdin frames over the WebSocket stream'),
   })
   .describe('A task to run');

@@ -1,17 +1,33 @@
 import { randomBytes } from 'node:crypto';
-import { chownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { chown, chmod, lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { chownSync, constants, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chown, chmod, lstat, open, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import type { Store, WorkspaceRecord } from '../store/sqlite.js';
 import { checkRelativePath, type PathLimits } from './paths.js';
+import { ignoreMissing, SANDBOX_UID, unmountAllUnder, WorkspaceStorage } from './storage.js';
 
-export const SANDBOX_UID = 65532;
+export { SANDBOX_UID };
 
 export interface WorkspaceLimits extends PathLimits {
   maxFiles: number;
   maxBytes: number;
 }
+
+/** Storage and lifecycle settings (config `workspaces`, issue 3 part B). */
+export interface WorkspaceStorageLimits extends WorkspaceLimits {
+  quotaMb: number;
+  projectFileBytes: number;
+}
+
+/** The per-workspace project file, read from the workspace root. */
+export const PROJECT_FILE = 'sandboxshift.yaml';
+
+/**
+ * A workspace counts as full when less than this is left after a failed task (or no inode):
+ * ext4 with no reserved blocks leaves ~0 free once a write got ENOSPC.
+ */
+const FULL_BELOW_BYTES = 256 * 1024;
 
 /** The `.home` directory tasks get as HOME (DESIGN.md section 9). */
 export const HOME_DIR = '.home';
@@ -43,20 +59,55 @@ export function checkInlineFiles(files: Record<string, string>, limits: Workspac
 }
 
 /**
- * Workspaces live under `<dataDir>/workspaces/<id>`, owned by the sandbox user. They are objects
- * of their own: a task references one by id or brings inline files that become a new one.
+ * Workspaces are objects of their own: a task references one by id or brings inline files that
+ * become a new one. Each lives on its own filesystem (WorkspaceStorage: a loop-mounted ext4 image
+ * of the quota's size, mounted only while in use); its record is in the store.
+ *
+ * Mount discipline: `dir(id)` is only a real workspace while it is held (`hold`/`release`, or
+ * inside `createWith`). rootEntries, ensureHome and readProjectFile need it held.
  */
 export class Workspaces {
+  readonly storage: WorkspaceStorage;
+  private readonly quotaBytes: number;
+
   constructor(
     private readonly root: string,
     private readonly store: Store,
-    private readonly limits: WorkspaceLimits,
+    private readonly limits: WorkspaceStorageLimits,
+    private readonly now: () => Date = () => new Date(),
   ) {
     mkdirSync(root, { recursive: true, mode: 0o711 });
+    this.quotaBytes = limits.quotaMb * 1024 * 1024;
+    this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes);
+  }
+
+  /**
+   * Start-up: unmounts whatever a crashed server left mounted under the data directory and
+   * removes images and mount points that have no record (a creation cut short).
+   */
+  async start(): Promise<{ unmounted: number; removed: number }> {
+    const unmounted = (await unmountAllUnder(join(this.root, '..', 'views'))) + (await unmountAllUnder(this.root));
+    await rm(join(this.root, '..', 'views'), { recursive: true, force: true });
+    let removed = 0;
+    for (const name of readdirSync(this.root)) {
+      const id = name.endsWith('.img') ? name.slice(0, -4) : name;
+      if (this.store.getWorkspace(id)) continue;
+      const p = join(this.root, name);
+      // Plain files and empty mount points only: never a recursive delete of something mounted.
+      if (name.endsWith('.img')) await rm(p, { force: true });
+      else await rmdir(p).catch(() => undefined);
+      removed += 1;
+    }
+    return { unmounted, removed };
+  }
+
+  /** Unmounts everything (server shutdown). */
+  async close(): Promise<void> {
+    await this.storage.close();
   }
 
   dir(id: string): string {
-    return join(this.root, id);
+    return this.storage.dir(id);
   }
 
   get(id: string): WorkspaceRecord {
@@ -65,53 +116,67 @@ export class Workspaces {
     return w;
   }
 
-  /** Root entry names (for marker detection). Lists without following links. */
+  /** Mounts the workspace for a task or a read (reference-counted); pair with `release`. */
+  async hold(id: string): Promise<string> {
+    return this.storage.acquire(id);
+  }
+
+  async release(id: string): Promise<void> {
+    await this.storage.release(id);
+  }
+
+  /** Root entry names (for marker detection); the workspace must be held. Lists without following links. */
   rootEntries(id: string): string[] {
     return readdirSync(this.dir(id), { withFileTypes: true })
       .filter((e) => e.isFile())
       .map((e) => e.name);
   }
 
-  /** Creates a workspace from an inline file map; nothing is left behind if it fails. */
-  createFromFiles(files: Record<string, string>, markers: string[]): WorkspaceRecord {
-    const { bytes } = checkInlineFiles(files, this.limits);
-    const id = newWorkspaceId();
-    const dir = this.dir(id);
+  /**
+   * The root entries and the project file of a stored workspace, read in one hold. The workspace
+   * may be changing under a running task: only the root directory (the mount root, which a task
+   * cannot replace) is listed, and the file is opened with O_NOFOLLOW, so no link is followed.
+   */
+  async inspect(id: string): Promise<{ rootEntries: string[]; projectFile: string | null }> {
+    await this.hold(id);
     try {
-      mkdirSync(dir, { mode: 0o755 });
-      for (const [path, content] of Object.entries(files)) {
-        const segments = path.split('/');
-        let cur = dir;
-        for (const seg of segments.slice(0, -1)) {
-          cur = join(cur, seg);
-          try {
-            if (!lstatSync(cur).isDirectory()) throw new AppError('WORKSPACE_PATH_INVALID', { path, rule: 'file_and_directory' });
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-            mkdirSync(cur, { mode: 0o755 });
-            chownSync(cur, SANDBOX_UID, SANDBOX_UID);
-          }
-        }
-        const file = join(dir, ...segments);
-        // 'wx': never overwrite or follow anything that is already there.
-        writeFileSync(file, content, { flag: 'wx', mode: 0o644 });
-        chownSync(file, SANDBOX_UID, SANDBOX_UID);
-      }
-      this.prepareHome(dir);
-      chownSync(dir, SANDBOX_UID, SANDBOX_UID);
-      const record: WorkspaceRecord = {
-        id,
-        createdAt: new Date().toISOString(),
-        files: Object.keys(files).length,
-        bytes,
-        markers,
-      };
-      this.store.insertWorkspace(record);
-      return record;
+      return { rootEntries: this.rootEntries(id), projectFile: await this.readProjectFile(id) };
+    } finally {
+      await this.release(id);
+    }
+  }
+
+  /** Reads `sandboxshift.yaml` from a held workspace's root: a regular file, bounded, never through a link. */
+  async readProjectFile(id: string): Promise<string | null> {
+    const path = join(this.dir(id), PROJECT_FILE);
+    let fh;
+    try {
+      // O_NONBLOCK: a FIFO planted under the name must not hang the request.
+      fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
-      rmSync(dir, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      if (code === 'ELOOP') throw new AppError('PROJECT_FILE_INVALID', { file: PROJECT_FILE, problem: 'it is a symbolic link' });
       throw err;
     }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new AppError('PROJECT_FILE_INVALID', { file: PROJECT_FILE, problem: 'it is not a regular file' });
+      const limit = this.limits.projectFileBytes;
+      if (st.size > limit) throw new AppError('PROJECT_FILE_TOO_LARGE', { file: PROJECT_FILE, bytes: st.size, limit });
+      const buf = Buffer.alloc(limit + 1);
+      const { bytesRead } = await fh.read(buf, 0, limit + 1, 0);
+      if (bytesRead > limit) throw new AppError('PROJECT_FILE_TOO_LARGE', { file: PROJECT_FILE, bytes: bytesRead, limit });
+      return buf.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Creates a workspace from an inline file map; nothing is left behind if it fails. */
+  async createFromFiles(files: Record<string, string>, markers: string[]): Promise<WorkspaceRecord> {
+    checkInlineFiles(files, this.limits);
+    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers);
   }
 
   /**
@@ -120,17 +185,29 @@ export class Workspaces {
    * `populate` must write only inside `dir` and never follow links it finds there. Afterwards every
    * entry is given to the sandbox user, setuid/setgid/sticky bits are stripped, files and bytes are
    * counted (links are not followed), and the markers are detected from the root entries.
-   * If anything fails, nothing is left behind: no directory, no record.
+   * If anything fails, nothing is left behind: no image, no mount, no directory, no record.
+   * Writing past the quota fails with WORKSPACE_QUOTA_EXCEEDED.
    */
   async createWith(
     populate: (dir: string) => Promise<void>,
     detectMarkers: (rootFiles: string[]) => string[],
   ): Promise<WorkspaceRecord> {
     const id = newWorkspaceId();
-    const dir = this.dir(id);
-    await mkdir(dir, { mode: 0o755 });
+    let held = false;
     try {
-      await populate(dir);
+      await this.storage.create(id);
+      const dir = await this.hold(id);
+      held = true;
+      // mkfs leaves lost+found; the contract is an empty directory, owned by root while populated.
+      await rm(join(dir, 'lost+found'), { recursive: true, force: true });
+      await chown(dir, 0, 0);
+      await chmod(dir, 0o755);
+      try {
+        await populate(dir);
+      } catch (err) {
+        if (isNoSpace(err)) throw new AppError('WORKSPACE_QUOTA_EXCEEDED', { quotaBytes: this.quotaBytes, quotaMb: this.limits.quotaMb });
+        throw err;
+      }
       const { files, bytes } = await normaliseTree(dir);
       try {
         lstatSync(join(dir, HOME_DIR));
@@ -138,22 +215,77 @@ export class Workspaces {
         this.prepareHome(dir);
       }
       await chown(dir, SANDBOX_UID, SANDBOX_UID);
+      const now = this.now().toISOString();
       const record: WorkspaceRecord = {
         id,
-        createdAt: new Date().toISOString(),
+        createdAt: now,
         files,
         bytes,
         markers: detectMarkers(this.rootEntries(id)),
+        lastUsedAt: now,
+        usedBytes: (await this.storage.usage(id)).usedBytes,
+        quotaBytes: this.quotaBytes,
       };
       this.store.insertWorkspace(record);
       return record;
     } catch (err) {
-      await rm(dir, { recursive: true, force: true });
+      if (held) await this.release(id);
+      held = false;
+      await this.storage.destroy(id);
       throw err;
+    } finally {
+      if (held) await this.release(id);
     }
   }
 
-  /** Recreates `.home` if a task removed it. mkdir never follows a link planted there. */
+  /**
+   * After a task on a held workspace: refreshes the counts and the usage, marks it used, and
+   * says whether the filesystem is full (the task filled its quota).
+   */
+  async afterTask(id: string): Promise<{ full: boolean }> {
+    const w = this.store.getWorkspace(id);
+    const u = await this.storage.usage(id);
+    if (w) {
+      const { files, bytes } = await countTree(this.dir(id));
+      this.store.updateWorkspace({ ...w, files, bytes, usedBytes: u.usedBytes, lastUsedAt: this.now().toISOString() });
+    }
+    return { full: u.freeBytes < FULL_BELOW_BYTES || u.freeInodes === 0 };
+  }
+
+  /** Marks a workspace used now (read-back); the TTL counts from the last use. */
+  touch(id: string): void {
+    const w = this.store.getWorkspace(id);
+    if (w) this.store.updateWorkspace({ ...w, lastUsedAt: this.now().toISOString() });
+  }
+
+  /**
+   * Deletes a workspace: its record first (synchronously, so no task can be admitted on it
+   * afterwards), then its mount, image and mount point. `busy` says whether a task is queued or
+   * running on it; then, or while anything holds it, the delete is refused with WORKSPACE_BUSY.
+   */
+  async delete(id: string, busy: (id: string) => boolean): Promise<void> {
+    const w = this.get(id);
+    if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
+    if (this.storage.inUse(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'it is being read or written by the server' });
+    this.store.deleteWorkspace(w.id);
+    await this.storage.destroy(w.id);
+  }
+
+  /** Removes workspaces unused for `ttlSeconds` that nothing uses; returns their ids. */
+  async sweep(ttlSeconds: number, busy: (id: string) => boolean): Promise<string[]> {
+    const cutoff = this.now().getTime() - ttlSeconds * 1000;
+    const removed: string[] = [];
+    for (const w of this.store.listWorkspaces()) {
+      if (Date.parse(w.lastUsedAt) > cutoff || busy(w.id) || this.storage.inUse(w.id)) continue;
+      await this.delete(w.id, busy).then(
+        () => removed.push(w.id),
+        () => undefined, // became busy meanwhile: next sweep
+      );
+    }
+    return removed;
+  }
+
+  /** Recreates `.home` if a task removed it; the workspace must be held. mkdir never follows a link planted there. */
   ensureHome(id: string): void {
     const home = join(this.dir(id), HOME_DIR);
     try {
@@ -168,6 +300,57 @@ export class Workspaces {
     mkdirSync(home, { mode: 0o700 });
     chownSync(home, SANDBOX_UID, SANDBOX_UID);
   }
+}
+
+function isNoSpace(err: unknown): boolean {
+  for (let e = err as { code?: string; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+  }
+  return false;
+}
+
+/** Writes an inline file map (already checked) into an empty directory. */
+function writeInlineFiles(dir: string, files: Record<string, string>): void {
+  for (const [path, content] of Object.entries(files)) {
+    const segments = path.split('/');
+    let cur = dir;
+    for (const seg of segments.slice(0, -1)) {
+      cur = join(cur, seg);
+      try {
+        if (!lstatSync(cur).isDirectory()) throw new AppError('WORKSPACE_PATH_INVALID', { path, rule: 'file_and_directory' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        mkdirSync(cur, { mode: 0o755 });
+      }
+    }
+    // 'wx': never overwrite or follow anything that is already there.
+    writeFileSync(join(dir, ...segments), content, { flag: 'wx', mode: 0o644 });
+  }
+}
+
+/**
+ * Counts regular files and their bytes without following links (after a task, when nothing
+ * writes to the workspace: at most one task runs on it and read-backs only read).
+ */
+async function countTree(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  const stack = [dir];
+  while (stack.length) {
+    const d = stack.pop()!;
+    const entries = await readdir(d, { withFileTypes: true }).catch((err: unknown) => {
+      ignoreMissing(err);
+      return [];
+    });
+    for (const e of entries) {
+      if (e.isDirectory()) stack.push(join(d, e.name));
+      else if (e.isFile()) {
+        files += 1;
+        bytes += (await lstat(join(d, e.name)).catch(() => ({ size: 0 }))).size;
+      }
+    }
+  }
+  return { files, bytes };
 }
 
 /**

@@ -6,6 +6,7 @@ import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { openapiDocument } from '../../src/http/openapi.js';
 import { startServices, type Services } from '../../src/services.js';
+import { unmountAllUnder } from '../../src/workspace/storage.js';
 
 export const TEST_LABEL = { 'io.sandboxshift.test': '1' };
 
@@ -51,6 +52,8 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
     async close() {
       await app.close();
       await services.close();
+      // Workspaces are loop mounts under the data dir: never recurse into a mounted one.
+      await unmountAllUnder(dataDir);
       if (ownData) rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -14,7 +14,8 @@ t.test('past the queue limit: 429 with Retry-After, and nothing is created', asy
   t.match(r.json, { error: { code: 'QUEUE_FULL', details: { queued: 2, limit: 2 } } });
   t.equal((await api(srv.url, 'GET', '/v1/tasks?limit=100')).json.tasks.length, before, 'no task was recorded');
   const { readdirSync } = await import('node:fs');
-  t.equal(readdirSync(`${srv.dataDir}/workspaces`).length, 3, 'no workspace was created for the refused task');
+  // Each workspace is an image (<id>.img) plus its mount point (<id>): count the images.
+  t.equal(readdirSync(`${srv.dataDir}/workspaces`).filter((n) => n.endsWith('.img')).length, 3, 'no workspace was created for the refused task');
   for (const id of ids) await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
   for (const id of ids) t.equal((await waitDone(srv.url, id, 20_000)).status, 'cancelled');
 });

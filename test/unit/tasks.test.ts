@@ -50,7 +50,7 @@ t.test('limits: defaults fill in, maxima refuse with the field and bound', async
   const { parseConfig } = await import('../../src/config/load.js');
   const config = parseConfig({});
   const body = { command: 'true', env: {}, resources: {}, image: 'auto', network: { allow: [] }, stdin: false };
-  t.same(resolveLimits(body, config), { resources: { cpus: 1, memoryMb: 512, pids: 256 }, timeoutSeconds: 300 });
+  t.same(resolveLimits(body, config), { resources: { cpus: 1, memoryMb: 512, pids: 256 }, timeoutSeconds: 300, env: {}, setup: null, command: body.command, fromFile: [] });
   t.same(resolveLimits({ ...body, resources: { cpus: 2, memoryMb: 4096 }, timeoutSeconds: 3600 }, config).resources, { cpus: 2, memoryMb: 4096, pids: 256 });
   t.throws(() => resolveLimits({ ...body, resources: { cpus: 2.5 } }, config), { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'resources.cpus', value: 2.5, maximum: 2 } });
   t.throws(() => resolveLimits({ ...body, command: 'x'.repeat(64 * 1024 + 1) }, config), { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'command', maximum: 64 * 1024 } });

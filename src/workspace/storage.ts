@@ -1,0 +1,216 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** Every workspace file belongs to the sandbox user (Chainguard `nonroot`). */
+export const SANDBOX_UID = 65532;
+
+/**
+ * One filesystem per workspace: a sparse ext4 image `<root>/<id>.img` of the quota's size,
+ * loop-mounted at `<root>/<id>` (nosuid, nodev) only while something uses it (a task, an intake,
+ * a read-back). This kernel has no filesystem quotas (STACK-NOTES, "Quotas"): the image size is
+ * the hard cap, a task writing past it gets ENOSPC, and hard links can never reach host files.
+ *
+ * Mounts are reference-counted per workspace and every mount/unmount of one workspace runs in
+ * order (a chain of promises), so a read-back that starts while a task ends never sees the
+ * directory unmounted under it. `mount -o loop` sets autoclear, so unmounting frees the loop device.
+ */
+export class WorkspaceStorage {
+  private readonly refs = new Map<string, number>();
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly mounted = new Set<string>();
+
+  constructor(
+    readonly root: string,
+    private readonly viewsRoot: string,
+    private readonly quotaBytes: number,
+  ) {}
+
+  dir(id: string): string {
+    return join(this.root, id);
+  }
+
+  image(id: string): string {
+    return join(this.root, `${id}.img`);
+  }
+
+  /** Creates the sparse image and its filesystem (root directory owned by the sandbox user). */
+  async create(id: string): Promise<void> {
+    const img = this.image(id);
+    const fh = await open(img, 'wx', 0o600);
+    try {
+      await fh.truncate(this.quotaBytes);
+    } finally {
+      await fh.close();
+    }
+    // No journal and no reserved blocks: a workspace is scratch space, and with -m 0 "full"
+    // means full for the task too. Lazy init keeps creation at a few milliseconds.
+    await run('mkfs.ext4', [
+      '-q', '-F', '-O', '^has_journal', '-m', '0',
+      '-E', `root_owner=${SANDBOX_UID}:${SANDBOX_UID},lazy_itable_init=1`,
+      img,
+    ]);
+    await mkdir(this.dir(id), { mode: 0o755 });
+  }
+
+  /** Mounts the workspace (if it is not already) and holds it until `release`. */
+  async acquire(id: string): Promise<string> {
+    this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
+    try {
+      await this.serial(id, async () => {
+        if (!this.mounted.has(id)) {
+          await mountImage(this.image(id), this.dir(id));
+          this.mounted.add(id);
+        }
+      });
+    } catch (err) {
+      await this.release(id);
+      throw err;
+    }
+    return this.dir(id);
+  }
+
+  /** Drops one hold; the last one unmounts. */
+  async release(id: string): Promise<void> {
+    const n = (this.refs.get(id) ?? 1) - 1;
+    if (n > 0) this.refs.set(id, n);
+    else this.refs.delete(id);
+    await this.serial(id, async () => {
+      if (!this.refs.has(id) && this.mounted.has(id)) {
+        this.mounted.delete(id);
+        await unmount(this.dir(id));
+      }
+    });
+  }
+
+  /** True while a task, intake or read-back holds the workspace. */
+  inUse(id: string): boolean {
+    return this.refs.has(id);
+  }
+
+  /** Removes the image and the mount point (the workspace must not be held). */
+  async destroy(id: string): Promise<void> {
+    await this.serial(id, async () => {
+      if (this.mounted.has(id)) {
+        this.mounted.delete(id);
+        await unmount(this.dir(id));
+      }
+      await rmdir(this.dir(id)).catch(ignoreMissing);
+      await rm(this.image(id), { force: true });
+    });
+  }
+
+  /** Bytes used and free on a mounted workspace (statfs: cheap, no walk). */
+  async usage(id: string): Promise<{ usedBytes: number; freeBytes: number; freeInodes: number }> {
+    const s = await statfs(this.dir(id));
+    return { usedBytes: (s.blocks - s.bfree) * s.bsize, freeBytes: s.bavail * s.bsize, freeInodes: s.ffree };
+  }
+
+  /**
+   * A read-only view of a held workspace in which no symlink is ever followed: a bind mount
+   * remounted `ro,nosymfollow` (STACK-NOTES, "Host-side reads of a workspace"). Any path through
+   * a link a task planted, even one swapped in during the read, fails with ELOOP in the kernel.
+   */
+  async openView(id: string): Promise<{ dir: string; close: () => Promise<void> }> {
+    const src = await this.acquire(id);
+    const dir = join(this.viewsRoot, `${id}.${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(this.viewsRoot, { recursive: true, mode: 0o700 });
+      await mkdir(dir, { mode: 0o700 });
+      await run('mount', ['--bind', src, dir]);
+      try {
+        await run('mount', ['-o', 'remount,bind,ro,nosymfollow,nosuid,nodev,noexec', dir]);
+      } catch (err) {
+        await unmount(dir);
+        throw err;
+      }
+    } catch (err) {
+      await rmdir(dir).catch(ignoreMissing);
+      await this.release(id);
+      throw err;
+    }
+    let closed = false;
+    return {
+      dir,
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await unmount(dir);
+        await rmdir(dir).catch(ignoreMissing);
+        await this.release(id);
+      },
+    };
+  }
+
+  /** Unmounts everything still mounted (server shutdown). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.chains.values()]);
+    await unmountAllUnder(this.viewsRoot);
+    await unmountAllUnder(this.root);
+    this.mounted.clear();
+    this.refs.clear();
+  }
+
+  private serial<T>(id: string, step: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(id) ?? Promise.resolve();
+    const next = prev.then(step, step);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.chains.set(id, settled);
+    void settled.then(() => {
+      if (this.chains.get(id) === settled) this.chains.delete(id);
+    });
+    return next;
+  }
+}
+
+async function mountImage(img: string, dir: string): Promise<void> {
+  await run('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev,noatime', img, dir]);
+  // Never hand out a directory that is not the workspace's own filesystem: a write there would
+  // land on the host disk, outside any quota.
+  if (statSync(dir).dev === statSync(resolve(dir, '..')).dev) {
+    throw new Error(`${dir} is not a mount point after mounting ${img}`);
+  }
+}
+
+/** Unmounts; a mount still busy (e.g. an engine that did not remove a container) is detached lazily. */
+export async function unmount(dir: string): Promise<void> {
+  try {
+    await run('umount', [dir]);
+  } catch (err) {
+    const msg = String((err as { stderr?: string }).stderr ?? err);
+    if (/not mounted|no mount point/i.test(msg)) return;
+    await run('umount', ['-l', dir]).catch(() => undefined);
+  }
+}
+
+/** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
+export function mountsUnder(dir: string): string[] {
+  const base = resolve(dir);
+  const out: string[] = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const field = line.split(' ')[4];
+    if (!field) continue;
+    const point = field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (point === base || point.startsWith(`${base}/`)) out.push(point);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** Unmounts every mount at or below `dir` (start-up after a crash, shutdown, test teardown). */
+export async function unmountAllUnder(dir: string): Promise<number> {
+  const points = mountsUnder(dir);
+  for (const p of points) await unmount(p);
+  return points.length;
+}
+
+export function ignoreMissing(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+}
