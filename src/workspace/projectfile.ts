@@ -79,7 +79,9 @@ export function parseProjectFile(text: string): ProjectDefaults {
   const r = fileSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    throw invalid(issue.message, issue.path.join('.') || undefined);
+    // A bad env name is reported by zod as "Invalid key in record": say what is wrong with it.
+    const inner = issue.code === 'invalid_key' ? issue.issues[0] : undefined;
+    throw invalid(inner ? `key ${JSON.stringify(issue.path.at(-1))}: ${inner.message}` : issue.message, issue.path.join('.') || undefined);
   }
   const f = r.data;
   const out: ProjectDefaults = {};
