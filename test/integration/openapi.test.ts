@@ -225,7 +225,8 @@ const base = server.url;
 
 t.test('(a) the registered routes are exactly the documented ones', async (t) => {
   t.equal(instances, 1, 'one Fastify instance was created by startTestServer');
-  const toSpec = (route: string) => route.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+  // Fastify's trailing wildcard is the document's {path} parameter (GET /v1/workspaces/{id}/files/{path}).
+  const toSpec = (route: string) => route.replace(/:([A-Za-z0-9_]+)/g, '{$1}').replace(/\/\*$/, '/{path}');
   const running = new Set(registered.filter((r) => !r.startsWith('HEAD ')).map(toSpec));
   const documented = new Set<string>();
   for (const [path, item] of Object.entries<Json>(doc.paths)) for (const m of Object.keys(item)) documented.add(`${m.toUpperCase()} ${path}`);
@@ -280,6 +281,28 @@ t.test('workspaces', async (t) => {
   await call(t, base, 'POST', p, p, 'too deep', { status: 413, code: 'WORKSPACE_PATH_TOO_DEEP' }, { files: { 'a/b/c/d/e': '' } });
   await call(t, base, 'POST', p, p, 'too many files', { status: 413, code: 'WORKSPACE_TOO_MANY_FILES' }, { files: Object.fromEntries([1, 2, 3, 4, 5, 6].map((i) => [`f${i}`, ''])) });
   await call(t, base, 'POST', p, p, 'too large', { status: 413, code: 'WORKSPACE_TOO_LARGE' }, { files: { big: 'x'.repeat(1500) } });
+
+  // Read-back and delete (issue 3 part B).
+  const arch = '/v1/workspaces/{id}/archive';
+  const file = '/v1/workspaces/{id}/files/{path}';
+  await call(t, base, 'GET', `/v1/workspaces/${wsId}/archive`, arch, 'archive', { status: 200 });
+  await call(t, base, 'GET', '/v1/workspaces/ws_nope/archive', arch, 'archive of unknown', { status: 404, code: 'WORKSPACE_NOT_FOUND' });
+  const one = await call(t, base, 'GET', `/v1/workspaces/${wsId}/files/src/main.py`, file, 'one file', { status: 200 });
+  t.equal(one.text, 'print(1)\n');
+  await call(t, base, 'GET', `/v1/workspaces/${wsId}/files/src/nope.py`, file, 'missing file', { status: 404, code: 'WORKSPACE_FILE_NOT_FOUND' });
+  await call(t, base, 'GET', `/v1/workspaces/${wsId}/files/src`, file, 'a directory', { status: 422, code: 'WORKSPACE_FILE_NOT_REGULAR' });
+  await call(t, base, 'GET', `/v1/workspaces/${wsId}/files/..%2fx`, file, 'escape', { status: 422, code: 'WORKSPACE_PATH_ESCAPE' });
+  await call(t, base, 'GET', '/v1/workspaces/ws_nope/files/a', file, 'file of unknown', { status: 404, code: 'WORKSPACE_NOT_FOUND' });
+  const link = await submit(base, { command: 'ln -s /etc/passwd link', workspace: { id: both.json.id } });
+  await waitDone(base, link.id);
+  await call(t, base, 'GET', `/v1/workspaces/${both.json.id}/files/link`, file, 'a link', { status: 422, code: 'WORKSPACE_FILE_IS_LINK' });
+  const del = '/v1/workspaces/{id}';
+  const busy = await submit(base, { command: 'sleep 30', workspace: { id: both.json.id }, image: 'sandboxshift/runtime-python:3.11' });
+  await call(t, base, 'DELETE', `/v1/workspaces/${both.json.id}`, del, 'delete busy', { status: 409, code: 'WORKSPACE_BUSY' });
+  await api(base, 'POST', `/v1/tasks/${busy.id}/cancel`);
+  await waitDone(base, busy.id);
+  await call(t, base, 'DELETE', `/v1/workspaces/${both.json.id}`, del, 'delete', { status: 204 });
+  await call(t, base, 'DELETE', `/v1/workspaces/${both.json.id}`, del, 'delete again', { status: 404, code: 'WORKSPACE_NOT_FOUND' });
 });
 
 t.test('task submission refusals', async (t) => {

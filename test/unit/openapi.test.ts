@@ -93,6 +93,7 @@ t.test('the routes the brief requires are documented with their main codes', asy
   t.same(
     Object.entries<Json>(doc.paths).flatMap(([p, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${p}`)).sort(),
     [
+      'DELETE /v1/workspaces/{id}',
       'GET /healthz',
       'GET /openapi.json',
       'GET /readyz',
@@ -101,6 +102,8 @@ t.test('the routes the brief requires are documented with their main codes', asy
       'GET /v1/tasks/{id}/logs',
       'GET /v1/tasks/{id}/stream',
       'GET /v1/workspaces/{id}',
+      'GET /v1/workspaces/{id}/archive',
+      'GET /v1/workspaces/{id}/files/{path}',
       'POST /v1/tasks',
       'POST /v1/tasks/{id}/cancel',
       'POST /v1/workspaces',
@@ -110,9 +113,10 @@ t.test('the routes the brief requires are documented with their main codes', asy
     [...codesOf('post', '/v1/tasks')].sort(),
     [
       'BODY_TOO_LARGE', 'ENGINE_UNAVAILABLE', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
-      'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'NETWORK_NOT_SUPPORTED', 'QUEUE_FULL', 'UNSUPPORTED_MEDIA_TYPE',
+      'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'NETWORK_NOT_SUPPORTED', 'PROJECT_FILE_INVALID', 'PROJECT_FILE_TOO_LARGE',
+      'QUEUE_FULL', 'UNSUPPORTED_MEDIA_TYPE',
       'VALIDATION_FAILED', 'WORKSPACE_NOT_FOUND', 'WORKSPACE_PATH_ESCAPE', 'WORKSPACE_PATH_INVALID',
-      'WORKSPACE_PATH_TOO_DEEP', 'WORKSPACE_TOO_LARGE', 'WORKSPACE_TOO_MANY_FILES',
+      'WORKSPACE_PATH_TOO_DEEP', 'WORKSPACE_QUOTA_EXCEEDED', 'WORKSPACE_TOO_LARGE', 'WORKSPACE_TOO_MANY_FILES',
     ],
   );
   t.ok(doc.paths['/v1/tasks'].post.responses['429'].headers['Retry-After'], '429 documents Retry-After');
