@@ -1,0 +1,76 @@
+/**
+ * What a workspace filesystem costs (issue 3 part B): every task without a workspace creates an
+ * empty one, and every task mounts and unmounts its workspace. Measures, with the server's own
+ * WorkspaceStorage, the median of N runs of each step, against a plain mkdir/rmdir.
+ *
+ *   npm run build && node dist/bench/workspace-storage.js [--runs 30] [--quota-mb 1024]
+ *
+ * A benchmark, not a test: prints figures and exits 0. Needs root (mkfs, mount). Everything lives
+ * in a temporary directory that is unmounted and removed at the end.
+ */
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { unmountAllUnder, WorkspaceStorage } from '../src/workspace/storage.js';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const runs = arg('runs', 30);
+const quotaMb = arg('quota-mb', 1024);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
+
+const root = mkdtempSync(join(tmpdir(), 'sbx-bench-ws-'));
+const storage = new WorkspaceStorage(join(root, 'workspaces'), join(root, 'views'), quotaMb * 1024 * 1024);
+mkdirSync(join(root, 'workspaces'));
+const times: Record<string, number[]> = { plain: [], create: [], mount: [], unmount: [], view: [], destroy: [] };
+let imageBytes = 0;
+try {
+  for (let i = 0; i < runs; i++) {
+    const id = `ws_bench${i}`;
+    let t0 = performance.now();
+    mkdirSync(join(root, `plain${i}`));
+    rmdirSync(join(root, `plain${i}`));
+    times.plain!.push(performance.now() - t0);
+
+    t0 = performance.now();
+    await storage.create(id);
+    times.create!.push(performance.now() - t0);
+    imageBytes = statSync(storage.image(id)).blocks * 512;
+
+    t0 = performance.now();
+    await storage.acquire(id);
+    times.mount!.push(performance.now() - t0);
+
+    t0 = performance.now();
+    const view = await storage.openView(id);
+    await view.close();
+    times.view!.push(performance.now() - t0);
+
+    t0 = performance.now();
+    await storage.release(id);
+    times.unmount!.push(performance.now() - t0);
+
+    t0 = performance.now();
+    await storage.destroy(id);
+    times.destroy!.push(performance.now() - t0);
+  }
+} finally {
+  await storage.close();
+  await unmountAllUnder(root);
+  rmSync(root, { recursive: true, force: true });
+}
+
+const perTask = median(times.create!) + median(times.mount!) + median(times.unmount!);
+console.log(`workspace storage, ${runs} runs, quota ${quotaMb} MiB (medians)`);
+console.log(`  plain mkdir+rmdir            ${fmt(median(times.plain!))}`);
+console.log(`  create (sparse image + mkfs) ${fmt(median(times.create!))}   image occupies ${(imageBytes / 1024).toFixed(0)} KiB on the host`);
+console.log(`  mount (loop)                 ${fmt(median(times.mount!))}`);
+console.log(`  read-back view (bind, remount ro,nosymfollow, unmount) ${fmt(median(times.view!))}`);
+console.log(`  unmount                      ${fmt(median(times.unmount!))}`);
+console.log(`  destroy (image + mount point) ${fmt(median(times.destroy!))}`);
+console.log(`  a task without a workspace pays create+mount+unmount = ${fmt(perTask)} (${(perTask / median(times.plain!)).toFixed(0)}x a plain directory; ~128 ms is the API path for \`echo hi\`, STACK-NOTES)`);
