@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { AppError } from '../errors.js';
 
 const run = promisify(execFile);
 
@@ -64,6 +65,8 @@ export class WorkspaceStorage {
     try {
       await this.serial(id, async () => {
         if (!this.mounted.has(id)) {
+          // Deleted meanwhile (a DELETE or the sweep ran first): the workspace is gone, not broken.
+          if (!existsSync(this.image(id))) throw new AppError('WORKSPACE_NOT_FOUND', { id });
           await mountImage(this.image(id), this.dir(id));
           this.mounted.add(id);
         }

@@ -40,7 +40,7 @@ t.test('of the host data, only the workspace is mounted (nosuid,nodev)', async (
     .map((line) => {
       const [pre, post] = line.split(' - ');
       const f = pre!.split(' ');
-      return { root: f[3]!, point: f[4]!, opts: f[5]!, fstype: post!.split(' ')[0]! };
+      return { root: f[3]!, point: f[4]!, opts: f[5]!, fstype: post!.split(' ')[0]!, source: post!.split(' ')[1]! };
     });
   const hostMounts = mounts.filter((m) => !virtual.has(m.fstype));
   // Podman's injected files are expected (DESIGN.md section 3, layer 5).
@@ -49,7 +49,8 @@ t.test('of the host data, only the workspace is mounted (nosuid,nodev)', async (
   t.same(unexpected, [], 'no host data besides the workspace and Podman-injected files');
   const ws = hostMounts.find((m) => m.point === '/workspace');
   t.ok(ws, 'the workspace is mounted at /workspace');
-  t.match(ws!.root, /\/workspaces\/ws_[A-Za-z0-9_-]+$/, 'it is the task workspace directory');
+  // Each workspace is its own loop-mounted ext4 filesystem (its quota), mounted whole.
+  t.match(ws!, { root: '/', fstype: 'ext4', source: /^\/dev\/loop\d+$/ }, "it is the workspace's own filesystem");
   t.match(ws!.opts, /\bnosuid\b/);
   t.match(ws!.opts, /\bnodev\b/);
   t.equal(mounts.find((m) => m.point === '/')!.opts.split(',')[0], 'ro', 'the root is read-only');
