@@ -1,7 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
-import { composeCommand, FILE_KEYS, type ProjectDefaults } from '../workspace/projectfile.js';
-import { PROJECT_FILE } from '../workspace/workspaces.js';
+import { composeCommand, FILE_KEYS, PROJECT_FILE, type ProjectDefaults } from '../workspace/projectfile.js';
 import type { CreateTaskBody } from './schemas.js';
 
 /**

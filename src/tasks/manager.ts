@@ -8,8 +8,8 @@ import { EngineError, type ContainerEngine, type RunningSandbox, type StreamName
 import { decodeCursor, type Store } from '../store/sqlite.js';
 import { StreamCapture } from '../streaming/capture.js';
 import { TaskLog } from '../streaming/tasklog.js';
-import { parseProjectFile, composeCommand } from '../workspace/projectfile.js';
-import { checkInlineFiles, PROJECT_FILE, type Workspaces } from '../workspace/workspaces.js';
+import { composeCommand, parseProjectFile, PROJECT_FILE } from '../workspace/projectfile.js';
+import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
 import { resolveLimits } from './limits.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 import { TaskQueue } from './queue.js';

@@ -1,7 +1,12 @@
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
-import { PROJECT_FILE } from './workspaces.js';
+
+/** The per-workspace project file, read from the workspace root. */
+export const PROJECT_FILE = 'sandboxshift.yaml';
 
 /**
  * The per-workspace `sandboxshift.yaml` (what users of the original tool keep in their project
@@ -113,4 +118,33 @@ export const FILE_KEYS: Record<keyof ProjectDefaults, string> = {
  */
 export function composeCommand(setup: string | null, command: string): string {
   return setup ? `{ ${setup}\n} && { ${command}\n}` : command;
+}
+
+/**
+ * Reads `sandboxshift.yaml` from a mounted workspace root: a regular file of at most `limit`
+ * bytes, never through a link. Safe while a task changes the workspace: the root directory is the
+ * mount root (a task cannot replace it), so O_NOFOLLOW on the one component is enough, and
+ * O_NONBLOCK keeps a FIFO planted under the name from hanging the request. Null when absent.
+ */
+export async function readProjectFile(workspaceRoot: string, limit: number): Promise<string | null> {
+  let fh;
+  try {
+    fh = await open(join(workspaceRoot, PROJECT_FILE), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') throw new AppError('PROJECT_FILE_INVALID', { file: PROJECT_FILE, problem: 'it is a symbolic link' });
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new AppError('PROJECT_FILE_INVALID', { file: PROJECT_FILE, problem: 'it is not a regular file' });
+    if (st.size > limit) throw new AppError('PROJECT_FILE_TOO_LARGE', { file: PROJECT_FILE, bytes: st.size, limit });
+    const buf = Buffer.alloc(limit + 1);
+    const { bytesRead } = await fh.read(buf, 0, limit + 1, 0);
+    if (bytesRead > limit) throw new AppError('PROJECT_FILE_TOO_LARGE', { file: PROJECT_FILE, bytes: bytesRead, limit });
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
+  }
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chownSync, constants, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { chown, chmod, lstat, open, readdir, rm, rmdir } from 'node:fs/promises';
+import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import type { Store, WorkspaceRecord } from '../store/sqlite.js';
 import { checkRelativePath, type PathLimits } from './paths.js';
+import { readProjectFile } from './projectfile.js';
 import { ignoreMissing, SANDBOX_UID, unmountAllUnder, WorkspaceStorage } from './storage.js';
 
 export { SANDBOX_UID };
@@ -19,9 +20,6 @@ export interface WorkspaceStorageLimits extends WorkspaceLimits {
   quotaMb: number;
   projectFileBytes: number;
 }
-
-/** The per-workspace project file, read from the workspace root. */
-export const PROJECT_FILE = 'sandboxshift.yaml';
 
 /**
  * A workspace counts as full when less than this is left after a failed task (or no inode):
@@ -146,31 +144,9 @@ export class Workspaces {
     }
   }
 
-  /** Reads `sandboxshift.yaml` from a held workspace's root: a regular file, bounded, never through a link. */
+  /** Reads `sandboxshift.yaml` from a held workspace's root (see readProjectFile). */
   async readProjectFile(id: string): Promise<string | null> {
-    const path = join(this.dir(id), PROJECT_FILE);
-    let fh;
-    try {
-      // O_NONBLOCK: a FIFO planted under the name must not hang the request.
-      fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return null;
-      if (code === 'ELOOP') throw new AppError('PROJECT_FILE_INVALID', { file: PROJECT_FILE, problem: 'it is a symbolic link' });
-      throw err;
-    }
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new AppError('PROJECT_FILE_INVALID', { file: PROJECT_FILE, problem: 'it is not a regular file' });
-      const limit = this.limits.projectFileBytes;
-      if (st.size > limit) throw new AppError('PROJECT_FILE_TOO_LARGE', { file: PROJECT_FILE, bytes: st.size, limit });
-      const buf = Buffer.alloc(limit + 1);
-      const { bytesRead } = await fh.read(buf, 0, limit + 1, 0);
-      if (bytesRead > limit) throw new AppError('PROJECT_FILE_TOO_LARGE', { file: PROJECT_FILE, bytes: bytesRead, limit });
-      return buf.subarray(0, bytesRead).toString('utf8');
-    } finally {
-      await fh.close();
-    }
+    return readProjectFile(this.dir(id), this.limits.projectFileBytes);
   }
 
   /** Creates a workspace from an inline file map; nothing is left behind if it fails. */
