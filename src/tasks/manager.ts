@@ -132,15 +132,24 @@ export class TaskManager {
     const detection = detectImage(rootEntries, this.config.images);
     const image = resolveImage(body.image, detection, this.config.images);
     await this.requireImage(image);
-    if (!this.queue.hasRoom()) {
-      throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
+    const queueFull = () =>
+      new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
         'retry-after': String(this.config.queue.retryAfterSeconds),
       });
+    if (!this.queue.hasRoom()) throw queueFull();
+    let workspaceId: string;
+    if (existingId) {
+      // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
+      // refused once the task is queued, and nothing awaits between here and the push).
+      workspaceId = this.workspaces.get(existingId).id;
+    } else {
+      workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
+      // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
+      if (!this.queue.hasRoom()) {
+        await this.workspaces.delete(workspaceId, () => false);
+        throw queueFull();
+      }
     }
-    // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is refused
-    // once the task is queued, and nothing awaits between here and the push).
-    if (existingId) this.workspaces.get(existingId);
-    const workspaceId = existingId ?? (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
     const task: TaskRecord = {
       id: newTaskId(),
       status: 'queued',
