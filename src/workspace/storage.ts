@@ -50,9 +50,10 @@ export class WorkspaceStorage {
       await fh.close();
     }
     // No journal and no reserved blocks: a workspace is scratch space, and with -m 0 "full"
-    // means full for the task too. Lazy init keeps creation at a few milliseconds.
+    // means full for the task too. One inode per 8 KiB (131072 per GiB, twice mkfs's default)
+    // because dependency trees hold many small files. Lazy init keeps creation at a few ms.
     await run('mkfs.ext4', [
-      '-q', '-F', '-O', '^has_journal', '-m', '0',
+      '-q', '-F', '-O', '^has_journal', '-m', '0', '-i', '8192',
       '-E', `root_owner=${SANDBOX_UID}:${SANDBOX_UID},lazy_itable_init=1`,
       img,
     ]);

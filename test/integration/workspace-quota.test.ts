@@ -55,6 +55,14 @@ t.test('a task writing past the quota gets ENOSPC, ends failed with reason disk_
   t.same(mountsUnder(srv.dataDir), [], 'no workspace stays mounted once its tasks are done');
 });
 
+t.test('running out of inodes is the quota too', async (t) => {
+  const id = (await newWorkspace()).id;
+  // 16 MiB at one inode per 8 KiB: 2048 inodes.
+  const r = await runTask(srv.url, 'i=0; while [ $i -lt 4000 ]; do : > f$i || exit 1; i=$((i+1)); done', { workspace: { id } });
+  t.match(r.task, { status: 'failed', reason: 'disk_quota' });
+  t.match(r.stderr, /No space left on device/);
+});
+
 t.test('a task without a workspace gets an empty one with the same quota', async (t) => {
   const r = await runTask(srv.url, 'ls -A; df -k /workspace | tail -1');
   t.match(r.task, { status: 'succeeded' });
