@@ -12,6 +12,10 @@ import { mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { packView } from '../src/workspace/readback.js';
 import { unmountAllUnder, WorkspaceStorage } from '../src/workspace/storage.js';
 
 const arg = (name: string, def: number) => {
@@ -19,6 +23,7 @@ const arg = (name: string, def: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : def;
 };
 const runs = arg('runs', 30);
+const archiveMib = arg('archive-mib', 64);
 const quotaMb = arg('quota-mb', 1024);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -59,6 +64,35 @@ try {
     await storage.destroy(id);
     times.destroy!.push(performance.now() - t0);
   }
+  // Read-back: the server's archive walk (through a nosymfollow view) against GNU tar on the
+  // same directory. Half random, half zero bytes, in 1 MiB files.
+  const id = 'ws_archive';
+  await storage.create(id);
+  const dir = await storage.acquire(id);
+  for (let i = 0; i < archiveMib; i++) writeFileSync(join(dir, `f${i}`), i % 2 ? randomBytes(1024 * 1024) : Buffer.alloc(1024 * 1024));
+  const packOnce = async () => {
+    const view = await storage.openView(id);
+    const t0 = performance.now();
+    let bytes = 0;
+    await new Promise<void>((resolve, reject) => {
+      const s = packView(view.dir, () => undefined);
+      s.on('data', (c: Buffer) => (bytes += c.length));
+      s.on('end', resolve);
+      s.on('error', reject);
+    });
+    const ms = performance.now() - t0;
+    await view.close();
+    return { ms, bytes };
+  };
+  const ours = [await packOnce(), await packOnce(), await packOnce()].sort((a, b) => a.ms - b.ms)[1]!;
+  const tarRuns = [0, 1, 2].map(() => {
+    const t0 = performance.now();
+    execFileSync('sh', ['-c', `tar -czf - -C ${dir} . | wc -c`]);
+    return performance.now() - t0;
+  });
+  times.archive = [ours.ms];
+  times.tar = tarRuns;
+  await storage.release(id);
 } finally {
   await storage.close();
   await unmountAllUnder(root);
@@ -74,3 +108,4 @@ console.log(`  read-back view (bind, remount ro,nosymfollow, unmount) ${fmt(medi
 console.log(`  unmount                      ${fmt(median(times.unmount!))}`);
 console.log(`  destroy (image + mount point) ${fmt(median(times.destroy!))}`);
 console.log(`  a task without a workspace pays create+mount+unmount = ${fmt(perTask)} (${(perTask / median(times.plain!)).toFixed(0)}x a plain directory; ~128 ms is the API path for \`echo hi\`, STACK-NOTES)`);
+console.log(`  archive of ${archiveMib} MiB (half random): server walk ${fmt(median(times.archive!))} (${(archiveMib / (median(times.archive!) / 1000)).toFixed(0)} MiB/s), \`tar -czf\` ${fmt(median(times.tar!))}, ratio ${(median(times.archive!) / median(times.tar!)).toFixed(2)}x`);

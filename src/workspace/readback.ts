@@ -51,8 +51,13 @@ export function packView(viewDir: string, onDone: (r: { entries: number; skipped
     if (closed) return;
     if (!gz.write(buf)) {
       await new Promise<void>((r) => {
-        gz.once('drain', r);
-        gz.once('close', r);
+        const done = () => {
+          gz.off('drain', done);
+          gz.off('close', done);
+          r();
+        };
+        gz.on('drain', done);
+        gz.on('close', done);
       });
     }
   };
