@@ -103,3 +103,12 @@ t.test('the per-UID process limit can never bind before the per-task pids limit'
   t.match(e.problems.join('\n'), /sandbox\.nproc: must exceed queue\.concurrency × maxima\.pids \(64 × 1024\)/);
   t.doesNotThrow(() => parseConfig({ queue: { concurrency: 16 }, maxima: { pids: 1024 } }));
 });
+
+t.test('workspace storage and lifecycle fields: defaults and bounds', async (t) => {
+  t.match(parseConfig({}).workspaces, { quotaMb: 1024, ttlSeconds: 7 * 86400, sweepIntervalSeconds: 300, projectFileBytes: 65536 });
+  const e = t.throws(() => parseConfig({ workspaces: { quotaMb: 4, ttlSeconds: 0, projectFileBytes: 10 } })) as unknown as ConfigError;
+  const joined = e.problems.join('\n');
+  t.match(joined, /workspaces\.quotaMb:/);
+  t.match(joined, /workspaces\.ttlSeconds:/);
+  t.match(joined, /workspaces\.projectFileBytes:/);
+});
