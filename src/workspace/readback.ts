@@ -40,6 +40,7 @@ export function packView(viewDir: string, onDone: (r: { entries: number; skipped
   const gz = createGzip();
   const out = new PassThrough();
   gz.pipe(out);
+  gz.on('error', (err) => out.destroy(err));
   // The client went away (the response destroyed `out`): stop walking, let pending writes return.
   let closed = false;
   const isClosed = () => closed;
