@@ -180,3 +180,23 @@ t.test('a task swapping a directory for links in a tight loop during read-back g
   t.ok(seen.archives === 12, 'every archive completed');
   t.same(mountsUnder(srv.dataDir), [], 'every view and the workspace are unmounted afterwards');
 });
+
+t.test('a client that goes away mid-archive leaves nothing mounted; delete waits for the read to end', async (t) => {
+  const id = await newWorkspace({ 'a.txt': 'a\n' });
+  const fill = await runTask(srv.url, 'head -c 67108864 /dev/urandom > big', { workspace: { id } });
+  t.match(fill.task, { status: 'succeeded' });
+  const ac = new AbortController();
+  const res = await fetch(`${srv.url}/v1/workspaces/${id}/archive`, { signal: ac.signal });
+  t.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  t.ok(first.value && first.value.length > 0, 'the archive started streaming');
+  t.ok(mountsUnder(srv.dataDir).length >= 1, 'the workspace is mounted while it is read');
+  const busy = await api(srv.url, 'DELETE', `/v1/workspaces/${id}`);
+  t.match([busy.status, busy.json?.error.code], [409, 'WORKSPACE_BUSY'], 'delete is refused while the read runs');
+  ac.abort();
+  await reader.cancel().catch(() => undefined);
+  for (let i = 0; i < 100 && mountsUnder(srv.dataDir).length > 0; i++) await sleep(100);
+  t.same(mountsUnder(srv.dataDir), [], 'the view and the workspace were unmounted after the client left');
+  t.equal((await api(srv.url, 'DELETE', `/v1/workspaces/${id}`)).status, 204, 'and the workspace can be deleted');
+});
