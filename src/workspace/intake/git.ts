@@ -86,6 +86,9 @@ export async function cloneGit(source: GitSource, writer: TreeWriter, opts: GitO
     const fetch = ['-C', repo, ...pinned(target), 'fetch', '-q', '--depth', '1', '--no-tags', '--no-recurse-submodules', target.url, source.ref];
     await runGit(fetch, work, deadline, opts, protocols);
     await runGit(['-C', repo, 'checkout', '-q', '--detach', 'FETCH_HEAD'], work, deadline, opts);
+    // The poll above may miss a fast clone: check the final size before copying it.
+    const bytes = await treeBytes(work, opts.git.maxBytes);
+    if (bytes > opts.git.maxBytes) throw new AppError('GIT_TOO_LARGE', { bytes, limit: opts.git.maxBytes, bound: 'workspaces.git.maxBytes' });
     await copyTree(repo, writer);
   } finally {
     await rm(work, { recursive: true, force: true });
