@@ -100,17 +100,15 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   if (first.done || first.value.fieldname !== 'task') {
     throw new AppError('MULTIPART_INVALID', { rule: 'task_part_first', got: first.done ? null : first.value.fieldname });
   }
-  let text: string;
-  if (first.value.type === 'field') {
-    text = String(first.value.value);
-  } else {
-    text = (await first.value.toBuffer()).toString('utf8');
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
+  // A field sent with Content-Type: application/json arrives already parsed by the plugin.
+  const raw = first.value.type === 'field' ? first.value.value : (await first.value.toBuffer()).toString('utf8');
+  let json: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      json = JSON.parse(raw);
+    } catch (err) {
+      throw new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
+    }
   }
   const body = parse(createTaskBody, json, 'task part');
   if (body.workspace !== undefined) throw new AppError('MULTIPART_INVALID', { rule: 'task_names_a_workspace', hint: 'the workspace part supplies it' });
@@ -146,6 +144,7 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
 function asMultipartError(err: unknown, config: Readonly<Config>): unknown {
   if (err instanceof AppError) return err;
   const code = (err as { code?: string }).code ?? '';
+  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
   if (code === 'FST_REQ_FILE_TOO_LARGE') {
     return new AppError('ARCHIVE_TOO_LARGE', { limit: config.workspaces.archive.maxCompressedBytes, bound: 'workspaces.archive.maxCompressedBytes' });
   }

@@ -135,3 +135,14 @@ export function zip(entries: ZipEntry[]): Buffer {
   end.writeUInt32LE(offset, 16);
   return Buffer.concat([...locals, cd, end]);
 }
+
+/** A multipart/form-data body (boundary `sbxboundary`) with a `task` JSON part and a `workspace` tar part, as a latin1 string. */
+export function multipartBody(task: unknown, archive: Buffer, type = 'application/x-tar'): string {
+  return [
+    '--sbxboundary\r\nContent-Disposition: form-data; name="task"\r\nContent-Type: application/json\r\n\r\n',
+    JSON.stringify(task),
+    `\r\n--sbxboundary\r\nContent-Disposition: form-data; name="workspace"; filename="w.tar"\r\nContent-Type: ${type}\r\n\r\n`,
+    archive.toString('latin1'),
+    '\r\n--sbxboundary--\r\n',
+  ].join('');
+}

@@ -63,7 +63,16 @@ export function extractTar(input: Readable, writer: TreeWriter): Promise<void> {
     });
     parser.on('error', fail);
     parser.on('warn', (code: string, message: string) => fail(corrupt(new Error(`${code}: ${message}`))));
-    parser.on('end', settle);
+    // A tar is a sequence of 512-byte blocks: a partial block at the end is a truncated archive
+    // (node-tar ignores it silently).
+    let bytes = 0;
+    input.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    parser.on('end', () => {
+      if (bytes % 512 !== 0) fail(corrupt(new Error(`truncated: ${bytes} bytes is not a whole number of 512-byte blocks`)));
+      settle();
+    });
     input.on('error', fail);
     input.pipe(parser as unknown as NodeJS.WritableStream);
   });
