@@ -42,7 +42,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
-    await workspaceIntakeRoutes(scope, deps.workspaces, intake, deps.config);
+    await workspaceIntakeRoutes(scope, intake, deps.config);
     taskRoutes(scope, deps.manager, intake, deps.config);
     logRoutes(scope, deps.manager, streams);
     streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);

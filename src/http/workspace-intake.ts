@@ -10,7 +10,7 @@ import type { TaskRecord } from '../tasks/model.js';
 import { createTaskBody, createWorkspaceBody } from '../tasks/schemas.js';
 import { ARCHIVE_MEDIA_TYPES } from '../workspace/intake/archive.js';
 import type { WorkspaceIntake } from '../workspace/intake/intake.js';
-import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
+import { checkInlineFiles } from '../workspace/workspaces.js';
 import { parse } from './errors.js';
 import { workspaceView } from './workspaces.js';
 
@@ -38,7 +38,7 @@ function closeAfterError(req: FastifyRequest, reply: FastifyReply): void {
  * Archive bodies reach the handler as the raw request stream (no buffering); JSON bodies keep
  * the server's requests.bodyBytes limit.
  */
-export async function workspaceIntakeRoutes(app: FastifyInstance, workspaces: Workspaces, intake: WorkspaceIntake, config: Readonly<Config>): Promise<void> {
+export async function workspaceIntakeRoutes(app: FastifyInstance, intake: WorkspaceIntake, config: Readonly<Config>): Promise<void> {
   const limit = config.workspaces.archive.maxCompressedBytes;
   // Multipart is parsed on demand by the handler (req.parts()), never buffered by the plugin.
   await app.register(multipart, {
@@ -66,8 +66,8 @@ export async function workspaceIntakeRoutes(app: FastifyInstance, workspaces: Wo
       const body = parse(createWorkspaceBody, req.body, 'body');
       let w;
       if ('files' in body) {
-        const { rootEntries } = checkInlineFiles(body.files, config.workspaces);
-        w = workspaces.createFromFiles(body.files, detectImage(rootEntries, config.images).markers);
+        checkInlineFiles(body.files, config.workspaces); // the inline bounds (maxFiles, maxBytes) before anything is written
+        w = await intake.fromFiles(body.files);
       } else if ('git' in body) {
         w = await intake.fromGit(body.git);
       } else {

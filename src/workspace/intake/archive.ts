@@ -144,7 +144,8 @@ async function* gunzipToTar(input: AsyncGenerator<Buffer>, budget: TreeWriter['b
 }
 
 async function spoolZip(input: AsyncGenerator<Buffer>, writer: TreeWriter, tmpDir: string, compressed: () => number): Promise<void> {
-  await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  // 0711 like the data directory: git intake (UID 65532) must traverse it to its own clone directory.
+  await mkdir(tmpDir, { recursive: true, mode: 0o711 });
   const file = join(tmpDir, `upload-${randomBytes(8).toString('hex')}.zip`);
   try {
     await pipeline(Readable.from(input), createWriteStream(file, { flags: 'wx', mode: 0o600 }));

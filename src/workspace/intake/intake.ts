@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import { detectImage } from '../../detection/detect.js';
 import type { WorkspaceRecord } from '../../store/sqlite.js';
@@ -40,9 +39,17 @@ export class WorkspaceIntake {
     );
   }
 
+  /** Inline files (already checked by checkInlineFiles), written under the same rules as archives. */
+  fromFiles(files: Record<string, string>): Promise<WorkspaceRecord> {
+    return this.workspaces.createWith(async (dir) => {
+      const writer = this.writer(dir);
+      for (const [path, content] of Object.entries(files)) await writer.file(path, 0o644, (write) => write(Buffer.from(content)));
+    }, this.markers());
+  }
+
   fromGit(source: GitSource): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
-      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: join(this.tmpDir) }),
+      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir }),
       this.markers(),
     );
   }
