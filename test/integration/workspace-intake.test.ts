@@ -32,6 +32,7 @@ t.test('a tar: setuid/setgid/sticky stripped, every entry owned by 65532, links 
   }
   t.equal(lstatSync(join(dir, 'bin/suid')).mode & 0o777, 0o755, 'the permission bits themselves are kept');
   t.ok(lstatSync(join(dir, 'link-to-notes')).isSymbolicLink());
+  t.equal(lstatSync(join(dir, 'link-to-notes')).uid, 65532, 'links belong to 65532 too');
   t.equal(readlinkSync(join(dir, 'bin/up')), '../notes.txt');
   t.equal(lstatSync(join(dir, 'hard')).ino, lstatSync(join(dir, 'notes.txt')).ino, 'a hardlink inside the archive is a hardlink');
   const got = await api(srv.url, 'GET', `/v1/workspaces/${r.json.id}`);

@@ -1,8 +1,9 @@
 import { constants } from 'node:fs';
-import { link, lstat, mkdir, open, symlink } from 'node:fs/promises';
+import { lchown, link, lstat, mkdir, open, symlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { AppError } from '../../errors.js';
 import { checkRelativePath, type PathLimits } from '../paths.js';
+import { SANDBOX_UID } from '../workspaces.js';
 import type { IntakeBudget } from './budget.js';
 
 type Kind = 'dir' | 'file' | 'link';
@@ -108,6 +109,8 @@ export class TreeWriter {
     const e = (await this.begin(raw, 'link'))!;
     const resolved = this.resolveLinkTarget(e.rel, e.segments, target);
     await symlink(target, join(this.root, e.rel));
+    // createWith's normalisation skips links; lchown never follows one.
+    await lchown(join(this.root, e.rel), SANDBOX_UID, SANDBOX_UID);
     this.kinds.set(e.rel, 'link');
     const parts = resolved === '' ? [] : resolved.split('/');
     for (let i = 1; i <= parts.length; i++) this.linkPaths.add(parts.slice(0, i).join('/'));
