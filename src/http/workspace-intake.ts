@@ -2,7 +2,6 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { Config } from '../config/schema.js';
-import { detectImage, resolveImage } from '../detection/detect.js';
 import { AppError } from '../errors.js';
 import type { TaskManager } from '../tasks/manager.js';
 import { resolveLimits } from '../tasks/limits.js';
@@ -123,16 +122,14 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   if (!(type in ARCHIVE_MEDIA_TYPES)) {
     throw new AppError('UNSUPPORTED_MEDIA_TYPE', { part: 'workspace', declared: type, accepted: Object.keys(ARCHIVE_MEDIA_TYPES) });
   }
-  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, (rootFiles) => {
-    // Runs inside createWith: throwing here removes the extracted files.
-    const detection = detectImage(rootFiles, config.images);
-    resolveImage(body.image, detection, config.images);
-    return detection.markers;
-  });
+  // The image (unknown, ambiguous, missing) and queue room are checked on the extracted files
+  // inside createWith: a refusal there removes them and records nothing.
+  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, (rootFiles) => manager.precheckImageAndQueue(body, rootFiles));
   try {
     return await manager.submit({ ...body, workspace: { id: w.id, readonly: false } });
   } catch (err) {
-    // The workspace is complete and stays usable; say so rather than hide it.
+    // Only a check made by submit() alone (e.g. the network allowlist) or a queue that filled
+    // meanwhile gets here: the workspace is complete and stays usable, so name it.
     if (err instanceof AppError) {
       throw new AppError(err.code, { ...err.details, workspaceId: w.id }, err.message, err.headers);
     }

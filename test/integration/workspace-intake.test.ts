@@ -1,12 +1,20 @@
 import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { DEFAULT_IMAGES } from '../../src/config/schema.js';
 import { tar, tgz, zip } from '../helpers/archives.js';
 import { api, runTask, waitDone } from '../helpers/client.js';
 import { leftovers, upload, workspaceRecords } from '../helpers/intake.js';
 import { startTestServer } from '../helpers/server.js';
 
-const srv = await startTestServer();
+// One extra language whose image is never built: a task that needs it is refused with IMAGE_MISSING.
+const srv = await startTestServer({
+  images: {
+    ...DEFAULT_IMAGES,
+    languages: { ...DEFAULT_IMAGES.languages, ruby: { image: 'sandboxshift/runtime-absent-intake-test:0', build: 'none' } },
+    markers: { ...DEFAULT_IMAGES.markers, Gemfile: 'ruby' },
+  },
+});
 t.teardown(() => srv.close());
 const wsDir = (id: string) => join(srv.dataDir, 'workspaces', id);
 
@@ -146,6 +154,13 @@ t.test('multipart refusals create nothing', async (t) => {
   r = await post(ambiguous);
   t.equal(r.status, 422);
   t.equal(r.json.error.code, 'IMAGE_UNKNOWN', 'an image refused after extraction removes the extracted files');
+
+  const missing = new FormData();
+  missing.append('task', JSON.stringify({ command: 'true' }));
+  missing.append('workspace', new Blob([tar([{ name: 'Gemfile', data: '' }])], { type: 'application/x-tar' }), 'rb.tar');
+  r = await post(missing);
+  t.equal(r.status, 422);
+  t.match(r.json.error, { code: 'IMAGE_MISSING', details: { image: 'sandboxshift/runtime-absent-intake-test:0' } }, 'an image detected from the archive but absent: refused before the workspace is recorded');
 
   const wrongType = new FormData();
   wrongType.append('task', JSON.stringify({ command: 'true' }));

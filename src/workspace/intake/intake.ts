@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import type { Config } from '../../config/schema.js';
 import { detectImage } from '../../detection/detect.js';
 import type { WorkspaceRecord } from '../../store/sqlite.js';
@@ -8,8 +9,13 @@ import { cloneGit, type GitSource } from './git.js';
 import { copyHostPath } from './hostpath.js';
 import { TreeWriter } from './writer.js';
 
-/** Extra admission check run on the populated tree, before the record exists (e.g. a task's image). */
-export type RootCheck = (rootFiles: string[]) => string[];
+/** Extra admission check run on the populated tree's root files, before the record exists (e.g. a task's image). */
+export type RootCheck = (rootFiles: string[]) => Promise<void>;
+
+/** Regular files in the root of `dir` (links are not followed), as marker detection sees them. */
+async function rootFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+}
 
 /**
  * Every intake kind in one place. Each goes through Workspaces.createWith, so a refused intake
@@ -26,16 +32,18 @@ export class WorkspaceIntake {
     return new TreeWriter(dir, this.config.workspaces, new IntakeBudget(this.config.workspaces.archive));
   }
 
-  private markers(check?: RootCheck): (rootFiles: string[]) => string[] {
-    return check ?? ((rootFiles) => detectImage(rootFiles, this.config.images).markers);
+  private markers(): (rootFiles: string[]) => string[] {
+    return (rootFiles) => detectImage(rootFiles, this.config.images).markers;
   }
 
+  /** `check` runs inside createWith after extraction: if it throws, the extracted files are removed. */
   fromArchive(body: AsyncIterable<Buffer>, declared: ArchiveKind | null, declaredType: string, check?: RootCheck): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
       async (dir) => {
         await extractArchive(body, this.writer(dir), { declared, declaredType, tmpDir: this.tmpDir });
+        if (check) await check(await rootFiles(dir));
       },
-      this.markers(check),
+      this.markers(),
     );
   }
 
