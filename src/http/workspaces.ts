@@ -2,10 +2,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config/schema.js';
 import { detectImage } from '../detection/detect.js';
 import type { WorkspaceRecord } from '../store/sqlite.js';
-import { createWorkspaceBody } from '../tasks/schemas.js';
 import { openViewFile, packView } from '../workspace/readback.js';
-import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
-import { parse } from './errors.js';
+import type { Workspaces } from '../workspace/workspaces.js';
 
 export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
   const detection = detectImage(w.markers, config.images);
@@ -24,20 +22,13 @@ export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
 const idOf = (params: unknown) => (params as { id: string }).id;
 
 /**
- * Workspace routes: create (inline files), get, delete, and read-back (archive, one file).
+ * Workspace routes: get, delete, and read-back (archive, one file).
  * `busy` says whether a task is queued or running on a workspace (the task manager knows).
  * Read-back is allowed while a task runs on the workspace: it reads through a read-only,
  * nosymfollow view, so it sees the content as it is at that moment and never follows a link.
  */
 export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, config: Readonly<Config>, busy: (id: string) => boolean): void {
-  app.post('/v1/workspaces', async (req, reply) => {
-    const { files } = parse(createWorkspaceBody, req.body, 'body');
-    const { rootEntries } = checkInlineFiles(files, config.workspaces);
-    const markers = detectImage(rootEntries, config.images).markers;
-    const w = await workspaces.createFromFiles(files, markers);
-    return reply.status(201).send(workspaceView(w, config));
-  });
-
+  // POST /v1/workspaces (every intake kind) lives in ./workspace-intake.ts.
   app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get(idOf(req.params)), config));
 
   app.delete('/v1/workspaces/:id', async (req, reply) => {

@@ -183,6 +183,21 @@ export class TaskManager {
     return accepted;
   }
 
+  /**
+   * Workspace intake (multipart task submission): the image and queue checks submit() makes,
+   * run on the extracted files before their workspace is recorded, so that a task refused there
+   * leaves no workspace behind. submit() still makes every check itself.
+   */
+  async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[]): Promise<void> {
+    const image = resolveImage(body.image, detectImage(rootEntries, this.config.images), this.config.images);
+    await this.requireImage(image);
+    if (!this.queue.hasRoom()) {
+      throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
+        'retry-after': String(this.config.queue.retryAfterSeconds),
+      });
+    }
+  }
+
   private async requireImage(image: string): Promise<void> {
     let present: boolean;
     try {

@@ -15,6 +15,12 @@ export interface TestServer {
   wsUrl: string;
   services: Services;
   dataDir: string;
+  /**
+   * Mounts a workspace so that the test can look at its files on the host, at the returned
+   * directory (`<dataDir>/workspaces/<id>`). Each workspace is its own filesystem, mounted only
+   * while in use: this holds it until the server closes (so a DELETE of it answers 409).
+   */
+  mountWorkspace(id: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -44,11 +50,19 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
+  const held = new Set<string>();
   return {
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     services,
     dataDir,
+    async mountWorkspace(id: string) {
+      if (!held.has(id)) {
+        await services.workspaces.hold(id);
+        held.add(id);
+      }
+      return services.workspaces.dir(id);
+    },
     async close() {
       await app.close();
       await services.close();
