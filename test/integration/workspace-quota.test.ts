@@ -1,7 +1,9 @@
 import { statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { tar, zip } from '../helpers/archives.js';
 import { api, runTask } from '../helpers/client.js';
+import { upload } from '../helpers/intake.js';
 import { startTestServer } from '../helpers/server.js';
 import { mountsUnder } from '../../src/workspace/storage.js';
 
@@ -78,4 +80,10 @@ t.test('intake past the quota is WORKSPACE_QUOTA_EXCEEDED and leaves nothing beh
   t.match(r.json.error, { code: 'WORKSPACE_QUOTA_EXCEEDED', details: { quotaMb: QUOTA_MB } });
   t.same((await import('node:fs')).readdirSync(join(srv.dataDir, 'workspaces')).sort(), before, 'no image, no mount point');
   t.same(mountsUnder(srv.dataDir), [], 'nothing left mounted');
+  // The same through an archive: the file is not silently cut at the quota.
+  const up = await upload(srv.url, tar([{ name: 'big.bin', data: Buffer.alloc(20 * 1024 * 1024, 1) }]), 'application/x-tar');
+  t.match([up.status, up.json?.error?.code], [413, 'WORKSPACE_QUOTA_EXCEEDED'], 'a tar past the quota');
+  const z = await upload(srv.url, zip([{ name: 'big.bin', data: Buffer.alloc(20 * 1024 * 1024, 1) }]), 'application/zip');
+  t.match([z.status, z.json?.error?.code], [413, 'WORKSPACE_QUOTA_EXCEEDED'], 'a zip past the quota');
+  t.same((await import('node:fs')).readdirSync(join(srv.dataDir, 'workspaces')).sort(), before, 'no image, no mount point');
 });

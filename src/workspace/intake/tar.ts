@@ -35,7 +35,8 @@ export function extractTar(input: Readable, writer: TreeWriter): Promise<void> {
     };
     const fail = (err: unknown) => {
       if (failure !== null) return;
-      failure = err instanceof AppError ? err : corrupt(err);
+      // File-system errors pass as they are (ENOSPC on a full workspace is its quota, not a corrupt archive).
+      failure = err instanceof AppError || (err as NodeJS.ErrnoException)?.syscall !== undefined ? err : corrupt(err);
       abort.abort();
       input.unpipe(parser);
       input.destroy();
