@@ -3,6 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { buildRangeList, createResolver } from './egress/addresses.js';
+import { EgressProxy } from './egress/proxy.js';
 import { fromInstall } from './paths.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
@@ -96,7 +98,17 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   log.info({ reaped }, 'orphaned containers of this server removed');
 
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log);
+  // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  const egress = new EgressProxy(
+    join(dataDir, 'egress'),
+    config.egress,
+    createResolver(config.egress.testHosts),
+    buildRangeList(config.egress.allowPrivateRanges),
+    store,
+    log,
+  );
+  egress.prepare();
+  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
   manager.recover();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
 

@@ -301,7 +301,8 @@ t.test('task submission refusals', async (t) => {
   await bad('cpus above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', resources: { cpus: 8 } });
   await bad('unknown image', 422, 'IMAGE_UNKNOWN', { command: 'true', image: 'alpine:latest' });
   await bad('missing image', 422, 'IMAGE_MISSING', { command: 'true', image: 'sandboxshift/runtime-node:20' });
-  await bad('network', 422, 'NETWORK_NOT_SUPPORTED', { command: 'true', network: { allow: ['example.com'] } });
+  await bad('egress entry invalid', 400, 'EGRESS_PATTERN_INVALID', { command: 'true', network: { allow: ['a b'] } });
+  await bad('egress over-broad', 422, 'EGRESS_PATTERN_TOO_BROAD', { command: 'true', network: { allow: ['*.com'] } });
   await bad('unknown workspace', 404, 'WORKSPACE_NOT_FOUND', { command: 'true', workspace: { id: 'ws_nope' } });
   await bad('inline path escape', 422, 'WORKSPACE_PATH_ESCAPE', { command: 'true', workspace: { files: { '../x': '' } } });
   await bad('inline too many files', 413, 'WORKSPACE_TOO_MANY_FILES', { command: 'true', workspace: { files: Object.fromEntries([1, 2, 3, 4, 5, 6].map((i) => [`f${i}`, ''])) } });

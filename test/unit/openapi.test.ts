@@ -98,6 +98,7 @@ t.test('the routes the brief requires are documented with their main codes', asy
       'GET /readyz',
       'GET /v1/tasks',
       'GET /v1/tasks/{id}',
+      'GET /v1/tasks/{id}/egress',
       'GET /v1/tasks/{id}/logs',
       'GET /v1/tasks/{id}/stream',
       'GET /v1/workspaces/{id}',
@@ -109,8 +110,9 @@ t.test('the routes the brief requires are documented with their main codes', asy
   t.same(
     [...codesOf('post', '/v1/tasks')].sort(),
     [
-      'BODY_TOO_LARGE', 'ENGINE_UNAVAILABLE', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
-      'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'NETWORK_NOT_SUPPORTED', 'QUEUE_FULL', 'UNSUPPORTED_MEDIA_TYPE',
+      'BODY_TOO_LARGE', 'EGRESS_OUTSIDE_CEILING', 'EGRESS_PATTERN_INVALID', 'EGRESS_PATTERN_TOO_BROAD', 'EGRESS_RELAY_MISSING',
+      'ENGINE_UNAVAILABLE', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
+      'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'QUEUE_FULL', 'UNSUPPORTED_MEDIA_TYPE',
       'VALIDATION_FAILED', 'WORKSPACE_NOT_FOUND', 'WORKSPACE_PATH_ESCAPE', 'WORKSPACE_PATH_INVALID',
       'WORKSPACE_PATH_TOO_DEEP', 'WORKSPACE_TOO_LARGE', 'WORKSPACE_TOO_MANY_FILES',
     ],
