@@ -99,11 +99,15 @@ export class EgressProxy {
       reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
     });
     let buf = Buffer.alloc(0);
+    // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
+    const onEnd = () => this.end(task, conn);
+    client.once('end', onEnd);
     const onData = (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       const head = parseRequestHead(buf, s.maxHeaderBytes);
       if (head.kind === 'incomplete') return;
       client.off('data', onData);
+      client.off('end', onEnd);
       client.pause();
       this.serve(task, conn, head, buf.subarray(head.kind === 'error' ? buf.length : head.headBytes)).catch((err: unknown) => {
         this.log.error({ taskId: task.taskId, err }, 'egress: connection failed');
