@@ -167,3 +167,128 @@ export function echoThrough(sock: net.Socket, text: string): Promise<string> {
 }
 
 export const closed = (s: net.Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r())));
+
+/**
+ * probe.py, put into task workspaces and control containers: one network attempt per call,
+ * one line of output saying what happened. `python3 probe.py KIND ARGS...`.
+ */
+export const PROBE_PY = String.raw`
+import errno, os, socket, ssl, struct, sys, urllib.error, urllib.request
+
+def err(e):
+    code = getattr(e, "errno", None)
+    return "error " + (errno.errorcode.get(code, str(code)) if code else type(e).__name__)
+
+def main(kind, *a):
+    if kind == "http":  # urllib with whatever proxy variables the environment has
+        ctx = ssl.create_default_context(cafile=a[1]) if len(a) > 1 else None
+        try:
+            with urllib.request.urlopen(a[0], timeout=20, context=ctx) as r:
+                return "ok %d %s" % (r.status, r.read().decode().strip())
+        except urllib.error.HTTPError as e:
+            return "http %d %s %s" % (e.code, e.headers.get("X-SandboxShift-Egress"), e.read().decode().strip())
+        except Exception as e:
+            return err(getattr(e, "reason", e)) if isinstance(getattr(e, "reason", None), OSError) else err(e)
+    if kind == "connect":  # a raw CONNECT through the relay
+        s = socket.create_connection(("127.0.0.1", int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])), timeout=20)
+        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (a[0], a[0])).encode())
+        head = s.recv(4096).decode("latin1").split("\r\n")
+        line = head[0]
+        if line.startswith("HTTP/1.1 200"):
+            s.sendall(b"echo-me")
+            return line + " | " + s.recv(100).decode()
+        return line + " | " + [h for h in head if h.startswith("X-SandboxShift")][0]
+    if kind in ("tcp", "tcp6"):
+        fam = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect((a[0], int(a[1])))
+            s.sendall(b"hi")
+            return "connected " + s.recv(100).decode()
+        except Exception as e:
+            return err(e)
+    if kind in ("udp", "udp6", "dnsq"):
+        fam = socket.AF_INET6 if kind == "udp6" else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.settimeout(3)
+        payload = b"hi"
+        if kind == "dnsq":  # a DNS query for ok.test, type A
+            payload = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x02ok\x04test\x00" + struct.pack(">HH", 1, 1)
+        try:
+            s.sendto(payload, (a[0], int(a[1])))
+            data, _ = s.recvfrom(512)
+            return "reply %d bytes" % len(data)
+        except Exception as e:
+            return err(e)
+    if kind == "resolve":
+        try:
+            return "resolved " + socket.getaddrinfo(a[0], 80)[0][4][0]
+        except Exception as e:
+            return "error " + type(e).__name__
+    if kind == "listen":  # serve on 0.0.0.0:PORT and on an abstract unix socket until killed
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", int(a[0]))); s.listen(5)
+        u = socket.socket(socket.AF_UNIX); u.bind("\0" + a[1]); u.listen(5)
+        print("listening", flush=True)
+        while True:
+            c, _ = s.accept(); c.sendall(b"from-listener"); c.close()
+    if kind == "unix-abstract":
+        u = socket.socket(socket.AF_UNIX)
+        try:
+            u.connect("\0" + a[0]); return "connected"
+        except Exception as e:
+            return err(e)
+    return "unknown probe"
+
+print(main(*sys.argv[1:]), flush=True)
+`;
+
+/**
+ * A tiny PEP 503 package index serving one pure-Python wheel (sbxdemo 1.0, VALUE =
+ * "from-test-index"), built here with the host's python3 `zipfile`.
+ */
+export async function packageIndex(): Promise<Upstream> {
+  const { createHash } = await import('node:crypto');
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-egress-index-'));
+  const wheelName = 'sbxdemo-1.0-py3-none-any.whl';
+  const build = String.raw`
+import base64, hashlib, sys, zipfile
+files = {
+    "sbxdemo/__init__.py": b'VALUE = "from-test-index"\n',
+    "sbxdemo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: sbxdemo\nVersion: 1.0\n",
+    "sbxdemo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: sandboxshift-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = ""
+for name, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record += "%s,sha256=%s,%d\n" % (name, digest, len(data))
+record += "sbxdemo-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, data in files.items():
+        z.writestr(name, data)
+    z.writestr("sbxdemo-1.0.dist-info/RECORD", record)
+`;
+  try {
+    execFileSync('python3', ['-c', build, join(dir, wheelName)]);
+    const wheel = readFileSync(join(dir, wheelName));
+    const sha = createHash('sha256').update(wheel).digest('hex');
+    const seen: string[] = [];
+    const open = new Set<net.Socket>();
+    const server = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (req.url === '/simple/sbxdemo/') {
+        res.setHeader('content-type', 'text/html');
+        return res.end(`<!DOCTYPE html><html><body><a href="/files/${wheelName}#sha256=${sha}">${wheelName}</a></body></html>`);
+      }
+      if (req.url === `/files/${wheelName}`) return res.end(wheel);
+      res.statusCode = 404;
+      res.end('not found');
+    });
+    track(server, open);
+    const port = await listen(server, ['127.0.0.1']);
+    return { port, seen, open, close: () => new Promise((r) => server.close(() => r())) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
