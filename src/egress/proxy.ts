@@ -131,8 +131,8 @@ export class EgressProxy {
     const shown = head.host.slice(0, 253);
     if (!checked.ok) return deny(403, checked.reason, shown);
     const host = checked.host;
-    if (!this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
     if (!hostAllowed(host, task.allow)) return deny(403, 'not_allowlisted', host);
+    if (!this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
 
     let addresses: ResolvedAddress[];
     try {
