@@ -140,10 +140,11 @@ export class EgressProxy {
     } catch {
       return deny(502, 'resolve_failed', host);
     }
+    if (addresses.length === 0) return deny(502, 'resolve_failed', host);
     const usable = addresses.filter((a) => forbiddenReason(a.address, this.allowedRanges) === null);
     if (usable.length === 0) {
       const first = addresses[0];
-      return deny(403, `forbidden_address:${first ? forbiddenReason(first.address, this.allowedRanges) : 'none'}`, host, first?.address ?? null);
+      return deny(403, `forbidden_address:${forbiddenReason(first!.address, this.allowedRanges)}`, host, first!.address);
     }
     // Connect to an address checked above: no second lookup, so a name cannot rebind in between.
     let upstream: Socket | null = null;

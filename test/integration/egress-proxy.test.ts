@@ -4,7 +4,8 @@
  * the one thing under test is changed (a name instead of a literal, a test range that allows the
  * address, a listed port).
  */
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -188,4 +189,47 @@ t.test('decisions per task are bounded; the rest are counted as dropped', async 
   t.same(store.egressDecisions(id).decisions.map((d) => d.host), ['nope0.test', 'nope1.test']);
   t.equal(store.egressDecisions(id).dropped, 2);
   e.close();
+});
+
+t.test('every decision is written to the structured log; a failed lookup is a decision too', async (t) => {
+  const lines: any[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  // Names outside the table fail here instead of reaching the system resolver (tests stay on this machine).
+  const tableOnly = createResolver(hosts);
+  const resolve = async (h: string) => {
+    if (!(h in hosts)) throw new Error(`ENOTFOUND ${h}`);
+    return tableOnly(h);
+  };
+  const p = new EgressProxy(join(dir, 'logged'), base, resolve, buildRangeList(['127.0.0.1/32']), store, pino(sink));
+  p.prepare();
+  const id = taskId();
+  const e = await p.open(id, ['ok.test', 'nxdomain.invalid']);
+  const ok = await tunnel(e.socketPath, `ok.test:${echo.port}`);
+  await echoThrough(ok.sock, 'logged');
+  ok.sock.destroy();
+  await exchange(e.socketPath, 'CONNECT evil.test:443 HTTP/1.1\r\n\r\n');
+  t.match(await exchange(e.socketPath, 'CONNECT nxdomain.invalid:443 HTTP/1.1\r\n\r\n'), /^HTTP\/1\.1 502 [\s\S]*reason=resolve_failed/);
+  await sleep(100);
+  e.close();
+  t.match(lines.filter((l) => l.egress), [
+    { taskId: id, msg: 'egress allowed', egress: { host: 'ok.test', allowed: true, reason: 'allowlisted', address: '127.0.0.1' } },
+    { taskId: id, msg: 'egress denied', egress: { host: 'evil.test', allowed: false, reason: 'not_allowlisted' } },
+    { taskId: id, msg: 'egress denied', egress: { host: 'nxdomain.invalid', allowed: false, reason: 'resolve_failed' } },
+  ]);
+  t.match(lines.find((l) => l.msg === 'egress connection closed'), { taskId: id, host: 'ok.test', bytesUp: 6, bytesDown: 6 });
+});
+
+t.test('start-up removes sockets a crashed server left behind', async (t) => {
+  const d = join(dir, 'stale');
+  mkdirSync(d, { recursive: true });
+  writeFileSync(join(d, 'tsk_old.sock'), '');
+  const p = new EgressProxy(d, base, createResolver(hosts), buildRangeList([]), store, pino({ level: 'silent' }));
+  p.prepare();
+  t.notOk(existsSync(join(d, 'tsk_old.sock')));
+  t.equal(statSync(d).mode & 0o777, 0o700, 'the socket directory is root-only');
 });

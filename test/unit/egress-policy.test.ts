@@ -1,4 +1,5 @@
 import t from 'tap';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { AppError } from '../../src/errors.js';
 import { checkHost, hostAllowed, insideCeiling, isOverBroad, matchesPattern, parsePattern, resolveAllowlist } from '../../src/egress/policy.js';
 
@@ -93,4 +94,19 @@ t.test('merge order: request replaces workspace file replaces server default', a
     'EGRESS_OUTSIDE_CEILING',
     'the workspace file is bounded by the ceiling too',
   );
+});
+
+t.test('the config section obeys the same rules: bad defaults and ceilings stop start-up', async (t) => {
+  const c = parseConfig({});
+  t.match(c.egress, { defaultAllow: [], ceiling: null, allowUnrestricted: false, ports: [80, 443], relayPort: 3128 });
+  const broad = t.throws(() => parseConfig({ egress: { defaultAllow: ['*.com'] } })) as unknown as ConfigError;
+  t.match(broad.problems.join('\n'), /egress\.defaultAllow: .*\*\.com/);
+  const outside = t.throws(() => parseConfig({ egress: { defaultAllow: ['a.example.org'], ceiling: ['*.example.com'] } })) as unknown as ConfigError;
+  t.match(outside.problems.join('\n'), /egress\.defaultAllow: .*outside the server's ceiling/);
+  const bad = t.throws(() => parseConfig({ egress: { ceiling: ['10.0.0.0'] } })) as unknown as ConfigError;
+  t.match(bad.problems.join('\n'), /egress\.ceiling: .*IP addresses are not allowed/);
+  t.throws(() => parseConfig({ egress: { ports: [0] } }));
+  t.throws(() => parseConfig({ egress: { maxConnectionsPerTask: 0 } }));
+  t.doesNotThrow(() => parseConfig({ egress: { ceiling: ['*'], defaultAllow: ['pypi.org'] } }), 'an operator ceiling may be "*"');
+  t.equal(parseConfig({ egress: { allowUnrestricted: true, defaultAllow: ['*'] } }).egress.defaultAllow[0], '*');
 });
