@@ -67,9 +67,12 @@ t.test('pip installs from a test index through the proxy (standard variables and
   const r = await probe(['pypi.test'], [
     `env -u PIP_PROXY ${pip} >pip.log 2>&1 || cat pip.log`,
     `python3 -c 'import sbxdemo; print(sbxdemo.VALUE)'`,
+    // PIP_PROXY alone (every standard variable removed) is enough for pip too.
+    `env -u HTTP_PROXY -u http_proxy -u HTTPS_PROXY -u https_proxy -u ALL_PROXY -u all_proxy ${pip.replace('install', 'download --no-deps -d /tmp/dl')} >pip2.log 2>&1 || cat pip2.log`,
+    'ls /tmp/dl',
   ]);
   t.equal(r.task.status, 'succeeded', r.stdout + r.stderr);
-  t.equal(r.stdout, 'from-test-index\n');
+  t.equal(r.stdout, 'from-test-index\nsbxdemo-1.0-py3-none-any.whl\n');
   t.ok(index.seen.includes('GET /simple/sbxdemo/'), 'pip asked the index for the project');
   const e = await egressOf(r.id);
   t.ok(e.decisions.length >= 1 && e.decisions.every((d: any) => d.host === 'pypi.test' && d.allowed), 'only the index was contacted');
