@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { egressReport } from '../../src/http/responses.js';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { echoUpstream, httpUpstream, httpsUpstream, packageIndex, PROBE_PY } from '../helpers/egress.js';
 import { sleep, taskContainers } from '../helpers/host.js';
@@ -59,6 +60,7 @@ t.test('an allowed name over plain HTTP and over CONNECT (HTTPS) with Python url
     ],
   );
   t.ok(e.decisions.every((d: any) => d.bytesUp > 0 && d.bytesDown > 0), 'bytes both ways are recorded');
+  t.ok(egressReport.safeParse(e).success, 'the body matches the EgressReport schema of openapi.yaml');
   t.ok(tls.seen.includes(`GET /tls host=secure.test:${tls.port}`), 'the TLS server saw the request: the tunnel is end to end');
 });
 

@@ -357,6 +357,9 @@ t.test('a tiny task end to end, lists, logs, stream replay', async (t) => {
   await listBad('bad status', 'status=done', 400, 'VALIDATION_FAILED');
   await listBad('unknown parameter', 'sort=asc', 400, 'VALIDATION_FAILED');
 
+  const egress = await call(t, base, 'GET', `/v1/tasks/${id}/egress`, '/v1/tasks/{id}/egress', 'egress of a task without an allowlist', { status: 200 });
+  t.same(egress.json, { decisions: [], dropped: 0 });
+  await call(t, base, 'GET', '/v1/tasks/tsk_nope/egress', '/v1/tasks/{id}/egress', 'egress of an unknown task', { status: 404, code: 'TASK_NOT_FOUND' });
   await call(t, base, 'GET', '/v1/tasks/tsk_nope', '/v1/tasks/{id}', 'unknown task', { status: 404, code: 'TASK_NOT_FOUND' });
   await call(t, base, 'GET', '/v1/tasks/garbage', '/v1/tasks/{id}', 'malformed task id', { status: 404, code: 'TASK_NOT_FOUND' });
   await call(t, base, 'POST', `/v1/tasks/${id}/cancel`, '/v1/tasks/{id}/cancel', 'cancel finished', { status: 409, code: 'TASK_NOT_ACTIVE' });
