@@ -2,7 +2,7 @@ import { chmodSync, chownSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type BlockList, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { forbiddenReason, type ResolvedAddress, type Resolver } from './addresses.js';
+import { destinationReason, localInterfaceAddresses, type ResolvedAddress, type Resolver } from './addresses.js';
 import type { DecisionSink, EgressDecision } from './decisions.js';
 import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
 import { parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
@@ -42,6 +42,8 @@ interface Conn {
   up: number;
   down: number;
   done: boolean;
+  /** head: reading the request; connecting: resolving and connecting (own timeouts); tunnel. */
+  phase: 'head' | 'connecting' | 'tunnel';
 }
 
 /**
@@ -59,6 +61,8 @@ export class EgressProxy {
     private readonly allowedRanges: BlockList,
     private readonly sink: DecisionSink,
     private readonly log: Logger,
+    /** The host's own addresses, read at each decision (interfaces change). */
+    private readonly localAddresses: () => ReadonlySet<string> = localInterfaceAddresses,
   ) {}
 
   /** Start-up: sockets of a previous run (a crash leaves them) are removed. */
@@ -90,13 +94,14 @@ export class EgressProxy {
       reply(client, 503, 'too_many_connections', `at most ${s.maxConnectionsPerTask} proxy connections at once (egress.maxConnectionsPerTask)`);
       return;
     }
-    const conn: Conn = { client, upstream: null, decisionId: null, decision: null, up: 0, down: 0, done: false };
+    const conn: Conn = { client, upstream: null, decisionId: null, decision: null, up: 0, down: 0, done: false, phase: 'head' };
     task.conns.add(conn);
     client.on('error', () => undefined);
     client.once('close', () => this.end(task, conn));
     client.setTimeout(s.headerTimeoutSeconds * 1000, () => {
-      if (conn.upstream) return this.end(task, conn);
-      reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
+      if (conn.phase === 'head') reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
+      else if (conn.phase === 'tunnel') this.end(task, conn);
+      // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds)
     });
     let buf = Buffer.alloc(0);
     // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
@@ -109,6 +114,7 @@ export class EgressProxy {
       client.off('data', onData);
       client.off('end', onEnd);
       client.pause();
+      conn.phase = 'connecting';
       this.serve(task, conn, head, buf.subarray(head.kind === 'error' ? buf.length : head.headBytes)).catch((err: unknown) => {
         this.log.error({ taskId: task.taskId, err }, 'egress: connection failed');
         this.end(task, conn);
@@ -141,11 +147,10 @@ export class EgressProxy {
       return deny(502, 'resolve_failed', host);
     }
     if (addresses.length === 0) return deny(502, 'resolve_failed', host);
-    const usable = addresses.filter((a) => forbiddenReason(a.address, this.allowedRanges) === null);
-    if (usable.length === 0) {
-      const first = addresses[0];
-      return deny(403, `forbidden_address:${forbiddenReason(first!.address, this.allowedRanges)}`, host, first!.address);
-    }
+    const local = this.localAddresses();
+    const why = (a: ResolvedAddress) => destinationReason(a.address, this.allowedRanges, local);
+    const usable = addresses.filter((a) => why(a) === null);
+    if (usable.length === 0) return deny(403, `forbidden_address:${why(addresses[0]!)}`, host, addresses[0]!.address);
     // Connect to an address checked above: no second lookup, so a name cannot rebind in between.
     let upstream: Socket | null = null;
     let address = '';
@@ -162,6 +167,7 @@ export class EgressProxy {
     if (!upstream) return deny(502, 'connect_failed', host, usable[0]!.address);
 
     conn.upstream = upstream;
+    conn.phase = 'tunnel';
     conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
     const { client } = conn;
     upstream.on('error', () => undefined);

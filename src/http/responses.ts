@@ -142,7 +142,7 @@ export const egressDecision = z
     reason: z
       .string()
       .describe(
-        '`allowlisted`, or why not: `not_allowlisted`, `port_not_allowed`, `ip_literal`, `invalid_host`, `forbidden_address:<category>` (e.g. loopback, private, link_local), `resolve_failed`, `connect_failed`',
+        '`allowlisted`, or why not: `not_allowlisted`, `port_not_allowed`, `ip_literal`, `invalid_host`, `forbidden_address:<category>` (e.g. loopback, private, link_local, local_interface), `resolve_failed`, `connect_failed`',
       ),
     address: z.string().nullable().describe('The address connected to (allowed) or refused (forbidden_address); null otherwise'),
     bytesUp: count.describe('Bytes from the task towards the destination (final once the connection closed)'),

@@ -233,3 +233,16 @@ t.test('start-up removes sockets a crashed server left behind', async (t) => {
   t.notOk(existsSync(join(d, 'tsk_old.sock')));
   t.equal(statSync(d).mode & 0o777, 0o700, 'the socket directory is root-only');
 });
+
+t.test("a name resolving to one of the host's own (public-looking) addresses is refused", async (t) => {
+  // 198.51.99.7 stands for the server's public IP: the proxy refuses it before any connect, so
+  // no packet leaves this machine. (The accepting side is covered in test/unit/addresses.test.ts:
+  // a positive control here would have to connect to a public address.)
+  const p = new EgressProxy(join(dir, 'self'), base, createResolver({ 'self.test': ['198.51.99.7'] }), buildRangeList(['127.0.0.1/32']), store, pino({ level: 'silent' }), () => new Set(['127.0.0.1', '198.51.99.7']));
+  p.prepare();
+  const id = taskId();
+  const e = await p.open(id, ['self.test']);
+  t.match(await exchange(e.socketPath, 'CONNECT self.test:443 HTTP/1.1\r\n\r\n'), /reason=forbidden_address:local_interface/);
+  t.match(decisions(id), [{ host: 'self.test', allowed: false, reason: 'forbidden_address:local_interface', address: '198.51.99.7' }]);
+  e.close();
+});
