@@ -87,13 +87,15 @@ if (!labels?.['io.sandboxshift.relay']) {
   });
 
   t.test('which variables npm reads, and Node fetch ignoring them (recorded for the README)', async (t) => {
-    const npm = (env: string) =>
-      `${env} npm install --no-audit --no-fund --prefer-online --cache /tmp/c --registry http://npm.test:${port}/ sbx-npm-demo >/dev/null 2>&1 && echo npm-ok || echo npm-failed`;
+    // Each variant in its own project directory with its own cache, so each must really fetch.
+    const npm = (dir: string, env: string) =>
+      `mkdir ${dir} && (cd ${dir} && echo '{}' > package.json && ${env} npm install --no-audit --no-fund --cache /tmp/cache-${dir} --registry http://npm.test:${port}/ sbx-npm-demo >/dev/null 2>&1 && test -f node_modules/sbx-npm-demo/index.js && echo npm-ok || echo npm-failed)`;
+    const before = seen.filter((s) => s.endsWith('.tgz')).length;
     const r = await runTask(
       srv.url,
       [
-        npm('env -u HTTP_PROXY -u http_proxy -u HTTPS_PROXY -u https_proxy -u ALL_PROXY -u all_proxy'),
-        npm('env -u npm_config_proxy -u npm_config_https_proxy'),
+        npm('a', 'env -u HTTP_PROXY -u http_proxy -u HTTPS_PROXY -u https_proxy -u ALL_PROXY -u all_proxy'),
+        npm('b', 'env -u npm_config_proxy -u npm_config_https_proxy'),
         `node -e "fetch('http://npm.test:${port}/sbx-npm-demo').then(r => console.log('fetch-ok', r.status), e => console.log('fetch-error', e.cause && e.cause.code))"`,
       ].join('; '),
       { image: IMAGE, workspace: { files: { 'package.json': '{"name":"w","version":"1.0.0"}' } }, network: { allow: ['npm.test'] } },
@@ -101,6 +103,7 @@ if (!labels?.['io.sandboxshift.relay']) {
     const [npmOwn, npmStandard, fetchLine] = r.stdout.trim().split('\n');
     t.equal(npmOwn, 'npm-ok', 'npm with only npm_config_proxy / npm_config_https_proxy');
     t.equal(npmStandard, 'npm-ok', 'npm with only the standard variables');
+    t.equal(seen.filter((s) => s.endsWith('.tgz')).length - before, 2, 'both variants downloaded the tarball through the proxy');
     t.match(fetchLine, /^fetch-error (ENOTFOUND|EAI_AGAIN)$/, "Node 20's fetch ignores the proxy variables and finds no resolver");
   });
 }
