@@ -147,6 +147,19 @@ t.test('the proxy socket is read-only, outside the workspace, and the relay is t
   t.equal(r.stdout, 'ro\nsrw-------\nhttp://127.0.0.1:3128 http://127.0.0.1:3128 http://127.0.0.1:3128 http://127.0.0.1:3128 localhost,127.0.0.1,::1\nnot-removed\nstill-a-socket\n');
 });
 
+t.test('an allowlisted task keeps the whole hardened profile; the relay runs as the task user', async (t) => {
+  const r = await probe(['ok.test'], [
+    'id -u',
+    'grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status | tr -s "\t " " "',
+    'for p in /proc/[0-9]*; do c=$(tr "\\0" " " < $p/cmdline 2>/dev/null); case "$c" in sbx-relay*|/usr/local/bin/sbx-relay*) grep -E "^(Uid|CapEff):" $p/status | tr -s "\t " " ";; esac; done | sort -u',
+    'touch /etc/x 2>&1 | grep -o "Read-only file system"',
+  ]);
+  t.equal(
+    r.stdout,
+    ['65532', 'CapEff: 0000000000000000', 'NoNewPrivs: 1', 'Seccomp: 2', 'CapEff: 0000000000000000', 'Uid: 65532 65532 65532 65532', 'Read-only file system', ''].join('\n'),
+  );
+});
+
 t.test('cancelling a task tears down its tunnels; nothing the server created for it outlives it', async (t) => {
   const { id } = await submit(srv.url, {
     command: `python3 -c 'import socket,time; s=socket.create_connection(("127.0.0.1",3128)); s.sendall(b"CONNECT echo.test:${echo.port} HTTP/1.1\\r\\n\\r\\n"); print(s.recv(100), flush=True); time.sleep(300)'`,
