@@ -40,11 +40,21 @@ const dnsPort = dns.address().port;
 const echo = await echoUpstream();
 
 // ---- the test's own network: the wall deliberately absent --------------------------------------
-const x = Math.floor(Math.random() * 200) + 20;
 const netName = `sbxtest-egress-${process.pid}`;
+let x = 0;
+// A random /24 and /64 of their own; another test's network may hold one, so a few tries.
+for (let attempt = 1; ; attempt++) {
+  x = Math.floor(Math.random() * 200) + 20;
+  try {
+    const h = x.toString(16);
+    await podman('network', 'create', '--internal', '--disable-dns', '--subnet', `10.231.${x}.0/24`, '--gateway', `10.231.${x}.1`, '--ipv6', '--subnet', `fd5b:7a31:${h}::/64`, '--gateway', `fd5b:7a31:${h}::1`, netName);
+    break;
+  } catch (err) {
+    if (attempt === 5) throw err;
+  }
+}
 const gw4 = `10.231.${x}.1`;
 const gw6 = `fd5b:7a31:${x.toString(16)}::1`;
-await podman('network', 'create', '--internal', '--disable-dns', '--subnet', `10.231.${x}.0/24`, '--gateway', gw4, '--ipv6', '--subnet', `fd5b:7a31:${x.toString(16)}::/64`, '--gateway', gw6, netName);
 const probeDir = mkdtempSync(join(tmpdir(), 'sbx-egress-probe-'));
 writeFileSync(join(probeDir, 'probe.py'), PROBE_PY);
 chmodSync(probeDir, 0o755); // mkdtemp gives 0700; the control containers run as 65532

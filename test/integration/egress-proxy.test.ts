@@ -35,6 +35,7 @@ const hosts = {
   'rebind.test': ['127.0.0.2'],
   'mixed.test': ['127.0.0.2', '127.0.0.1'],
   'metadata.test': ['169.254.169.254'],
+  'private.test': ['10.1.2.3', 'fd00::1'],
 };
 const base: ProxySettings = {
   ports: [80, 443, echo.port, web.port],
@@ -116,10 +117,12 @@ t.test('denied names, ports and literals are refused with a clear proxy error an
 
 t.test('rebinding: an allowed name resolving to a forbidden address is refused; a test range opens it (positive control)', async (t) => {
   const id = taskId();
-  const e = await proxy().open(id, ['rebind.test', 'metadata.test', 'mixed.test']);
+  const e = await proxy().open(id, ['rebind.test', 'metadata.test', 'mixed.test', 'private.test']);
   const r = await exchange(e.socketPath, `CONNECT rebind.test:${echo.port} HTTP/1.1\r\n\r\n`);
   t.match(r, /^HTTP\/1\.1 403 [\s\S]*reason=forbidden_address:loopback/);
   t.match(await exchange(e.socketPath, `CONNECT metadata.test:80 HTTP/1.1\r\n\r\n`), /reason=forbidden_address:link_local/);
+  // Refused before any connect (nothing listens there; the categories are unit-tested).
+  t.match(await exchange(e.socketPath, `CONNECT private.test:443 HTTP/1.1\r\n\r\n`), /reason=forbidden_address:private/);
   // A name with one forbidden and one allowed address: the proxy connects to the one it checked.
   const mixed = await tunnel(e.socketPath, `mixed.test:${echo.port}`);
   t.equal(await echoThrough(mixed.sock, 'm'), 'm');
@@ -128,6 +131,7 @@ t.test('rebinding: an allowed name resolving to a forbidden address is refused; 
   t.match(decisions(id), [
     { host: 'rebind.test', allowed: false, reason: 'forbidden_address:loopback', address: '127.0.0.2' },
     { host: 'metadata.test', allowed: false, reason: 'forbidden_address:link_local', address: '169.254.169.254' },
+    { host: 'private.test', allowed: false, reason: 'forbidden_address:private', address: '10.1.2.3' },
     { host: 'mixed.test', allowed: true, address: '127.0.0.1' },
   ]);
   e.close();
