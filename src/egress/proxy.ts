@@ -89,6 +89,8 @@ export class EgressProxy {
   /** @internal the per-connection state machine, shared by every task's listener. */
   handle(task: TaskEgress, client: Socket): void {
     const s = this.settings;
+    // First thing: a client that resets the connection must never become an unhandled 'error'.
+    client.on('error', () => undefined);
     if (task.conns.size >= s.maxConnectionsPerTask) {
       this.log.warn({ taskId: task.taskId, limit: s.maxConnectionsPerTask }, 'egress: too many connections');
       reply(client, 503, 'too_many_connections', `at most ${s.maxConnectionsPerTask} proxy connections at once (egress.maxConnectionsPerTask)`);
@@ -96,7 +98,6 @@ export class EgressProxy {
     }
     const conn: Conn = { client, upstream: null, decisionId: null, decision: null, up: 0, down: 0, done: false, phase: 'head' };
     task.conns.add(conn);
-    client.on('error', () => undefined);
     client.once('close', () => this.end(task, conn));
     client.setTimeout(s.headerTimeoutSeconds * 1000, () => {
       if (conn.phase === 'head') reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);

@@ -250,3 +250,32 @@ t.test("a name resolving to one of the host's own (public-looking) addresses is 
   t.match(decisions(id), [{ host: 'self.test', allowed: false, reason: 'forbidden_address:local_interface', address: '198.51.99.7' }]);
   e.close();
 });
+
+t.test('a burst of clients that reset, flood or vanish does not take the proxy down', async (t) => {
+  const { connect } = await import('node:net');
+  const { randomBytes } = await import('node:crypto');
+  const e = await proxy({ maxConnectionsPerTask: 2, headerTimeoutSeconds: 2 }).open(taskId(), ['ok.test']);
+  const held = await tunnel(e.socketPath, `ok.test:${echo.port}`);
+  const abusers = Array.from({ length: 60 }, (_, i) => {
+    const c = connect(e.socketPath);
+    c.on('error', () => undefined);
+    c.on('connect', () => {
+      if (i % 3 === 0) {
+        c.write('GET / HTTP/1.1\r\n\r\n'); // answered with a 400 that finds the client gone (EPIPE)
+        c.destroy();
+      }
+      else if (i % 3 === 1) c.end(randomBytes(2000));
+      else c.write(`CONNECT ok.test:${echo.port} HTTP/1.1\r\n`); // never finishes its head
+    });
+    return c;
+  });
+  await sleep(2500);
+  for (const c of abusers) c.destroy();
+  t.equal(await echoThrough(held.sock, 'still here'), 'still here', 'the established tunnel was not disturbed');
+  held.sock.destroy();
+  await sleep(100);
+  const after = await tunnel(e.socketPath, `ok.test:${echo.port}`);
+  t.equal(await echoThrough(after.sock, 'new'), 'new', 'new connections are served once the burst is gone');
+  after.sock.destroy();
+  e.close();
+});
