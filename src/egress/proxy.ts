@@ -199,7 +199,13 @@ export class EgressProxy {
     const decision: EgressDecision = { time: new Date().toISOString(), ...d, bytesUp: 0, bytesDown: 0 };
     if (conn) conn.decision = decision;
     this.log.info({ taskId: task.taskId, egress: decision }, d.allowed ? 'egress allowed' : 'egress denied');
-    return this.sink.addEgressDecision(task.taskId, decision, this.settings.maxDecisionsPerTask);
+    try {
+      return this.sink.addEgressDecision(task.taskId, decision, this.settings.maxDecisionsPerTask);
+    } catch (err) {
+      // The store is closing (shutdown): the decision is still in the log above.
+      this.log.warn({ taskId: task.taskId, err }, 'egress decision not stored');
+      return null;
+    }
   }
 
   /** @internal Ends a connection once: both sockets destroyed, byte counts recorded. */
@@ -210,7 +216,12 @@ export class EgressProxy {
     conn.upstream?.destroy();
     task.conns.delete(conn);
     if (conn.decision) {
-      if (conn.decisionId !== null) this.sink.setEgressBytes(conn.decisionId, conn.up, conn.down);
+      try {
+        if (conn.decisionId !== null) this.sink.setEgressBytes(conn.decisionId, conn.up, conn.down);
+      } catch (err) {
+        // Runs from socket events: never let a closing store throw out of one.
+        this.log.warn({ taskId: task.taskId, err }, 'egress byte counts not stored');
+      }
       this.log.info({ taskId: task.taskId, host: conn.decision.host, port: conn.decision.port, bytesUp: conn.up, bytesDown: conn.down }, 'egress connection closed');
     }
   }
