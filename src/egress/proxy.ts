@@ -1,11 +1,12 @@
 import { chmodSync, chownSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type BlockList, type Server, type Socket } from 'node:net';
+import { createServer, type BlockList, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { destinationReason, localInterfaceAddresses, type ResolvedAddress, type Resolver } from './addresses.js';
 import type { DecisionSink, EgressDecision } from './decisions.js';
 import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
 import { parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
+import { connectTo, reply, withTimeout } from './sockets.js';
 
 export interface ProxySettings {
   ports: readonly number[];
@@ -22,17 +23,6 @@ const SANDBOX_UID = 65532;
 /** sockaddr_un.sun_path holds 108 bytes including the NUL. */
 const MAX_SOCKET_PATH = 107;
 
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  405: 'Method Not Allowed',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-  505: 'HTTP Version Not Supported',
-};
 
 interface Conn {
   client: Socket;
@@ -278,48 +268,4 @@ export class TaskEgress {
       // already gone (server.close may have removed it)
     }
   }
-}
-
-function reply(client: Socket, status: number, reason: string, message: string): void {
-  const body = `sandboxshift egress proxy: ${status} ${STATUS_TEXT[status] ?? ''}: ${message}\n`;
-  const head = [
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
-    'Content-Type: text/plain; charset=utf-8',
-    `X-SandboxShift-Egress: denied; reason=${reason}`,
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Connection: close',
-    '',
-    '',
-  ].join('\r\n');
-  if (client.destroyed) return;
-  client.end(head + body, () => client.destroy());
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), ms))),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A connected socket to exactly `a` (no name lookup), or null. */
-function connectTo(a: ResolvedAddress, port: number, timeoutMs: number): Promise<Socket | null> {
-  return new Promise((resolve) => {
-    const sock = connect({ host: a.address, port, family: a.family, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      resolve(null);
-    }, timeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      resolve(sock);
-    });
-    sock.once('error', () => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(null);
-    });
-  });
 }
