@@ -1,5 +1,6 @@
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { egressRoutes } from './http/egress.js';
@@ -9,9 +10,11 @@ import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
+import { workspaceIntakeRoutes } from './http/workspace-intake.js';
 import { workspaceRoutes } from './http/workspaces.js';
 import type { Readiness } from './readiness.js';
 import type { TaskManager } from './tasks/manager.js';
+import { WorkspaceIntake } from './workspace/intake/intake.js';
 import type { Workspaces } from './workspace/workspaces.js';
 
 export interface AppDeps {
@@ -33,12 +36,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
-  // JSON only (archives come with the workspaces issue): anything else is 415, not a string body.
+  // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
+  // Workspace intake; spool files (zip) go to <dataDir>/tmp, next to the workspaces directory.
+  const intake = new WorkspaceIntake(deps.workspaces, deps.config, join(deps.workspaces.dir(''), '..', 'tmp'));
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
-    taskRoutes(scope, deps.manager);
+    await workspaceIntakeRoutes(scope, intake, deps.config);
+    taskRoutes(scope, deps.manager, intake, deps.config);
     egressRoutes(scope, deps.manager);
     logRoutes(scope, deps.manager, streams);
     streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);

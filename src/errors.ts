@@ -30,6 +30,23 @@ export const ERRORS = {
   QUEUE_FULL: { status: 429, message: 'The task queue is full' },
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
+  // Workspace intake (archives, git, host roots, multipart): details name the entry, the rule and the bound.
+  ARCHIVE_TOO_LARGE: { status: 413, message: 'The archive exceeds the compressed size limit' },
+  ARCHIVE_EXPANDED_TOO_LARGE: { status: 413, message: 'The archive expands past the allowed size' },
+  ARCHIVE_TOO_MANY_ENTRIES: { status: 413, message: 'The archive has more entries than allowed' },
+  ARCHIVE_COMPRESSION_RATIO: { status: 413, message: 'The archive expands at a compression ratio above the allowed maximum' },
+  ARCHIVE_CORRUPT: { status: 400, message: 'The archive is corrupt or truncated' },
+  WORKSPACE_LINK_ESCAPE: { status: 422, message: 'A link in the workspace points outside it or through another link' },
+  WORKSPACE_SPECIAL_FILE: { status: 422, message: 'The workspace may hold only regular files, directories and links' },
+  WORKSPACE_ENTRY_CONFLICT: { status: 422, message: 'An entry would replace or write through an earlier entry' },
+  GIT_URL_REFUSED: { status: 422, message: 'The git URL is not allowed (https only, no credentials, ports 80/443 or configured)' },
+  GIT_HOST_NOT_ALLOWED: { status: 422, message: 'The git host is not in the configured allowed list' },
+  GIT_ADDRESS_FORBIDDEN: { status: 422, message: 'The git host resolves to an address the server may not connect to' },
+  GIT_CLONE_FAILED: { status: 422, message: 'The repository or ref could not be fetched' },
+  GIT_TIMEOUT: { status: 422, message: 'Fetching the repository took longer than allowed' },
+  GIT_TOO_LARGE: { status: 413, message: 'The repository is larger than allowed' },
+  HOST_PATH_NOT_FOUND: { status: 404, message: 'No such directory under a configured host root' },
+  MULTIPART_INVALID: { status: 400, message: 'The multipart body needs a "task" JSON part followed by one "workspace" archive part' },
   INTERNAL: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

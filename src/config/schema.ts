@@ -194,6 +194,44 @@ export const configSchema = z
         maxBytes: int(0, 1024 * MiB, 64 * MiB, 'Most bytes in an inline workspace'),
         maxDepth: int(1, 256, 64, 'Deepest path nesting'),
         maxPathBytes: int(1, 4096, 4096, 'Longest relative path in bytes'),
+        // Workspace intake (archives, git, host roots): src/workspace/intake/.
+        archive: z
+          .strictObject({
+            maxCompressedBytes: int(1024, 16 * 1024 * MiB, 100 * MiB, 'Largest archive body (tar, tar.gz, zip, or the multipart workspace part) in bytes'),
+            maxExpandedBytes: int(0, 64 * 1024 * MiB, 1024 * MiB, 'Most bytes an archive, git checkout or host-root copy may expand to (file contents actually written)'),
+            maxEntries: int(1, 10_000_000, 100_000, 'Most entries (files, directories, links) in an archive, git checkout or host-root copy'),
+            maxCompressionRatio: int(2, 100_000, 200, 'Largest expanded/compressed ratio, checked once ratioGraceBytes have expanded (gzip or zip bombs)'),
+            ratioGraceBytes: int(0, 1024 * MiB, 16 * MiB, 'Expanded bytes below which the compression ratio is not checked'),
+          })
+          .prefault({})
+          .describe('Archive intake limits (also bound git checkouts and host-root copies)'),
+        git: z
+          .strictObject({
+            allowedHosts: z
+              .array(z.string().min(1).max(253).regex(/^[a-z0-9.-]+$/, 'must be a lower-case host name'))
+              .max(1000)
+              .default([])
+              .describe('Hosts a workspace may be cloned from (empty: git intake is refused)'),
+            plainHttpHosts: z
+              .array(z.string().min(1).max(253).regex(/^[a-z0-9.-]+$/, 'must be a lower-case host name'))
+              .max(100)
+              .default([])
+              .describe('Test hosts that may be cloned over plain http (all others need https)'),
+            ports: z.array(z.int().min(1).max(65535)).max(16).default([80, 443]).describe('Ports a git URL may name'),
+            timeoutSeconds: int(1, 3600, 120, 'Wall-clock limit of one clone; the git process group is killed past it'),
+            maxBytes: int(1024, 64 * 1024 * MiB, 1024 * MiB, 'Most bytes the clone (objects and checkout) may occupy'),
+            binary: z.string().min(1).max(1024).default('git').describe('git executable'),
+          })
+          .prefault({})
+          .describe('Workspaces cloned from git'),
+        hostRoots: z
+          .record(
+            z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'must be a simple name'),
+            z.string().min(2).max(1024).regex(/^\/[^\0]*$/, 'must be an absolute path'),
+          )
+          .refine((r) => Object.keys(r).length <= 64, 'must have at most 64 roots')
+          .default({})
+          .describe('Host directories workspaces may be copied from: name → absolute path; {"hostPath": "<name>/<dir>"}'),
       })
       .prefault({})
       .describe('Workspace bounds'),

@@ -141,6 +141,38 @@ const INLINE_FILE_CODES: ErrorCode[] = [
   'WORKSPACE_PATH_ESCAPE',
 ];
 
+/** Codes of archive intake (POST /v1/workspaces with an archive body, multipart task submission). */
+const ARCHIVE_CODES: ErrorCode[] = [
+  'ARCHIVE_TOO_LARGE',
+  'ARCHIVE_EXPANDED_TOO_LARGE',
+  'ARCHIVE_TOO_MANY_ENTRIES',
+  'ARCHIVE_COMPRESSION_RATIO',
+  'ARCHIVE_CORRUPT',
+  'WORKSPACE_LINK_ESCAPE',
+  'WORKSPACE_SPECIAL_FILE',
+  'WORKSPACE_ENTRY_CONFLICT',
+];
+/** Codes of git and host-root intake. */
+const SOURCE_CODES: ErrorCode[] = [
+  'GIT_URL_REFUSED',
+  'GIT_HOST_NOT_ALLOWED',
+  'GIT_ADDRESS_FORBIDDEN',
+  'GIT_CLONE_FAILED',
+  'GIT_TIMEOUT',
+  'GIT_TOO_LARGE',
+  'HOST_PATH_NOT_FOUND',
+];
+
+/** An archive request body: raw bytes whose type is sniffed from the content. */
+const archiveBody = (description: string) => ({ schema: { type: 'string', contentMediaType: 'application/octet-stream', description } });
+const ARCHIVE_CONTENT = {
+  'application/x-tar': archiveBody('A tar archive (ustar/pax/GNU)'),
+  'application/gzip': archiveBody('A gzip-compressed tar archive'),
+  'application/x-gzip': archiveBody('Same as application/gzip'),
+  'application/zip': archiveBody('A zip archive'),
+  'application/octet-stream': archiveBody('Any of the three, recognised from its first bytes'),
+};
+
 /** Codes the WebSocket stream answers refused client frames with, as `ErrorFrame`s. */
 export const WS_ERROR_FRAME_CODES: ErrorCode[] = [
   'VALIDATION_FAILED',
@@ -214,13 +246,36 @@ const OPERATIONS: Operation[] = [
     summary: 'Submit a task',
     description:
       'Validates the task, resolves its workspace and image, and queues it. Everything that can refuse the task runs before anything is created.',
-    requestBody: { required: true, content: json(ref('CreateTaskRequest')) },
+    requestBody: {
+      required: true,
+      content: {
+        ...json(ref('CreateTaskRequest')),
+        'multipart/form-data': {
+          schema: {
+            type: 'object',
+            description:
+              'One-shot use: a `task` part (the JSON task, without `workspace`) first, then one `workspace` part (an archive, as for POST /v1/workspaces) that becomes the task\'s new workspace. The task is checked before the archive is read; its image is resolved from the extracted files before the workspace is recorded.',
+            properties: {
+              task: ref('CreateTaskRequest'),
+              workspace: { type: 'string', contentMediaType: 'application/octet-stream', description: 'tar, tar.gz or zip' },
+            },
+            required: ['task', 'workspace'],
+          },
+          encoding: {
+            task: { contentType: 'application/json' },
+            workspace: { contentType: 'application/x-tar, application/gzip, application/x-gzip, application/zip, application/octet-stream' },
+          },
+        },
+      },
+    },
     responses: { '202': { description: 'Accepted and queued', content: json(ref('TaskAccepted')) } },
     errors: [
       'VALIDATION_FAILED',
       ...BODY_CODES,
+      'MULTIPART_INVALID',
       'WORKSPACE_NOT_FOUND',
       ...INLINE_FILE_CODES,
+      ...ARCHIVE_CODES,
       'LIMIT_ABOVE_MAXIMUM',
       'IMAGE_UNKNOWN',
       'IMAGE_AMBIGUOUS',
@@ -362,10 +417,15 @@ const OPERATIONS: Operation[] = [
     path: '/v1/workspaces',
     operationId: 'createWorkspace',
     tags: ['workspaces'],
-    summary: 'Create a workspace from inline files',
-    requestBody: { required: true, content: json(ref('CreateWorkspaceRequest')) },
+    summary: 'Create a workspace from an archive, inline files, a git repository or a host directory',
+    description: [
+      'An archive body (tar, tar.gz or zip) is streamed to disk, never buffered whole; its type is taken from its first bytes, and a declared type that disagrees is 415. Its size is bounded by `workspaces.archive.maxCompressedBytes`, not by the JSON body limit.',
+      'Every entry is checked: relative paths only, no `..`, no NUL, bounded name length and depth; symlinks and hardlinks must stay inside without passing through another link; no entry may replace or write through an earlier one; devices, FIFOs and sockets are refused. Setuid, setgid and sticky bits are stripped and every file belongs to 65532. Expanded bytes, entries and the compression ratio are bounded. A refused intake leaves no files and no record; each error names the entry and the rule (`details.entry`, `details.rule`) or the bound (`details.bound`).',
+      'JSON `{"git": {"url", "ref"}}` clones a branch, tag or commit at depth 1 from an allowed host over https; JSON `{"hostPath": "<root>/<dir>"}` copies a directory under a configured host root.',
+    ].join('\n\n'),
+    requestBody: { required: true, content: { ...json(ref('CreateWorkspaceRequest')), ...ARCHIVE_CONTENT } },
     responses: { '201': { description: 'Created', content: json(ref('Workspace')) } },
-    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, 'INTERNAL'],
+    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, ...ARCHIVE_CODES, ...SOURCE_CODES, 'INTERNAL'],
   },
   {
     method: 'get',

@@ -1,15 +1,21 @@
 import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/schema.js';
+import type { WorkspaceIntake } from '../workspace/intake/intake.js';
 import { publicTask } from '../tasks/model.js';
 import type { TaskManager } from '../tasks/manager.js';
 import { createTaskBody, listTasksQuery } from '../tasks/schemas.js';
 import { parse } from './errors.js';
+import { submitMultipartTask } from './workspace-intake.js';
 
 const idParam = (params: unknown) => (params as { id: string }).id;
 
-export function taskRoutes(app: FastifyInstance, manager: TaskManager): void {
+export function taskRoutes(app: FastifyInstance, manager: TaskManager, intake: WorkspaceIntake, config: Readonly<Config>): void {
   app.post('/v1/tasks', async (req, reply) => {
-    const body = parse(createTaskBody, req.body, 'body');
-    const task = await manager.submit(body);
+    // One-shot use: multipart/form-data with a `task` JSON part and a `workspace` archive part
+    // (workspace intake, src/http/workspace-intake.ts); otherwise the JSON body.
+    const task = req.isMultipart()
+      ? await submitMultipartTask(req, reply, manager, intake, config)
+      : await manager.submit(parse(createTaskBody, req.body, 'body'));
     const self = `/v1/tasks/${task.id}`;
     return reply.status(202).send({
       id: task.id,

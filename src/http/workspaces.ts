@@ -2,9 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/schema.js';
 import { detectImage } from '../detection/detect.js';
 import type { WorkspaceRecord } from '../store/sqlite.js';
-import { createWorkspaceBody } from '../tasks/schemas.js';
-import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
-import { parse } from './errors.js';
+import type { Workspaces } from '../workspace/workspaces.js';
 
 export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
   const detection = detectImage(w.markers, config.images);
@@ -18,13 +16,6 @@ export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
 }
 
 export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, config: Readonly<Config>): void {
-  app.post('/v1/workspaces', async (req, reply) => {
-    const { files } = parse(createWorkspaceBody, req.body, 'body');
-    const { rootEntries } = checkInlineFiles(files, config.workspaces);
-    const markers = detectImage(rootEntries, config.images).markers;
-    const w = workspaces.createFromFiles(files, markers);
-    return reply.status(201).send(workspaceView(w, config));
-  });
-
+  // POST /v1/workspaces (every intake kind) lives in ./workspace-intake.ts.
   app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get((req.params as { id: string }).id), config));
 }

@@ -110,12 +110,7 @@ export class TaskManager {
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
     if (this.closing) throw new AppError('ENGINE_UNAVAILABLE', { reason: 'server is shutting down' });
     const { resources, timeoutSeconds } = resolveLimits(body, this.config);
-    // Egress policy: the request's list replaces the workspace file's, which replaces the server
-    // default. MERGE NOTE: the workspace's sandboxshift.yaml list (issue 3) goes in `workspace`.
-    const network = resolveAllowlist(
-      { request: body.network?.allow, workspace: undefined, serverDefault: this.config.egress.defaultAllow },
-      this.config.egress,
-    );
+    const network = this.allowlist(body);
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
     let rootEntries: string[];
@@ -131,13 +126,7 @@ export class TaskManager {
     const detection = detectImage(rootEntries, this.config.images);
     const image = resolveImage(body.image, detection, this.config.images);
     await this.requireImage(image);
-    if (network.allow.length > 0 && (await this.relayOf(image)) === null) {
-      throw new AppError(
-        'EGRESS_RELAY_MISSING',
-        { image, label: LABEL_RELAY },
-        `Image ${image} has no egress relay (label ${LABEL_RELAY}), so a task in it cannot have an allowlist`,
-      );
-    }
+    if (network.allow.length > 0) await this.requireRelay(image);
     if (!this.queue.hasRoom()) {
       throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
         'retry-after': String(this.config.queue.retryAfterSeconds),
@@ -175,6 +164,22 @@ export class TaskManager {
     return accepted;
   }
 
+  /**
+   * Workspace intake (multipart task submission): the image and queue checks submit() makes,
+   * run on the extracted files before their workspace is recorded, so that a task refused there
+   * leaves no workspace behind. submit() still makes every check itself.
+   */
+  async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[]): Promise<void> {
+    const image = resolveImage(body.image, detectImage(rootEntries, this.config.images), this.config.images);
+    await this.requireImage(image);
+    if (this.allowlist(body).allow.length > 0) await this.requireRelay(image);
+    if (!this.queue.hasRoom()) {
+      throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
+        'retry-after': String(this.config.queue.retryAfterSeconds),
+      });
+    }
+  }
+
   private async requireImage(image: string): Promise<void> {
     let present: boolean;
     try {
@@ -186,6 +191,24 @@ export class TaskManager {
       const build = imageTable(this.config.images).get(image)?.build ?? '';
       throw new AppError('IMAGE_MISSING', { image, build }, `Image ${image} is not present; build it with: ${build}`);
     }
+  }
+
+  /**
+   * The task's egress allowlist (policy errors are 4xx): the request's list replaces the workspace
+   * file's, which replaces the server default.
+   * MERGE NOTE: the workspace's sandboxshift.yaml list (issue 3) goes in `workspace`.
+   */
+  private allowlist(body: CreateTaskBody) {
+    return resolveAllowlist({ request: body.network?.allow, workspace: undefined, serverDefault: this.config.egress.defaultAllow }, this.config.egress);
+  }
+
+  private async requireRelay(image: string): Promise<void> {
+    if ((await this.relayOf(image)) !== null) return;
+    throw new AppError(
+      'EGRESS_RELAY_MISSING',
+      { image, label: LABEL_RELAY },
+      `Image ${image} has no egress relay (label ${LABEL_RELAY}), so a task in it cannot have an allowlist`,
+    );
   }
 
   /** The relay path the image declares (label io.sandboxshift.relay), or null. */

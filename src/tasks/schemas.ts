@@ -54,10 +54,23 @@ export const createTaskBody = z
 export type CreateTaskBody = z.infer<typeof createTaskBody>;
 
 export const createWorkspaceBody = z
-  .strictObject({
-    files: z.record(z.string().max(4096), z.string()).describe('Relative path → UTF-8 content'),
-  })
-  .describe('An inline workspace');
+  .union([
+    z.strictObject({
+      files: z.record(z.string().max(4096), z.string()).describe('Relative path → UTF-8 content'),
+    }),
+    z.strictObject({
+      git: z
+        .strictObject({
+          url: z.string().min(1).max(2048).describe('https URL of the repository (plain http only for configured test hosts)'),
+          ref: z.string().min(1).max(255).describe('Branch, tag or commit to fetch at depth 1'),
+        })
+        .describe('A git repository, cloned shallow by the server from an allowed host'),
+    }),
+    z.strictObject({
+      hostPath: z.string().min(1).max(4096).describe('"<root name>/<directory>" under a host root the operator configured'),
+    }),
+  ])
+  .describe('A workspace from inline files, a git repository or a host directory (archives are sent as the raw body instead)');
 
 export const listTasksQuery = z.strictObject({
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'error']).optional(),

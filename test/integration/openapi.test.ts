@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import { DEFAULT_IMAGES } from '../../src/config/schema.js';
 import { ERRORS, type ErrorCode } from '../../src/errors.js';
 import { openapiDocument } from '../../src/http/openapi.js';
+import { multipartBody, tar } from '../helpers/archives.js';
 import { api, submit, waitDone } from '../helpers/client.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -272,6 +273,13 @@ t.test('workspaces', async (t) => {
   await call(t, base, 'POST', p, p, 'malformed JSON', { status: 400, code: 'MALFORMED_JSON' }, '{"files":');
   await call(t, base, 'POST', p, p, 'empty JSON body', { status: 400, code: 'MALFORMED_JSON' }, '');
   await call(t, base, 'POST', p, p, 'archive body', { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' }, 'not really a tar', { 'content-type': 'application/x-tar' });
+  const tarBody = tar([{ name: 'requirements.txt', data: '' }]).toString('latin1');
+  const fromTar = await call(t, base, 'POST', p, p, 'tar archive', { status: 201 }, tarBody, { 'content-type': 'application/x-tar' });
+  t.same(fromTar.json.image.markers, ['requirements.txt']);
+  await call(t, base, 'POST', p, p, 'archive with a link out', { status: 422, code: 'WORKSPACE_LINK_ESCAPE' }, tar([{ name: 'l', type: '2', linkname: '/etc' }]).toString('latin1'), { 'content-type': 'application/x-tar' });
+  await call(t, base, 'POST', p, p, 'truncated archive', { status: 400, code: 'ARCHIVE_CORRUPT' }, tarBody.slice(0, 700), { 'content-type': 'application/x-tar' });
+  await call(t, base, 'POST', p, p, 'host path without roots', { status: 404, code: 'HOST_PATH_NOT_FOUND' }, { hostPath: 'x/y' });
+  await call(t, base, 'POST', p, p, 'git from a host not allowed', { status: 422, code: 'GIT_HOST_NOT_ALLOWED' }, { git: { url: 'https://example.com/r.git', ref: 'main' } });
   await call(t, base, 'POST', p, p, 'body too large', { status: 413, code: 'BODY_TOO_LARGE' }, { files: { a: 'x'.repeat(9000) } });
   await call(t, base, 'POST', p, p, 'path escape', { status: 422, code: 'WORKSPACE_PATH_ESCAPE' }, { files: { '../x': '' } });
   await call(t, base, 'POST', p, p, 'absolute path', { status: 422, code: 'WORKSPACE_PATH_ESCAPE' }, { files: { '/etc/x': '' } });
@@ -294,7 +302,8 @@ t.test('task submission refusals', async (t) => {
   await bad('malformed JSON', 400, 'MALFORMED_JSON', '{"command": ');
   await bad('empty JSON body', 400, 'MALFORMED_JSON', '');
   await bad('XML', 415, 'UNSUPPORTED_MEDIA_TYPE', '<task/>', { 'content-type': 'application/xml' });
-  await bad('multipart', 415, 'UNSUPPORTED_MEDIA_TYPE', '--x\r\n\r\n--x--\r\n', { 'content-type': 'multipart/form-data; boundary=x' });
+  await bad('multipart without a task part', 400, 'MULTIPART_INVALID', '--x\r\n\r\n--x--\r\n', { 'content-type': 'multipart/form-data; boundary=x' });
+  await bad('multipart with a hostile archive', 422, 'WORKSPACE_PATH_ESCAPE', multipartBody({ command: 'true' }, tar([{ name: '../x', data: 'x' }])), { 'content-type': 'multipart/form-data; boundary=sbxboundary' });
   await bad('body too large', 413, 'BODY_TOO_LARGE', { command: `echo ${'x'.repeat(9000)}` });
   await bad('memory above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', resources: { memoryMb: 8192 } });
   await bad('timeout above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', timeoutSeconds: 7200 });

@@ -1,0 +1,71 @@
+import { readdir } from 'node:fs/promises';
+import type { Config } from '../../config/schema.js';
+import { detectImage } from '../../detection/detect.js';
+import type { WorkspaceRecord } from '../../store/sqlite.js';
+import type { Workspaces } from '../workspaces.js';
+import { extractArchive, type ArchiveKind } from './archive.js';
+import { IntakeBudget } from './budget.js';
+import { cloneGit, type GitSource } from './git.js';
+import { copyHostPath } from './hostpath.js';
+import { TreeWriter } from './writer.js';
+
+/** Extra admission check run on the populated tree's root files, before the record exists (e.g. a task's image). */
+export type RootCheck = (rootFiles: string[]) => Promise<void>;
+
+/** Regular files in the root of `dir` (links are not followed), as marker detection sees them. */
+async function rootFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+}
+
+/**
+ * Every intake kind in one place. Each goes through Workspaces.createWith, so a refused intake
+ * leaves no directory and no record, and every kind gets the same normalisation afterwards.
+ */
+export class WorkspaceIntake {
+  constructor(
+    private readonly workspaces: Workspaces,
+    private readonly config: Readonly<Config>,
+    private readonly tmpDir: string,
+  ) {}
+
+  private writer(dir: string): TreeWriter {
+    return new TreeWriter(dir, this.config.workspaces, new IntakeBudget(this.config.workspaces.archive));
+  }
+
+  private markers(): (rootFiles: string[]) => string[] {
+    return (rootFiles) => detectImage(rootFiles, this.config.images).markers;
+  }
+
+  /** `check` runs inside createWith after extraction: if it throws, the extracted files are removed. */
+  fromArchive(body: AsyncIterable<Buffer>, declared: ArchiveKind | null, declaredType: string, check?: RootCheck): Promise<WorkspaceRecord> {
+    return this.workspaces.createWith(
+      async (dir) => {
+        await extractArchive(body, this.writer(dir), { declared, declaredType, tmpDir: this.tmpDir });
+        if (check) await check(await rootFiles(dir));
+      },
+      this.markers(),
+    );
+  }
+
+  /** Inline files (already checked by checkInlineFiles), written under the same rules as archives. */
+  fromFiles(files: Record<string, string>): Promise<WorkspaceRecord> {
+    return this.workspaces.createWith(async (dir) => {
+      const writer = this.writer(dir);
+      for (const [path, content] of Object.entries(files)) await writer.file(path, 0o644, (write) => write(Buffer.from(content)));
+    }, this.markers());
+  }
+
+  fromGit(source: GitSource): Promise<WorkspaceRecord> {
+    return this.workspaces.createWith(
+      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir }),
+      this.markers(),
+    );
+  }
+
+  fromHostPath(hostPath: string): Promise<WorkspaceRecord> {
+    return this.workspaces.createWith(
+      (dir) => copyHostPath(hostPath, this.config.workspaces.hostRoots, this.writer(dir), this.config.workspaces),
+      this.markers(),
+    );
+  }
+}
