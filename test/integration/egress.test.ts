@@ -211,3 +211,29 @@ t.test('policy refusals at submit: outside the ceiling, over-broad, image withou
     execFileSync('podman', ['--runtime', 'runc', 'rmi', '-f', tag], { env: conf, stdio: 'ignore' });
   }
 });
+
+t.test('multipart tasks: an egress refusal creates nothing; an accepted one runs with its allowlist', async (t) => {
+  const { tar } = await import('../helpers/archives.js');
+  const { leftovers, workspaceRecords } = await import('../helpers/intake.js');
+  const post = async (task: unknown) => {
+    const form = new FormData();
+    form.append('task', JSON.stringify(task));
+    form.append('workspace', new Blob([tar([{ name: 'probe.py', data: PROBE_PY }])], { type: 'application/x-tar' }), 'w.tar');
+    const res = await fetch(`${srv.url}/v1/tasks`, { method: 'POST', body: form });
+    return { status: res.status, json: (await res.json()) as any };
+  };
+  const before = workspaceRecords(srv.dataDir);
+  const beforeDirs = leftovers(srv.dataDir);
+  const broad = await post({ command: 'true', network: { allow: ['*.test'] } });
+  t.match(broad, { status: 422, json: { error: { code: 'EGRESS_PATTERN_TOO_BROAD' } } });
+  const outside = await post({ command: 'true', network: { allow: ['elsewhere.example.com'] } });
+  t.match(outside, { status: 422, json: { error: { code: 'EGRESS_OUTSIDE_CEILING', details: { host: 'elsewhere.example.com' } } } });
+  t.equal(workspaceRecords(srv.dataDir), before, 'no workspace record was left');
+  t.same(leftovers(srv.dataDir), beforeDirs, 'no workspace directory was left');
+
+  const ok = await post({ command: `python3 probe.py http http://ok.test:${web.port}/multipart`, network: { allow: ['ok.test'] } });
+  t.equal(ok.status, 202, JSON.stringify(ok.json));
+  const done = await waitDone(srv.url, ok.json.id);
+  t.match(done, { status: 'succeeded', network: { allow: ['ok.test'] } });
+  t.equal((await api(srv.url, 'GET', `/v1/tasks/${ok.json.id}/logs?stream=stdout`)).text, 'ok 200 hello /multipart\n');
+});
