@@ -35,7 +35,7 @@ for arg in "$@"; do
 done
 
 # Per image: tag, Debian packages, whether Node comes in, and the runtimes whose versions the tag
-# promises: "label|command printing the version|series the tag promises".
+# promises: "label@command printing the version@series the tag promises".
 APT=()
 NODE=0
 RUNTIMES=()
@@ -44,35 +44,35 @@ case "$NAME" in
   python)
     IMAGE="sandboxshift/runtime-python:3.11"
     APT=(python3 python3-pip python3-venv)
-    RUNTIMES=("python|python3 --version|Python 3.11.")
+    RUNTIMES=("python@python3 --version@Python 3.11.")
     ;;
   node)
     IMAGE="sandboxshift/runtime-node:20"
     NODE=1
-    RUNTIMES=("node|node --version|v20.")
+    RUNTIMES=("node@node --version@v20.")
     ;;
   multi)
     IMAGE="sandboxshift/runtime-multi:latest"
     APT=(python3 python3-pip python3-venv)
     NODE=1
-    RUNTIMES=("python|python3 --version|Python 3.11." "node|node --version|v20.")
+    RUNTIMES=("python@python3 --version@Python 3.11." "node@node --version@v20.")
     ;;
   go)
     IMAGE="sandboxshift/runtime-go:1.19"
     APT=(golang-go ca-certificates)
-    RUNTIMES=("go|go version|go version go1.19.")
+    RUNTIMES=("go@go version@go version go1.19.")
     ENVS=("GOPATH=/workspace/.home/go" "GOTOOLCHAIN=local")
     ;;
   java)
     IMAGE="sandboxshift/runtime-java:17"
     APT=(openjdk-17-jdk-headless)
-    RUNTIMES=("java|java -version 2>&1 | head -n1|openjdk version \"17.")
+    RUNTIMES=("java@java -version 2>&1 | head -n1@openjdk version \"17.")
     ENVS=("JAVA_HOME=/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)")
     ;;
   rust)
     IMAGE="sandboxshift/runtime-rust:1.63"
     APT=(rustc cargo gcc libc6-dev)
-    RUNTIMES=("rust|rustc --version|rustc 1.63.")
+    RUNTIMES=("rust@rustc --version@rustc 1.63.")
     ENVS=("CARGO_HOME=/workspace/.home/.cargo")
     ;;
   "") die "usage: $0 NAME [--force] (NAME: python node multi go java rust)" ;;
@@ -142,8 +142,8 @@ LABELS=()
 VERSION_SCRIPT="id -u; pwd"
 EXPECTED=("$NONROOT_UID" /workspace)
 for rt in "${RUNTIMES[@]}"; do
-  IFS='|' read -r label cmd series <<<"$rt"
-  out="$(chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp /bin/sh -c "$cmd" 2>&1)" ||
+  IFS='@' read -r label cmd series <<<"$rt"
+  out="$(in_root "$ROOTFS" "$cmd" 2>&1)" ||
     die "$cmd failed in the image root: $out"
   [[ "$out" == "$series"* ]] || die "$NAME: '$cmd' says '$out', but $IMAGE promises '$series*'"
   version="$(grep -oE '[0-9]+\.[0-9]+(\.[0-9]+)?' <<<"$out" | head -n1)"
@@ -153,12 +153,12 @@ for rt in "${RUNTIMES[@]}"; do
   EXPECTED+=("$out")
 done
 if ((NODE == 1)); then
-  npm_version="$(chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp npm --version 2>&1)" ||
+  npm_version="$(in_root "$ROOTFS" 'npm --version' 2>&1)" ||
     die "npm does not run in the image root: $npm_version"
   LABELS+=("io.sandboxshift.npm.version=$npm_version")
 fi
 if [[ " ${APT[*]} " == *" python3 "* ]]; then
-  chroot "$ROOTFS" /bin/sh -c 'python3 -m pip --version >/dev/null && python3 -c "import venv, ensurepip"' ||
+  in_root "$ROOTFS" 'python3 -m pip --version >/dev/null && python3 -c "import venv, ensurepip"' ||
     die "pip or venv does not work in the image root"
 fi
 

@@ -138,6 +138,16 @@ offline_node() {
   chmod 0755 "$rootfs/usr/local/lib/node_modules/npm/bin/npm-cli.js" "$rootfs/usr/local/lib/node_modules/npm/bin/npx-cli.js"
 }
 
+# in_root ROOTFS COMMAND: run a shell command inside ROOTFS with a clean environment and /proc
+# mounted (the JDK's launcher finds libjli.so through /proc/self/exe).
+in_root() {
+  local rootfs="$1" rc=0
+  mount -t proc proc "$rootfs/proc"
+  chroot "$rootfs" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp /bin/sh -c "$2" || rc=$?
+  umount "$rootfs/proc" || umount -l "$rootfs/proc"
+  return $rc
+}
+
 # offline_finish ROOTFS: record the package list, add the nonroot user and /workspace, remove apt
 # and dpkg, documentation and build leftovers, and compile the egress relay into the root.
 offline_finish() {
