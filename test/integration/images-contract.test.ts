@@ -54,7 +54,7 @@ for (const name of present) {
     t.ok(labels['io.sandboxshift.base'], `base recorded: ${labels['io.sandboxshift.base']}`);
 
     const versionCmds = languages.map((l) => `echo "${l}=$(${RUNTIMES[l]!.cmd})"`).join('; ');
-    const cmd = `test -x /bin/sh && echo sh=yes; echo uid=$(id -u); echo pwd=$(pwd); echo home=$HOME; test -x /usr/local/bin/sbx-relay && echo relay=yes; ${versionCmds}`;
+    const cmd = `test -x /bin/sh && echo sh=yes; echo uid=$(id -u); echo pwd=$(pwd); echo home=$HOME; test -x /usr/local/bin/sbx-relay && echo relay=yes; echo pkg=$(for p in apt apt-get dpkg apk; do command -v $p; done | tr '\\n' ' '); ${versionCmds}`;
     const { task, stdout, stderr } = await runTask(srv.url, cmd, { image: name });
     t.equal(task.status, 'succeeded', `the task ran (stderr: ${stderr})`);
     t.equal(task.image.name, name, 'the task ran in the requested image');
@@ -64,6 +64,7 @@ for (const name of present) {
     t.equal(out.pwd, '/workspace', 'the working directory is /workspace');
     t.equal(out.home, '/workspace/.home', 'HOME is in the workspace');
     t.equal(out.relay, 'yes', 'the egress relay is present and executable');
+    t.equal(out.pkg, '', 'no package manager (apt, apt-get, dpkg, apk) in the image');
 
     for (const lang of languages) {
       const reported = RUNTIMES[lang]!.parse.exec(out[lang] ?? '')?.[1];
