@@ -60,7 +60,10 @@ if [[ "$MODE" == registry ]]; then
   ((${#missing[@]} == 0)) || make -C "$SANDBOXSHIFT_ROOT/images" build-all ||
     die "registry build failed; build offline instead: SANDBOXSHIFT_IMAGE_MODE=offline npm start"
   # The built-in table names the registry tags: no record needed, and a stale one must go.
-  rm -f "$DATA_DIR/images.json"
+  if [[ -f "$DATA_DIR/images.json" ]]; then
+    step "registry images: the server's built-in image table applies; removing the offline record $DATA_DIR/images.json"
+    rm -f "$DATA_DIR/images.json"
+  fi
 else
   bash "$SANDBOXSHIFT_ROOT/images/offline/build-all.sh"
   bash "$SANDBOXSHIFT_ROOT/images/offline/record.sh" "$DATA_DIR"

@@ -24,6 +24,9 @@ OFFLINE_IMAGES=(
   "rust|sandboxshift/runtime-rust:1.63"
 )
 
+# shellcheck disable=SC2016  # a Go template for podman, not shell
+LABELS_FORMAT='{{range $k, $v := .Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}'
+
 json_string() {
   local s="$1"
   s="${s//\\/\\\\}"
@@ -46,7 +49,7 @@ out="$DATA_DIR/images.json.tmp.$$"
       while IFS='=' read -r k v; do
         [[ "$k" =~ ^io\.sandboxshift\.([a-z0-9-]+)\.version$ ]] || continue
         versions+="${versions:+, }$(json_string "${BASH_REMATCH[1]}"): $(json_string "$v")"
-      done < <(pm image inspect --format '{{range $k, $v := .Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' "$tag")
+      done < <(pm image inspect --format "$LABELS_FORMAT" "$tag")
     fi
     printf '%s\n    %s: {"image": %s, "build": %s, "built": %s, "versions": {%s}}' "$sep" \
       "$(json_string "$key")" "$(json_string "$tag")" "$(json_string "bash images/offline/build.sh $key")" "$built" "$versions"
