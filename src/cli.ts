@@ -29,8 +29,12 @@ async function main(argv: string[]): Promise<number> {
     case 'images':
       try {
         const config = loadConfig(configPath(rest, process.env));
-        const { imagesCommand } = await import('./images-command.js');
-        return await imagesCommand(config, rest, { env: process.env, cwd: process.cwd(), out: (s) => process.stdout.write(s) });
+        const { imagesCommand, UsageError } = await import('./images-command.js');
+        return await imagesCommand(config, rest, { env: process.env, cwd: process.cwd(), out: (s) => process.stdout.write(s) }).catch((err: unknown) => {
+          if (!(err instanceof UsageError)) throw err;
+          process.stderr.write(`${err.message}\n`);
+          return 64;
+        });
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         process.stderr.write(`sandboxshift: ${err.message}\n`);

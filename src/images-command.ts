@@ -11,6 +11,8 @@ import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 
+export class UsageError extends Error {}
+
 export interface ImageStatus {
   name: string;
   languages: string[];
@@ -109,6 +111,13 @@ export async function imagesReport(configIn: Readonly<Config>, argv: readonly st
 
 /** `sandboxshift images [--config FILE] [--socket PATH] [--json]`: exit 0 when every default image is present, else 1. */
 export async function imagesCommand(config: Readonly<Config>, argv: readonly string[], io: Io): Promise<number> {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config' || a === '--socket') i++;
+    else if (a !== '--json' && !a.startsWith('--config=') && !a.startsWith('--socket=')) {
+      throw new UsageError(`sandboxshift images: unknown argument "${a}" (usage: sandboxshift images [--config FILE] [--socket PATH] [--json])`);
+    }
+  }
   const report = await imagesReport(config, argv, io);
   const ok = report.images.every((i) => !i.required || i.present);
   if (argv.includes('--json')) {

@@ -102,6 +102,12 @@ t.test('--json', async (t) => {
   t.equal(report.record.mode, 'offline');
 });
 
+t.test('an unknown argument: exit 64 with the usage', async (t) => {
+  const r = run(['--config', writeConfig('e.yaml'), '--bogus']);
+  t.equal(r.status, 64);
+  t.match(r.stderr, /unknown argument "--bogus".*usage: sandboxshift images/);
+});
+
 t.test('a bad config file: exit 2 naming the problem', async (t) => {
   writeFileSync(join(dir, 'bad.yaml'), 'images: {default: cobol}\n');
   const r = run(['--config', join(dir, 'bad.yaml')]);
