@@ -6,6 +6,7 @@ import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { EgressProxy } from './egress/proxy.js';
 import { fromInstall } from './paths.js';
+import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
@@ -54,6 +55,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const dataDir = resolve(opts.cwd ?? process.cwd(), config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   log.info({ dataDir }, 'data directory ready');
+  // The tags this machine's image build really produced (scripts/setup.sh records them), on top
+  // of the built-in image table: every part below sees the same effective table.
+  const imageRecord = readImageRecord(dataDir);
+  if (imageRecord.error) log.warn({ error: imageRecord.error }, 'image record ignored');
+  else if (imageRecord.record) log.info({ mode: imageRecord.record.mode }, `image record ${IMAGE_RECORD_FILE} applied`);
+  config = withImageRecord(config, imageRecord.record);
 
   const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
   undo.push(() => store.close());

@@ -8,7 +8,7 @@ const MiB = 1024 * 1024;
 const int = (min: number, max: number, def: number, description: string) =>
   z.int().min(min).max(max).default(def).describe(`${description} (${min}..${max}, default ${def})`);
 
-const imageName = z
+export const imageName = z
   .string()
   .min(1)
   .max(255)
@@ -30,10 +30,20 @@ const imageEntry = z
   })
   .describe('One runtime image');
 
+/**
+ * The built-in image table (DESIGN.md section 2 and its V2 roadmap). Names and build commands are
+ * the registry (Chainguard/Wolfi) images of images/<name>/Dockerfile. A machine that builds
+ * offline records the tags it really produces in <dataDir>/images.json (src/detection/record.ts),
+ * which the server applies on top of this table: for example `sandboxshift/runtime-go:1.19`.
+ * python, node and multi are the default images (/readyz needs them); the others are optional.
+ */
 export const DEFAULT_IMAGES = {
   languages: {
-    python: { image: 'sandboxshift/runtime-python:3.11', build: 'bash images/offline/build-python.sh' },
+    python: { image: 'sandboxshift/runtime-python:3.11', build: 'make -C images build-python' },
     node: { image: 'sandboxshift/runtime-node:20', build: 'make -C images build-node' },
+    go: { image: 'sandboxshift/runtime-go:1.22', build: 'make -C images build-go' },
+    java: { image: 'sandboxshift/runtime-java:21', build: 'make -C images build-java' },
+    rust: { image: 'sandboxshift/runtime-rust:latest', build: 'make -C images build-rust' },
   },
   multi: {
     image: 'sandboxshift/runtime-multi:latest',
@@ -41,7 +51,15 @@ export const DEFAULT_IMAGES = {
     languages: ['python', 'node'],
   },
   default: 'python',
-  markers: { 'requirements.txt': 'python', 'package.json': 'node' },
+  markers: {
+    'requirements.txt': 'python',
+    'pyproject.toml': 'python',
+    'package.json': 'node',
+    'go.mod': 'go',
+    'Cargo.toml': 'rust',
+    'pom.xml': 'java',
+    'build.gradle': 'java',
+  },
 };
 
 export const imagesSchema = z
@@ -71,7 +89,7 @@ export const imagesSchema = z
       .max(32)
       .nullable()
       .default(null)
-      .describe('Images /readyz requires (null: the default language image)'),
+      .describe('Images /readyz requires (null: the default images: the default language image, the multi image and the images of the languages it carries)'),
   })
   .superRefine((v, ctx) => {
     const langs = new Set(Object.keys(v.languages));

@@ -217,6 +217,9 @@ try {
   server = await startTestServer({
     requests: { bodyBytes: 8192, stdinBytes: 16 },
     workspaces: { maxFiles: 5, maxBytes: 1000, maxDepth: 4 },
+    // A configured language whose image is never built: IMAGE_MISSING without depending on which
+    // runtime images this machine has.
+    images: { ...DEFAULT_IMAGES, languages: { ...DEFAULT_IMAGES.languages, absent: { image: 'sandboxshift/runtime-absent:0', build: 'true' } } },
   });
 } finally {
   unsubscribe('fastify.initialization', onInit);
@@ -309,7 +312,7 @@ t.test('task submission refusals', async (t) => {
   await bad('timeout above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', timeoutSeconds: 7200 });
   await bad('cpus above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', resources: { cpus: 8 } });
   await bad('unknown image', 422, 'IMAGE_UNKNOWN', { command: 'true', image: 'alpine:latest' });
-  await bad('missing image', 422, 'IMAGE_MISSING', { command: 'true', image: 'sandboxshift/runtime-node:20' });
+  await bad('missing image', 422, 'IMAGE_MISSING', { command: 'true', image: 'sandboxshift/runtime-absent:0' });
   await bad('egress entry invalid', 400, 'EGRESS_PATTERN_INVALID', { command: 'true', network: { allow: ['a b'] } });
   await bad('egress over-broad', 422, 'EGRESS_PATTERN_TOO_BROAD', { command: 'true', network: { allow: ['*.com'] } });
   await bad('unknown workspace', 404, 'WORKSPACE_NOT_FOUND', { command: 'true', workspace: { id: 'ws_nope' } });
