@@ -2,8 +2,9 @@
 # Prepare this machine for SandboxShift; idempotent, used by `npm start` and `npm test`.
 #   - root, and the Debian packages: podman, runc, debootstrap, nftables, ... (apt-get)
 #   - Node.js >= 20.19, npm dependencies (native addons built from source), TypeScript build
-#   - the default runtime image, built offline if missing (images/offline/build-python.sh)
-# Environment: SANDBOXSHIFT_SKIP_IMAGES=1 skips the image step.
+#   - the runtime images, built when missing (scripts/images.sh: from the registry when it can be
+#     reached, else offline from Debian packages) and recorded in the data directory
+# Environment: SANDBOXSHIFT_SKIP_IMAGES=1 skips the image step; see scripts/images.sh for the rest.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/lib.sh"
@@ -24,6 +25,6 @@ ensure_build
 if [[ "${SANDBOXSHIFT_SKIP_IMAGES:-0}" == "1" ]]; then
   warn "SANDBOXSHIFT_SKIP_IMAGES=1: not checking the runtime images"
 else
-  bash "$SANDBOXSHIFT_ROOT/images/offline/build-python.sh"
+  bash "$SANDBOXSHIFT_ROOT/scripts/images.sh"
 fi
 step "setup: done"

@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
@@ -44,6 +45,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);
     taskRoutes(scope, deps.manager, intake, deps.config);
+    egressRoutes(scope, deps.manager);
     logRoutes(scope, deps.manager, streams);
     streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);
     workspaceRoutes(scope, deps.workspaces, deps.config, (id) => deps.manager.workspaceBusy(id));

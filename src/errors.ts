@@ -22,7 +22,11 @@ export const ERRORS = {
   IMAGE_UNKNOWN: { status: 422, message: 'The image is not in the configured image table' },
   IMAGE_AMBIGUOUS: { status: 422, message: 'The workspace markers need an explicit image' },
   IMAGE_MISSING: { status: 422, message: 'The image is not present on the engine' },
-  NETWORK_NOT_SUPPORTED: { status: 422, message: 'Network allowlists are not enabled on this server' },
+  // Egress allowlists (issue 4): src/egress/policy.ts and the relay check in the task manager.
+  EGRESS_PATTERN_INVALID: { status: 400, message: 'An egress allowlist entry is not a host name or *.suffix' },
+  EGRESS_PATTERN_TOO_BROAD: { status: 422, message: 'An egress allowlist entry covers a whole public suffix' },
+  EGRESS_OUTSIDE_CEILING: { status: 422, message: "An egress allowlist entry is outside the server's ceiling" },
+  EGRESS_RELAY_MISSING: { status: 422, message: 'The image has no egress relay, so tasks in it cannot have an allowlist' },
   QUEUE_FULL: { status: 429, message: 'The task queue is full' },
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },

@@ -1,6 +1,6 @@
 import { mkdirSync, chownSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Config } from './config/schema.js';
+import type { Config, ImagesConfig } from './config/schema.js';
 import { imageTable } from './detection/detect.js';
 import type { ContainerEngine } from './runtime/engine.js';
 import { SANDBOX_UID } from './workspace/workspaces.js';
@@ -9,6 +9,21 @@ export interface ReadinessReport {
   ready: boolean;
   engine: { reachable: boolean; canStartContainer: boolean; error: string | null; checkedAt: string | null };
   images: { name: string; present: boolean; required: boolean; build: string }[];
+}
+
+/**
+ * The images /readyz needs: `images.requiredForReady`, or else the default images: the default
+ * language's image, the multi image and the images of the languages it carries (with the
+ * built-in table: python, node and multi). Every other configured image is optional.
+ */
+export function requiredImages(images: Readonly<ImagesConfig>): string[] {
+  if (images.requiredForReady) return [...images.requiredForReady];
+  const names = [images.languages[images.default]!.image];
+  if (images.multi) {
+    for (const lang of images.multi.languages) names.push(images.languages[lang]!.image);
+    names.push(images.multi.image);
+  }
+  return [...new Set(names)];
 }
 
 /**
@@ -27,8 +42,7 @@ export class Readiness {
   ) {}
 
   requiredImages(): string[] {
-    const { images } = this.config;
-    return images.requiredForReady ? [...images.requiredForReady] : [images.languages[images.default]!.image];
+    return requiredImages(this.config.images);
   }
 
   probeImage(): string {

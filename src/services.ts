@@ -3,7 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { buildRangeList, createResolver } from './egress/addresses.js';
+import { EgressProxy } from './egress/proxy.js';
 import { fromInstall } from './paths.js';
+import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
@@ -53,6 +56,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const dataDir = resolve(opts.cwd ?? process.cwd(), config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   log.info({ dataDir }, 'data directory ready');
+  // The tags this machine's image build really produced (scripts/setup.sh records them), on top
+  // of the built-in image table: every part below sees the same effective table.
+  const imageRecord = readImageRecord(dataDir);
+  if (imageRecord.error) log.warn({ error: imageRecord.error }, 'image record ignored');
+  else if (imageRecord.record) log.info({ mode: imageRecord.record.mode }, `image record ${IMAGE_RECORD_FILE} applied`);
+  config = withImageRecord(config, imageRecord.record);
 
   const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
   undo.push(() => store.close());
@@ -100,7 +109,17 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted.
   log.info(await workspaces.start(), 'workspace storage ready');
   undo.push(() => workspaces.close());
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log);
+  // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  const egress = new EgressProxy(
+    join(dataDir, 'egress'),
+    config.egress,
+    createResolver(config.egress.testHosts),
+    buildRangeList(config.egress.allowPrivateRanges),
+    store,
+    log,
+  );
+  egress.prepare();
+  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
   manager.recover();
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();

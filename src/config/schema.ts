@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseCidr } from '../egress/addresses.js';
+import { resolveAllowlist } from '../egress/policy.js';
 
 const MiB = 1024 * 1024;
 
@@ -7,11 +8,14 @@ const MiB = 1024 * 1024;
 const int = (min: number, max: number, def: number, description: string) =>
   z.int().min(min).max(max).default(def).describe(`${description} (${min}..${max}, default ${def})`);
 
-const imageName = z
+export const imageName = z
   .string()
   .min(1)
   .max(255)
   .regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'must be an image reference like sandboxshift/runtime-python:3.11');
+
+/** An egress allowlist entry: a host name or `*.suffix` (checked fully by src/egress/policy.ts). */
+const allowEntry = z.string().min(1).max(253);
 
 const language = z
   .string()
@@ -26,10 +30,20 @@ const imageEntry = z
   })
   .describe('One runtime image');
 
+/**
+ * The built-in image table (DESIGN.md section 2 and its V2 roadmap). Names and build commands are
+ * the registry (Chainguard/Wolfi) images of images/<name>/Dockerfile. A machine that builds
+ * offline records the tags it really produces in <dataDir>/images.json (src/detection/record.ts),
+ * which the server applies on top of this table: for example `sandboxshift/runtime-go:1.19`.
+ * python, node and multi are the default images (/readyz needs them); the others are optional.
+ */
 export const DEFAULT_IMAGES = {
   languages: {
-    python: { image: 'sandboxshift/runtime-python:3.11', build: 'bash images/offline/build-python.sh' },
+    python: { image: 'sandboxshift/runtime-python:3.11', build: 'make -C images build-python' },
     node: { image: 'sandboxshift/runtime-node:20', build: 'make -C images build-node' },
+    go: { image: 'sandboxshift/runtime-go:1.22', build: 'make -C images build-go' },
+    java: { image: 'sandboxshift/runtime-java:21', build: 'make -C images build-java' },
+    rust: { image: 'sandboxshift/runtime-rust:latest', build: 'make -C images build-rust' },
   },
   multi: {
     image: 'sandboxshift/runtime-multi:latest',
@@ -37,7 +51,15 @@ export const DEFAULT_IMAGES = {
     languages: ['python', 'node'],
   },
   default: 'python',
-  markers: { 'requirements.txt': 'python', 'package.json': 'node' },
+  markers: {
+    'requirements.txt': 'python',
+    'pyproject.toml': 'python',
+    'package.json': 'node',
+    'go.mod': 'go',
+    'Cargo.toml': 'rust',
+    'pom.xml': 'java',
+    'build.gradle': 'java',
+  },
 };
 
 export const imagesSchema = z
@@ -67,7 +89,7 @@ export const imagesSchema = z
       .max(32)
       .nullable()
       .default(null)
-      .describe('Images /readyz requires (null: the default language image)'),
+      .describe('Images /readyz requires (null: the default images: the default language image, the multi image and the images of the languages it carries)'),
   })
   .superRefine((v, ctx) => {
     const langs = new Set(Object.keys(v.languages));
@@ -251,9 +273,52 @@ export const configSchema = z
           .max(64)
           .default([])
           .describe('Address ranges (CIDR) exempt from the refusal of loopback/private/link-local/metadata destinations; for tests only'),
+        defaultAllow: z
+          .array(allowEntry)
+          .max(256)
+          .default([])
+          .describe('Allowlist of tasks whose request and workspace file give none (empty: no network)'),
+        ceiling: z
+          .array(allowEntry)
+          .max(1024)
+          .nullable()
+          .default(null)
+          .describe('Patterns any task may ask for; an entry outside them is refused with EGRESS_OUTSIDE_CEILING (null: no ceiling)'),
+        allowUnrestricted: z
+          .boolean()
+          .default(false)
+          .describe('Accept over-broad patterns (*, *.com, *.co.uk); a task using one records network.unrestricted = true'),
+        ports: z
+          .array(z.int().min(1).max(65535))
+          .min(1)
+          .max(64)
+          .default([80, 443])
+          .describe('Destination ports the egress proxy connects to (1..65535, at most 64, default [80, 443])'),
+        relayPort: int(1, 65535, 3128, 'Port of the proxy inside a task (the relay listens on 127.0.0.1 there)'),
+        maxConnectionsPerTask: int(1, 4096, 64, 'Proxy connections open at once per task; more are answered 503'),
+        idleTimeoutSeconds: int(1, 3600, 60, 'A proxy connection with no bytes either way for this long is closed'),
+        headerTimeoutSeconds: int(1, 300, 10, 'Time a client has to send its request head to the proxy'),
+        connectTimeoutSeconds: int(1, 120, 10, 'Time the proxy gives name resolution and the upstream connect'),
+        maxHeaderBytes: int(1024, 65536, 16384, 'Largest request head the proxy reads (431 beyond)'),
+        maxDecisionsPerTask: int(0, 100_000, 1000, 'Egress decisions stored per task (later ones are counted as dropped and still logged)'),
+      })
+      .superRefine((e, ctx) => {
+        // The server's own lists obey the rules it applies to requests.
+        try {
+          resolveAllowlist({ serverDefault: e.defaultAllow }, e);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['defaultAllow'], message: (err as Error).message });
+        }
+        if (e.ceiling) {
+          try {
+            resolveAllowlist({ serverDefault: e.ceiling }, { ceiling: null, allowUnrestricted: true });
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', path: ['ceiling'], message: (err as Error).message });
+          }
+        }
       })
       .prefault({})
-      .describe('Egress: name resolution and destination policy shared by the egress proxy and git intake'),
+      .describe('Egress: allowlist policy, the per-task egress proxy, and the destination policy shared with git intake'),
   })
   .superRefine((c, ctx) => {
     // RLIMIT_NPROC counts every process of UID 65532 on the host, across all tasks: if the tasks

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { lookup } from 'node:dns/promises';
 
 /**
@@ -82,6 +83,25 @@ export function forbiddenReason(ip: string, allowed?: BlockList): string | null 
   if (allowed?.check(a, family)) return null;
   for (const f of forbidden) if (f.list.check(a, family)) return f.reason;
   return null;
+}
+
+/**
+ * Addresses assigned to this host's interfaces right now. A destination among them is the host
+ * itself even when it looks public (a name an attacker points at the server's own public IP), so
+ * the egress proxy refuses it unless an operator test range allows it.
+ */
+export function localInterfaceAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) out.add(normalise(i.address.split('%')[0]!.toLowerCase()));
+  return out;
+}
+
+/** forbiddenReason, plus `local_interface` for the host's own addresses (see above). */
+export function destinationReason(ip: string, allowed: BlockList | undefined, local: ReadonlySet<string>): string | null {
+  const a = normalise(ip.toLowerCase());
+  const version = isIP(a);
+  if (version !== 0 && allowed?.check(a, version === 4 ? 'ipv4' : 'ipv6')) return null;
+  return forbiddenReason(a, allowed) ?? (local.has(a) ? 'local_interface' : null);
 }
 
 export interface ResolvedAddress {

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import { afterQuery, createTaskBody, createWorkspaceBody, listTasksQuery, logsQuery, stdinFrame, workspaceRef } from '../tasks/schemas.js';
 import {
+  egressDecision,
+  egressReport,
   errorCode,
   errorEnvelope,
   errorFrame,
@@ -46,6 +48,8 @@ const RESPONSE_COMPONENTS: [string, z.ZodType][] = [
   ['TaskAccepted', submitAccepted],
   ['TaskList', taskList],
   ['Workspace', workspaceViewSchema],
+  ['EgressDecision', egressDecision],
+  ['EgressReport', egressReport],
   ['ErrorCode', errorCode],
   ['Error', errorEnvelope],
   ['Health', healthz],
@@ -276,7 +280,10 @@ const OPERATIONS: Operation[] = [
       'IMAGE_UNKNOWN',
       'IMAGE_AMBIGUOUS',
       'IMAGE_MISSING',
-      'NETWORK_NOT_SUPPORTED',
+      'EGRESS_PATTERN_INVALID',
+      'EGRESS_PATTERN_TOO_BROAD',
+      'EGRESS_OUTSIDE_CEILING',
+      'EGRESS_RELAY_MISSING',
       'PROJECT_FILE_INVALID',
       'PROJECT_FILE_TOO_LARGE',
       'WORKSPACE_QUOTA_EXCEEDED',
@@ -395,6 +402,18 @@ const OPERATIONS: Operation[] = [
         closeCodes: WS_CLOSE_CODES,
       },
     },
+  },
+  {
+    method: 'get',
+    path: '/v1/tasks/{id}/egress',
+    operationId: 'getTaskEgress',
+    tags: ['tasks'],
+    summary: "A task's egress decisions",
+    description:
+      "Every connection the task asked the egress proxy for, in order: allowed (with the address connected to and the bytes each way, final once the connection closed) or denied (with the reason). At most `egress.maxDecisionsPerTask` are kept per task; `dropped` counts the rest (they are still in the server's log). Requests too malformed to name a destination are only logged.",
+    parameters: [idParam('task')],
+    responses: { '200': { description: 'The decisions', content: json(ref('EgressReport')) } },
+    errors: ['TASK_NOT_FOUND', 'INTERNAL'],
   },
   {
     method: 'post',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import type { ReadinessReport } from '../readiness.js';
+import type { Store } from '../store/sqlite.js';
 import type { Frame } from '../streaming/frames.js';
 import type { publicTask } from '../tasks/model.js';
 import type { workspaceView } from './workspaces.js';
@@ -141,6 +142,31 @@ export const workspaceViewSchema = z
   })
   .describe('A workspace');
 
+/** GET /v1/tasks/:id/egress (issue 4). */
+export const egressDecision = z
+  .strictObject({
+    time: isoTime,
+    host: z.string().describe('The host name the task asked for, as the proxy normalised it'),
+    port: z.int().min(1).max(65535),
+    allowed: z.boolean(),
+    reason: z
+      .string()
+      .describe(
+        '`allowlisted`, or why not: `not_allowlisted`, `port_not_allowed`, `ip_literal`, `invalid_host`, `forbidden_address:<category>` (e.g. loopback, private, link_local, local_interface), `resolve_failed`, `connect_failed`',
+      ),
+    address: z.string().nullable().describe('The address connected to (allowed) or refused (forbidden_address); null otherwise'),
+    bytesUp: count.describe('Bytes from the task towards the destination (final once the connection closed)'),
+    bytesDown: count.describe('Bytes from the destination to the task'),
+  })
+  .describe('One egress decision of the proxy');
+
+export const egressReport = z
+  .strictObject({
+    decisions: z.array(egressDecision).describe('In the order they were made'),
+    dropped: count.describe('Decisions past the per-task bound (egress.maxDecisionsPerTask), not stored'),
+  })
+  .describe("A task's egress decisions");
+
 const errorCodes = Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]];
 
 export const errorCode = z.enum(errorCodes).describe('Stable error code; each has one HTTP status (see x-error-codes on each response)');
@@ -242,6 +268,7 @@ type Flat<T> = T extends object ? { [K in keyof T]: Flat<T[K]> } : T;
 type _TaskView = Assert<Equal<Flat<z.infer<typeof taskView>>, Flat<ReturnType<typeof publicTask>>>>;
 type _WorkspaceView = Assert<Equal<Flat<z.infer<typeof workspaceViewSchema>>, Flat<ReturnType<typeof workspaceView>>>>;
 type _Readiness = Assert<Equal<Flat<z.infer<typeof readinessReport>>, Flat<ReadinessReport>>>;
+type _Egress = Assert<Equal<Flat<z.infer<typeof egressReport>>, Flat<ReturnType<Store['egressDecisions']>>>>;
 type _Errors = Assert<Equal<z.infer<typeof errorCode>, ErrorCode>>;
 // Frames: the frame type allows any status/reason string in exit frames; the schema names the
 // ones the task manager writes. Everything else must match exactly.

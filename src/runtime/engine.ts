@@ -17,6 +17,20 @@ export interface SandboxRequest {
   memoryMb: number;
   pids: number;
   stdin: boolean;
+  /**
+   * Egress (issue 4): present when the task has an allowlist. The container keeps NetworkMode none;
+   * the proxy's per-task socket is bind-mounted read-only and the image's relay wraps the command.
+   */
+  egress?: SandboxEgress | undefined;
+}
+
+export interface SandboxEgress {
+  /** Host path of the task's proxy socket. */
+  socketPath: string;
+  /** Path of the relay inside the image (its io.sandboxshift.relay label). */
+  relay: string;
+  /** Port the relay listens on at 127.0.0.1 in the container. */
+  port: number;
 }
 
 export interface SandboxExit {
@@ -45,6 +59,8 @@ export interface ContainerEngine {
   /** Throws EngineUnavailableError when the engine does not answer. */
   ping(): Promise<void>;
   imagePresent(image: string): Promise<boolean>;
+  /** The image's labels, or null when the image is absent. */
+  imageLabels(image: string): Promise<Record<string, string> | null>;
   /** Create, attach and start; rejects (EngineError) when the sandbox cannot start. */
   start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox>;
   /** Remove every container this server left behind (by label). Returns how many. */

@@ -6,3 +6,6 @@ export const LABEL_TASK = 'io.sandboxshift.task';
 export function taskLabels(serverId: string, taskId: string, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
   return { ...extra, [LABEL_MANAGED]: '1', [LABEL_SERVER]: serverId, [LABEL_TASK]: taskId };
 }
+
+/** Image label naming the egress relay binary inside the image (images/relay/sbx-relay.c). */
+export const LABEL_RELAY = 'io.sandboxshift.relay';

@@ -60,6 +60,16 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
+  async imageLabels(image: string): Promise<Record<string, string> | null> {
+    try {
+      const info = await this.docker.getImage(image).inspect();
+      return (info.Config?.Labels as Record<string, string> | null | undefined) ?? {};
+    } catch (err) {
+      if ((err as HttpError).statusCode === 404) return null;
+      throw new EngineError(`image inspect failed: ${describe(err)}`, isUnavailable(err));
+    }
+  }
+
   async start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox> {
     const spec = buildContainerSpec(req, this.settings);
     let container: Docker.Container;

@@ -1,3 +1,4 @@
+import { proxyEnv } from '../egress/env.js';
 import type { SandboxRequest } from './engine.js';
 import { taskLabels } from './labels.js';
 
@@ -14,6 +15,11 @@ export interface SandboxSettings {
 export const CONTAINER_USER = '65532:65532';
 export const WORKSPACE_MOUNT = '/workspace';
 export const TASK_HOME = '/workspace/.home';
+/**
+ * Where a task with an allowlist finds the egress proxy's socket: outside /workspace, inside the
+ * /run tmpfs (runc creates the mount point there; the bind mount itself is read-only).
+ */
+export const EGRESS_SOCKET = '/run/sandboxshift/egress.sock';
 
 /**
  * The Docker-compatible create body for one task container. Pure: every security setting lives
@@ -23,14 +29,22 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   const memoryBytes = req.memoryMb * 1024 * 1024;
   // `U` chowns the tmpfs to the container user; mode=1777 is ignored when the image has the dir.
   const tmpfs = `rw,nosuid,nodev,size=${s.tmpfsMb}m,U`;
+  // Egress: the relay binds 127.0.0.1:PORT, then execs `/bin/sh -c <command>`; the network stays
+  // `none`, the proxy is reached only through the bind-mounted socket. Proxy variables win over
+  // the request's env.
+  const egress = req.egress;
+  const proxy = egress ? proxyEnv(egress.port) : {};
+  const userEnv = Object.entries(req.env).filter(([k]) => !(k in proxy));
+  const binds = [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`];
+  if (egress) binds.push(`${egress.socketPath}:${EGRESS_SOCKET}:ro,nosuid,nodev`);
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
-    Entrypoint: ['/bin/sh', '-c'],
+    Entrypoint: egress ? [egress.relay, String(egress.port), EGRESS_SOCKET, '--', '/bin/sh', '-c'] : ['/bin/sh', '-c'],
     Cmd: [req.command],
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
-    Env: [...Object.entries(req.env).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
+    Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(proxy).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
     Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
     Hostname: 'sandbox',
     Tty: false,
@@ -41,7 +55,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     StdinOnce: false,
     NetworkDisabled: true,
     HostConfig: {
-      Binds: [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`],
+      Binds: binds,
       ReadonlyRootfs: true,
       Tmpfs: { '/tmp': tmpfs, '/run': tmpfs, '/var/tmp': tmpfs },
       CapDrop: ['ALL'],

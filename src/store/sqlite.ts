@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import type { DecisionSink, EgressDecision } from '../egress/decisions.js';
 import type { TaskRecord, TaskStatus } from '../tasks/model.js';
 
 export interface WorkspaceRecord {
@@ -21,7 +22,7 @@ export interface TaskPage {
 }
 
 /** Persistence for tasks and workspaces. SQLite is the embedded default. */
-export interface Store {
+export interface Store extends DecisionSink {
   insertTask(t: TaskRecord): void;
   updateTask(t: TaskRecord): void;
   getTask(id: string): TaskRecord | null;
@@ -33,6 +34,8 @@ export interface Store {
   deleteWorkspace(id: string): void;
   listWorkspaces(): WorkspaceRecord[];
   meta(key: string, init: () => string): string;
+  /** A task's stored egress decisions in order, and how many were past the per-task bound. */
+  egressDecisions(taskId: string): { decisions: EgressDecision[]; dropped: number };
   close(): void;
 }
 
@@ -66,6 +69,14 @@ export class SqliteStore implements Store {
       );
       CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
       CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+      -- Egress decisions (issue 4): bounded per task by egress.maxDecisionsPerTask.
+      CREATE TABLE IF NOT EXISTS egress_decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL,
+        data TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS egress_decisions_task ON egress_decisions (task_id, id);
+      CREATE TABLE IF NOT EXISTS egress_dropped (task_id TEXT PRIMARY KEY, count INTEGER NOT NULL);
     `);
   }
 
@@ -138,6 +149,29 @@ export class SqliteStore implements Store {
     const value = init();
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(key, value);
     return value;
+  }
+
+  addEgressDecision(taskId: string, d: EgressDecision, max: number): number | null {
+    const stored = this.db.prepare('SELECT COUNT(*) AS n FROM egress_decisions WHERE task_id = ?').get(taskId) as { n: number };
+    if (stored.n >= max) {
+      this.db
+        .prepare('INSERT INTO egress_dropped (task_id, count) VALUES (?, 1) ON CONFLICT (task_id) DO UPDATE SET count = count + 1')
+        .run(taskId);
+      return null;
+    }
+    return Number(this.db.prepare('INSERT INTO egress_decisions (task_id, data) VALUES (?, ?)').run(taskId, JSON.stringify(d)).lastInsertRowid);
+  }
+
+  setEgressBytes(id: number, bytesUp: number, bytesDown: number): void {
+    this.db
+      .prepare("UPDATE egress_decisions SET data = json_set(data, '$.bytesUp', ?, '$.bytesDown', ?) WHERE id = ?")
+      .run(bytesUp, bytesDown, id);
+  }
+
+  egressDecisions(taskId: string): { decisions: EgressDecision[]; dropped: number } {
+    const rows = this.db.prepare('SELECT data FROM egress_decisions WHERE task_id = ? ORDER BY id').all(taskId) as { data: string }[];
+    const dropped = this.db.prepare('SELECT count FROM egress_dropped WHERE task_id = ?').get(taskId) as { count: number } | undefined;
+    return { decisions: rows.map((r) => JSON.parse(r.data) as EgressDecision), dropped: dropped?.count ?? 0 };
   }
 
   close(): void {

@@ -3,8 +3,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { detectImage, imageTable, resolveImage } from '../detection/detect.js';
+import type { EgressProxy, TaskEgress } from '../egress/proxy.js';
+import { resolveAllowlist } from '../egress/policy.js';
 import { AppError } from '../errors.js';
-import { EngineError, type ContainerEngine, type RunningSandbox, type StreamName } from '../runtime/engine.js';
+import { EngineError, type ContainerEngine, type RunningSandbox, type SandboxEgress, type StreamName } from '../runtime/engine.js';
+import { LABEL_RELAY } from '../runtime/labels.js';
 import { decodeCursor, type Store } from '../store/sqlite.js';
 import { StreamCapture } from '../streaming/capture.js';
 import { TaskLog } from '../streaming/tasklog.js';
@@ -29,6 +32,8 @@ interface Active {
   stdinEof: boolean;
   /** Set while the container is being created: gives up on a start that hangs. */
   abortStart?: (() => void) | undefined;
+  /** The task's egress proxy listener (tasks with an allowlist), closed in finish(). */
+  egress?: TaskEgress | null;
 }
 
 export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
@@ -51,6 +56,8 @@ export class TaskManager {
     private readonly logsDir: string,
     private readonly log: Logger,
     private readonly clock: Clock = { now: () => new Date() },
+    /** Egress proxy for tasks with an allowlist (issue 4); null refuses to run such tasks. */
+    private readonly egress: EgressProxy | null = null,
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
   }
@@ -122,16 +129,13 @@ export class TaskManager {
     const { resources, timeoutSeconds, env, setup, fromFile } = resolveLimits(body, this.config, project);
     const readonly = (ws && 'id' in ws ? ws.readonly : undefined) ?? project.readonly ?? false;
     if (ws && 'id' in ws && ws.readonly === undefined && project.readonly !== undefined) fromFile.push('workspace.readonly');
-    // Egress allowlist: the request's list replaces the file's, which replaces the server default
-    // (none yet). `allow` is what the egress policy is to receive when it lands.
-    const allow = body.network?.allow ?? project.allow ?? [];
+    // Egress allowlist: the request's list replaces the file's, which replaces the server default.
+    const network = this.allowlist(body, project.allow);
     if (body.network === undefined && project.allow !== undefined) fromFile.push('network.allow');
-    if (allow.length > 0) {
-      throw new AppError('NETWORK_NOT_SUPPORTED', { allow, hint: 'tasks run with no network until egress lands' });
-    }
     const detection = detectImage(rootEntries, this.config.images);
     const image = resolveImage(body.image, detection, this.config.images);
     await this.requireImage(image);
+    if (network.allow.length > 0) await this.requireRelay(image);
     const queueFull = () =>
       new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
         'retry-after': String(this.config.queue.retryAfterSeconds),
@@ -170,7 +174,7 @@ export class TaskManager {
       resources,
       timeoutSeconds,
       stdin: body.stdin,
-      network: { allow: [], unrestricted: false },
+      network: { allow: network.allow, unrestricted: network.unrestricted },
       env,
     };
     const log = TaskLog.open(this.logDir(task.id));
@@ -191,6 +195,7 @@ export class TaskManager {
   async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[]): Promise<void> {
     const image = resolveImage(body.image, detectImage(rootEntries, this.config.images), this.config.images);
     await this.requireImage(image);
+    if (this.allowlist(body).allow.length > 0) await this.requireRelay(image);
     if (!this.queue.hasRoom()) {
       throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
         'retry-after': String(this.config.queue.retryAfterSeconds),
@@ -209,6 +214,41 @@ export class TaskManager {
       const build = imageTable(this.config.images).get(image)?.build ?? '';
       throw new AppError('IMAGE_MISSING', { image, build }, `Image ${image} is not present; build it with: ${build}`);
     }
+  }
+
+  /**
+   * The task's egress allowlist (policy errors are 4xx): the request's list replaces the workspace
+   * file's, which replaces the server default.
+   * `workspace` is the network.allow of the workspace's sandboxshift.yaml (undefined: none).
+   */
+  private allowlist(body: CreateTaskBody, workspace?: string[]) {
+    return resolveAllowlist({ request: body.network?.allow, workspace, serverDefault: this.config.egress.defaultAllow }, this.config.egress);
+  }
+
+  private async requireRelay(image: string): Promise<void> {
+    if ((await this.relayOf(image)) !== null) return;
+    throw new AppError(
+      'EGRESS_RELAY_MISSING',
+      { image, label: LABEL_RELAY },
+      `Image ${image} has no egress relay (label ${LABEL_RELAY}), so a task in it cannot have an allowlist`,
+    );
+  }
+
+  /** The relay path the image declares (label io.sandboxshift.relay), or null. */
+  private async relayOf(image: string): Promise<string | null> {
+    let labels: Record<string, string> | null;
+    try {
+      labels = await this.engine.imageLabels(image);
+    } catch (err) {
+      throw new AppError('ENGINE_UNAVAILABLE', { reason: (err as Error).message });
+    }
+    const relay = labels?.[LABEL_RELAY];
+    return relay && /^\/[A-Za-z0-9._\/-]+$/.test(relay) ? relay : null;
+  }
+
+  /** A task's recorded egress decisions (GET /v1/tasks/:id/egress). */
+  egressDecisions(id: string) {
+    return this.store.egressDecisions(this.get(id).id);
   }
 
   cancel(id: string): TaskRecord {
@@ -305,6 +345,7 @@ export class TaskManager {
     let starting: Promise<RunningSandbox> | undefined;
     try {
       this.workspaces.ensureHome(task.workspaceId);
+      const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
       starting = this.engine.start(
         {
           taskId: task.id,
@@ -315,6 +356,7 @@ export class TaskManager {
           workspaceReadonly: task.workspaceReadonly,
           ...task.resources,
           stdin: task.stdin,
+          egress,
         },
         // Output of a sandbox the runner already gave up on has nowhere to go.
         { onOutput: (stream, data) => !log.finished && captures[stream].push(data) },
@@ -385,9 +427,21 @@ export class TaskManager {
     this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started);
   }
 
+  /** Opens the task's proxy listener before its container exists (closed in finish()). */
+  private async openEgress(a: Active): Promise<SandboxEgress> {
+    if (!this.egress) throw new Error('this task manager has no egress proxy');
+    const relay = await this.relayOf(a.task.image.name);
+    if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
+    a.egress = await this.egress.open(a.task.id, a.task.network.allow);
+    return { socketPath: a.egress.socketPath, relay, port: this.config.egress.relayPort };
+  }
+
   /** The one place a task reaches a terminal state: record, exit frame, forget. */
   private finish(a: Active, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date): void {
     const { task, log } = a;
+    // Nothing the server opened for the task outlives it: its proxy socket and tunnels go first.
+    a.egress?.close();
+    a.egress = null;
     const now = this.clock.now();
     task.status = status;
     task.reason = reason;
@@ -412,7 +466,10 @@ export class TaskManager {
     const deadline = new Promise((r) => (timer = setTimeout(r, waitMs)));
     await Promise.race([Promise.allSettled([...this.finishing]), deadline]);
     clearTimeout(timer);
-    for (const a of this.active.values()) a.log.release();
+    for (const a of this.active.values()) {
+      a.egress?.close();
+      a.log.release();
+    }
   }
 
   /** True while a task is queued or running on the workspace (DELETE answers 409 then). */

@@ -42,9 +42,14 @@ export const createTaskBody = z
       .default({})
       .describe('Per-task limits; a value above the server maximum is LIMIT_ABOVE_MAXIMUM'),
     network: z
-      .strictObject({ allow: z.array(z.string().min(1).max(253)).max(256) })
+      .strictObject({
+        allow: z
+          .array(z.string().min(1).max(253))
+          .max(256)
+          .describe('Host names and `*.suffix` wildcards (subdomains only, not the apex) the task may reach through the egress proxy, ports 80/443 unless the server adds others; empty: no network at all'),
+      })
       .optional()
-      .describe("Egress allowlist (empty: no network at all). Absent: the workspace sandboxshift.yaml's network.allow, else the server default"),
+      .describe("Egress allowlist. Absent: the workspace file's list, else the server default. Every entry must fall inside the server's ceiling; over-broad patterns (`*`, `*.com`, `*.co.uk`) are refused unless the server allows unrestricted egress"),
     stdin: z.boolean().default(false).describe('Accept stdin frames over the WebSocket stream'),
   })
   .describe('A task to run');

@@ -1,10 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
+import { IMAGE_RECORD_FILE } from '../../src/detection/record.js';
 import { openapiDocument } from '../../src/http/openapi.js';
+import { installDir } from '../../src/paths.js';
 import { startServices, type Services } from '../../src/services.js';
 import { unmountAllUnder } from '../../src/workspace/storage.js';
 
@@ -34,6 +36,11 @@ function merge(base: Overrides, over: Overrides): Overrides {
   return out;
 }
 
+/** Where setup recorded the machine's image tags (SANDBOXSHIFT_DATA_DIR as in scripts/images.sh). */
+export function imageRecordPath(): string {
+  return join(process.env.SANDBOXSHIFT_DATA_DIR ?? join(installDir(), '.sandboxshift-data'), IMAGE_RECORD_FILE);
+}
+
 /**
  * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
  * service of its own when none is given), a temporary data directory with a real SQLite file.
@@ -42,6 +49,10 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   // A caller that passes its own dataDir keeps it (restart tests); otherwise it is temporary.
   const ownData = typeof overrides.dataDir !== 'string';
   const dataDir = ownData ? mkdtempSync(join(tmpdir(), 'sbx-test-')) : (overrides.dataDir as string);
+  // The image record scripts/setup.sh wrote for this machine (the tags its image build really
+  // produced), so a temporary data directory sees the same image table as `npm start`.
+  const record = imageRecordPath();
+  if (ownData && existsSync(record)) copyFileSync(record, join(dataDir, IMAGE_RECORD_FILE));
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
   const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket } }, overrides));
   const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });

@@ -217,6 +217,9 @@ try {
   server = await startTestServer({
     requests: { bodyBytes: 8192, stdinBytes: 16 },
     workspaces: { maxFiles: 5, maxBytes: 1000, maxDepth: 4 },
+    // A configured language whose image is never built: IMAGE_MISSING without depending on which
+    // runtime images this machine has.
+    images: { ...DEFAULT_IMAGES, languages: { ...DEFAULT_IMAGES.languages, absent: { image: 'sandboxshift/runtime-absent:0', build: 'true' } } },
   });
 } finally {
   unsubscribe('fastify.initialization', onInit);
@@ -332,8 +335,9 @@ t.test('task submission refusals', async (t) => {
   await bad('timeout above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', timeoutSeconds: 7200 });
   await bad('cpus above maximum', 422, 'LIMIT_ABOVE_MAXIMUM', { command: 'true', resources: { cpus: 8 } });
   await bad('unknown image', 422, 'IMAGE_UNKNOWN', { command: 'true', image: 'alpine:latest' });
-  await bad('missing image', 422, 'IMAGE_MISSING', { command: 'true', image: 'sandboxshift/runtime-node:20' });
-  await bad('network', 422, 'NETWORK_NOT_SUPPORTED', { command: 'true', network: { allow: ['example.com'] } });
+  await bad('missing image', 422, 'IMAGE_MISSING', { command: 'true', image: 'sandboxshift/runtime-absent:0' });
+  await bad('egress entry invalid', 400, 'EGRESS_PATTERN_INVALID', { command: 'true', network: { allow: ['a b'] } });
+  await bad('egress over-broad', 422, 'EGRESS_PATTERN_TOO_BROAD', { command: 'true', network: { allow: ['*.com'] } });
   await bad('unknown workspace', 404, 'WORKSPACE_NOT_FOUND', { command: 'true', workspace: { id: 'ws_nope' } });
   await bad('inline path escape', 422, 'WORKSPACE_PATH_ESCAPE', { command: 'true', workspace: { files: { '../x': '' } } });
   await bad('inline too many files', 413, 'WORKSPACE_TOO_MANY_FILES', { command: 'true', workspace: { files: Object.fromEntries([1, 2, 3, 4, 5, 6].map((i) => [`f${i}`, ''])) } });
@@ -388,6 +392,9 @@ t.test('a tiny task end to end, lists, logs, stream replay', async (t) => {
   await listBad('bad status', 'status=done', 400, 'VALIDATION_FAILED');
   await listBad('unknown parameter', 'sort=asc', 400, 'VALIDATION_FAILED');
 
+  const egress = await call(t, base, 'GET', `/v1/tasks/${id}/egress`, '/v1/tasks/{id}/egress', 'egress of a task without an allowlist', { status: 200 });
+  t.same(egress.json, { decisions: [], dropped: 0 });
+  await call(t, base, 'GET', '/v1/tasks/tsk_nope/egress', '/v1/tasks/{id}/egress', 'egress of an unknown task', { status: 404, code: 'TASK_NOT_FOUND' });
   await call(t, base, 'GET', '/v1/tasks/tsk_nope', '/v1/tasks/{id}', 'unknown task', { status: 404, code: 'TASK_NOT_FOUND' });
   await call(t, base, 'GET', '/v1/tasks/garbage', '/v1/tasks/{id}', 'malformed task id', { status: 404, code: 'TASK_NOT_FOUND' });
   await call(t, base, 'POST', `/v1/tasks/${id}/cancel`, '/v1/tasks/{id}/cancel', 'cancel finished', { status: 409, code: 'TASK_NOT_ACTIVE' });

@@ -98,8 +98,11 @@ t.test('images: unknown, missing (with its build command) and ambiguous', async 
   t.equal(explicit.status, 202, 'an explicit image resolves ambiguity');
 });
 
-t.test('network allowlists are refused until egress is enforced', async (t) => {
-  await refused(t, { command: 'true', network: { allow: ['example.com'] } }, 422, 'NETWORK_NOT_SUPPORTED');
+t.test('egress allowlist entries: malformed, IP literals and over-broad patterns are refused', async (t) => {
+  await refused(t, { command: 'true', network: { allow: ['not a host'] } }, 400, 'EGRESS_PATTERN_INVALID');
+  await refused(t, { command: 'true', network: { allow: ['10.0.0.1'] } }, 400, 'EGRESS_PATTERN_INVALID');
+  await refused(t, { command: 'true', network: { allow: ['*.co.uk'] } }, 422, 'EGRESS_PATTERN_TOO_BROAD');
+  await refused(t, { command: 'true', network: { allow: ['*'] } }, 422, 'EGRESS_PATTERN_TOO_BROAD');
 });
 
 t.test('unknown ids, routes and bad queries', async (t) => {

@@ -73,11 +73,15 @@ t.test('workspace.readonly and network.allow from the file', async (t) => {
   const rw = await runTask(srv.url, 'touch x', { workspace: { id: ro, readonly: false } });
   t.match(rw.task, { status: 'succeeded', workspaceReadonly: false }, 'the request overrides readonly');
 
-  const net = await withFile('network:\n  allow: [api.example.com]\n');
-  const n = await api(srv.url, 'POST', '/v1/tasks', { command: 'true', workspace: { id: net } });
-  t.match([n.status, n.json.error.code, n.json.error.details.allow], [422, 'NETWORK_NOT_SUPPORTED', ['api.example.com']], 'the file list goes where the request list goes');
+  // The file's list is the workspace's egress allowlist (no traffic is sent: the task runs `true`).
+  const net = await withFile('network:\n  allow: [api.example.com, "*.example.org"]\n');
+  const n = await runTask(srv.url, 'true', { workspace: { id: net } });
+  t.match(n.task, { status: 'succeeded', network: { allow: ['api.example.com', '*.example.org'], unrestricted: false } }, 'the file list is the allowlist');
+  t.ok(n.task.fromProjectFile.includes('network.allow'));
   const none = await runTask(srv.url, 'true', { workspace: { id: net }, network: { allow: [] } });
-  t.match(none.task, { status: 'succeeded', network: { allow: [] } }, 'the request list replaces the file list');
+  t.match(none.task, { status: 'succeeded', network: { allow: [] } }, 'the request list (even empty) replaces the file list');
+  const broad = await api(srv.url, 'POST', '/v1/tasks', { command: 'true', workspace: { id: await withFile('network: {allow: ["*.com"]}') } });
+  t.match([broad.status, broad.json.error.code, broad.json.error.details.source], [422, 'EGRESS_PATTERN_TOO_BROAD', 'workspace'], 'the file list is judged like the request list');
 });
 
 t.test('inline-file tasks read the file too', async (t) => {

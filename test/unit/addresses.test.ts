@@ -42,3 +42,15 @@ t.test('resolver uses the static table, then literals', async (t) => {
   t.same(await resolve('[::1]'), [{ address: '::1', family: 6 }]);
   t.same(await resolve('10.0.0.1'), [{ address: '10.0.0.1', family: 4 }]);
 });
+
+t.test("the host's own addresses are refused like loopback, unless a test range allows them", async (t) => {
+  const { destinationReason, localInterfaceAddresses } = await import('../../src/egress/addresses.js');
+  const local = new Set(['198.51.99.7', '2001:4860:0:1::7']);
+  t.equal(destinationReason('198.51.99.7', undefined, local), 'local_interface', "a public-looking address of this host");
+  t.equal(destinationReason('[2001:4860:0:1::7]', undefined, local), 'local_interface');
+  t.equal(destinationReason('::ffff:198.51.99.7', undefined, local), 'local_interface', 'IPv4-mapped spelling');
+  t.equal(destinationReason('198.51.99.8', undefined, local), null, 'control: the neighbouring public address is fine');
+  t.equal(destinationReason('198.51.99.7', buildRangeList(['198.51.99.7']), local), null, 'an operator test range opens it');
+  t.equal(destinationReason('10.0.0.1', undefined, local), 'private', 'categories come first');
+  t.ok(localInterfaceAddresses().has('127.0.0.1'), 'the real interface list includes loopback');
+});

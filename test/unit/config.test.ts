@@ -23,7 +23,15 @@ t.test('no file means the embedded defaults', async (t) => {
     queue: { concurrency: 2, maxQueued: 100 },
     output: { headBytes: 8 * 1024 * 1024, tailBytes: 8 * 1024 * 1024 },
   });
-  t.same(c.images.markers, { 'requirements.txt': 'python', 'package.json': 'node' });
+  t.same(c.images.markers, {
+    'requirements.txt': 'python',
+    'pyproject.toml': 'python',
+    'package.json': 'node',
+    'go.mod': 'go',
+    'Cargo.toml': 'rust',
+    'pom.xml': 'java',
+    'build.gradle': 'java',
+  });
   t.equal(c.images.languages.python!.image, 'sandboxshift/runtime-python:3.11');
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.queue), 'the result is frozen');
 });

@@ -18,6 +18,9 @@ class SlowEngine implements ContainerEngine {
   async imagePresent() {
     return true;
   }
+  async imageLabels() {
+    return {};
+  }
   async reapOrphans() {
     return 0;
   }

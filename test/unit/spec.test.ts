@@ -70,3 +70,29 @@ t.test('read-only workspaces and stdin', async (t) => {
   t.equal(s.Labels['io.sandboxshift.test'], '1');
   t.equal(s.Labels['io.sandboxshift.task'], 'tsk_abc', 'extra labels cannot override the identifying ones');
 });
+
+t.test('egress: same hardened spec, plus the relay entrypoint, the read-only proxy socket and proxy variables', async (t) => {
+  const plain = buildContainerSpec(req, settings);
+  const egress = { socketPath: '/data/egress/tsk_abc.sock', relay: '/usr/local/bin/sbx-relay', port: 3128 };
+  const s = buildContainerSpec({ ...req, env: { X: 'y', HTTP_PROXY: 'http://evil:1' }, egress }, settings);
+  t.same(s.Entrypoint, ['/usr/local/bin/sbx-relay', '3128', '/run/sandboxshift/egress.sock', '--', '/bin/sh', '-c']);
+  t.same(s.Cmd, plain.Cmd, 'the command is still one argument to /bin/sh -c');
+  t.same(s.HostConfig.Binds, [
+    '/data/workspaces/ws_1:/workspace:rw,nosuid,nodev',
+    '/data/egress/tsk_abc.sock:/run/sandboxshift/egress.sock:ro,nosuid,nodev',
+  ]);
+  t.equal(s.HostConfig.NetworkMode, 'none', 'still no network: the socket is the only way out');
+  t.equal(s.NetworkDisabled, true);
+  const url = 'http://127.0.0.1:3128';
+  t.same(s.Env, [
+    'X=y',
+    `HTTP_PROXY=${url}`, `HTTPS_PROXY=${url}`, `ALL_PROXY=${url}`, 'NO_PROXY=localhost,127.0.0.1,::1',
+    `http_proxy=${url}`, `https_proxy=${url}`, `all_proxy=${url}`, 'no_proxy=localhost,127.0.0.1,::1',
+    `PIP_PROXY=${url}`, `npm_config_proxy=${url}`, `npm_config_https_proxy=${url}`,
+    'HOME=/workspace/.home',
+  ], 'the server sets the proxy variables (a request cannot override them) and HOME last');
+  const { Entrypoint: _e, Env: _v, HostConfig: h1, ...rest1 } = s;
+  const { Entrypoint: _pe, Env: _pv, HostConfig: h0, ...rest0 } = plain;
+  t.same(rest1, rest0, 'every other top-level field is identical');
+  t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
+});

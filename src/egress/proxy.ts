@@ -1,0 +1,271 @@
+import { chmodSync, chownSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import { createServer, type BlockList, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { destinationReason, localInterfaceAddresses, type ResolvedAddress, type Resolver } from './addresses.js';
+import type { DecisionSink, EgressDecision } from './decisions.js';
+import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
+import { parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
+import { connectTo, reply, withTimeout } from './sockets.js';
+
+export interface ProxySettings {
+  ports: readonly number[];
+  maxConnectionsPerTask: number;
+  idleTimeoutSeconds: number;
+  headerTimeoutSeconds: number;
+  connectTimeoutSeconds: number;
+  maxHeaderBytes: number;
+  maxDecisionsPerTask: number;
+}
+
+/** UID/GID the task runs as: the socket must be connectable by it and by nobody else. */
+const SANDBOX_UID = 65532;
+/** sockaddr_un.sun_path holds 108 bytes including the NUL. */
+const MAX_SOCKET_PATH = 107;
+
+
+interface Conn {
+  client: Socket;
+  upstream: Socket | null;
+  decisionId: number | null;
+  decision: EgressDecision | null;
+  up: number;
+  down: number;
+  done: boolean;
+  /** head: reading the request; connecting: resolving and connecting (own timeouts); tunnel. */
+  phase: 'head' | 'connecting' | 'tunnel';
+}
+
+/**
+ * The server's egress proxy. Each task with an allowlist gets its own listener on a Unix socket
+ * (bind-mounted into its container, reached through the in-image relay), so every connection
+ * belongs to exactly one task and is judged against that task's allowlist only. It speaks CONNECT
+ * and absolute-URI HTTP, resolves names itself, refuses destinations that are not the public
+ * internet (unless in the operator's test ranges), and connects to the very address it checked.
+ */
+export class EgressProxy {
+  constructor(
+    private readonly dir: string,
+    private readonly settings: ProxySettings,
+    private readonly resolve: Resolver,
+    private readonly allowedRanges: BlockList,
+    private readonly sink: DecisionSink,
+    private readonly log: Logger,
+    /** The host's own addresses, read at each decision (interfaces change). */
+    private readonly localAddresses: () => ReadonlySet<string> = localInterfaceAddresses,
+  ) {}
+
+  /** Start-up: sockets of a previous run (a crash leaves them) are removed. */
+  prepare(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const probe = this.socketPath('tsk_' + 'x'.repeat(16));
+    if (Buffer.byteLength(probe) > MAX_SOCKET_PATH) {
+      throw new Error(`egress socket paths under ${this.dir} would exceed ${MAX_SOCKET_PATH} bytes; use a shorter dataDir`);
+    }
+  }
+
+  socketPath(taskId: string): string {
+    return join(this.dir, `${taskId}.sock`);
+  }
+
+  /** Listens for one task; resolves once its socket exists and only UID 65532 can connect. */
+  async open(taskId: string, allow: readonly string[]): Promise<TaskEgress> {
+    const egress = new TaskEgress(taskId, this.socketPath(taskId), allow.map(parsePattern), this);
+    await egress.listen();
+    return egress;
+  }
+
+  /** @internal the per-connection state machine, shared by every task's listener. */
+  handle(task: TaskEgress, client: Socket): void {
+    const s = this.settings;
+    // First thing: a client that resets the connection must never become an unhandled 'error'.
+    client.on('error', () => undefined);
+    if (task.conns.size >= s.maxConnectionsPerTask) {
+      this.log.warn({ taskId: task.taskId, limit: s.maxConnectionsPerTask }, 'egress: too many connections');
+      reply(client, 503, 'too_many_connections', `at most ${s.maxConnectionsPerTask} proxy connections at once (egress.maxConnectionsPerTask)`);
+      return;
+    }
+    const conn: Conn = { client, upstream: null, decisionId: null, decision: null, up: 0, down: 0, done: false, phase: 'head' };
+    task.conns.add(conn);
+    client.once('close', () => this.end(task, conn));
+    client.setTimeout(s.headerTimeoutSeconds * 1000, () => {
+      if (conn.phase === 'head') reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
+      else if (conn.phase === 'tunnel') this.end(task, conn);
+      // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds)
+    });
+    let buf = Buffer.alloc(0);
+    // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
+    const onEnd = () => this.end(task, conn);
+    client.once('end', onEnd);
+    const onData = (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      const head = parseRequestHead(buf, s.maxHeaderBytes);
+      if (head.kind === 'incomplete') return;
+      client.off('data', onData);
+      client.off('end', onEnd);
+      client.pause();
+      conn.phase = 'connecting';
+      this.serve(task, conn, head, buf.subarray(head.kind === 'error' ? buf.length : head.headBytes)).catch((err: unknown) => {
+        this.log.error({ taskId: task.taskId, err }, 'egress: connection failed');
+        this.end(task, conn);
+      });
+    };
+    client.on('data', onData);
+  }
+
+  private async serve(task: TaskEgress, conn: Conn, head: ParsedHead, rest: Buffer): Promise<void> {
+    if (head.kind === 'incomplete') return;
+    if (head.kind === 'error') {
+      this.log.info({ taskId: task.taskId, reason: head.reason }, 'egress: malformed request');
+      return reply(conn.client, head.status, 'bad_request', head.reason);
+    }
+    const deny = (status: number, reason: string, host: string, address: string | null = null) => {
+      this.decide(task, { host, port: head.port, allowed: false, reason, address });
+      reply(conn.client, status, reason, `${host}:${head.port}: ${reason}`);
+    };
+    const checked = checkHost(head.host);
+    const shown = head.host.slice(0, 253);
+    if (!checked.ok) return deny(403, checked.reason, shown);
+    const host = checked.host;
+    if (!hostAllowed(host, task.allow)) return deny(403, 'not_allowlisted', host);
+    if (!this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
+
+    let addresses: ResolvedAddress[];
+    try {
+      addresses = await withTimeout(this.resolve(host), this.settings.connectTimeoutSeconds * 1000);
+    } catch {
+      return deny(502, 'resolve_failed', host);
+    }
+    if (addresses.length === 0) return deny(502, 'resolve_failed', host);
+    const local = this.localAddresses();
+    const why = (a: ResolvedAddress) => destinationReason(a.address, this.allowedRanges, local);
+    const usable = addresses.filter((a) => why(a) === null);
+    if (usable.length === 0) return deny(403, `forbidden_address:${why(addresses[0]!)}`, host, addresses[0]!.address);
+    // Connect to an address checked above: no second lookup, so a name cannot rebind in between.
+    let upstream: Socket | null = null;
+    let address = '';
+    for (const a of usable) {
+      if (conn.done) return;
+      upstream = await connectTo(a, head.port, this.settings.connectTimeoutSeconds * 1000);
+      address = a.address;
+      if (upstream) break;
+    }
+    if (conn.done) {
+      upstream?.destroy();
+      return;
+    }
+    if (!upstream) return deny(502, 'connect_failed', host, usable[0]!.address);
+
+    conn.upstream = upstream;
+    conn.phase = 'tunnel';
+    conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
+    const { client } = conn;
+    upstream.on('error', () => undefined);
+    upstream.once('close', () => this.end(task, conn));
+    // Idle in both directions: Node resets a socket's timer on reads and on writes.
+    const idle = this.settings.idleTimeoutSeconds * 1000;
+    client.setTimeout(idle, () => this.end(task, conn));
+    upstream.setTimeout(idle, () => this.end(task, conn));
+    client.on('data', (c: Buffer) => (conn.up += c.length));
+    upstream.on('data', (c: Buffer) => (conn.down += c.length));
+    if (head.kind === 'connect') {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    } else {
+      const h = upstreamHead(head);
+      conn.up += h.length;
+      upstream.write(h);
+    }
+    if (rest.length) {
+      conn.up += rest.length;
+      upstream.write(rest);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  private decide(task: TaskEgress, d: Omit<EgressDecision, 'time' | 'bytesUp' | 'bytesDown'>, conn?: Conn): number | null {
+    const decision: EgressDecision = { time: new Date().toISOString(), ...d, bytesUp: 0, bytesDown: 0 };
+    if (conn) conn.decision = decision;
+    this.log.info({ taskId: task.taskId, egress: decision }, d.allowed ? 'egress allowed' : 'egress denied');
+    try {
+      return this.sink.addEgressDecision(task.taskId, decision, this.settings.maxDecisionsPerTask);
+    } catch (err) {
+      // The store is closing (shutdown): the decision is still in the log above.
+      this.log.warn({ taskId: task.taskId, err }, 'egress decision not stored');
+      return null;
+    }
+  }
+
+  /** @internal Ends a connection once: both sockets destroyed, byte counts recorded. */
+  end(task: TaskEgress, conn: Conn): void {
+    if (conn.done) return;
+    conn.done = true;
+    conn.client.destroy();
+    conn.upstream?.destroy();
+    task.conns.delete(conn);
+    if (conn.decision) {
+      try {
+        if (conn.decisionId !== null) this.sink.setEgressBytes(conn.decisionId, conn.up, conn.down);
+      } catch (err) {
+        // Runs from socket events: never let a closing store throw out of one.
+        this.log.warn({ taskId: task.taskId, err }, 'egress byte counts not stored');
+      }
+      this.log.info({ taskId: task.taskId, host: conn.decision.host, port: conn.decision.port, bytesUp: conn.up, bytesDown: conn.down }, 'egress connection closed');
+    }
+  }
+}
+
+/** One task's listener and its open connections. */
+export class TaskEgress {
+  /** @internal */ readonly conns = new Set<Conn>();
+  private readonly server: Server;
+  private closed = false;
+
+  constructor(
+    readonly taskId: string,
+    readonly socketPath: string,
+    readonly allow: readonly Pattern[],
+    private readonly proxy: EgressProxy,
+  ) {
+    this.server = createServer({ allowHalfOpen: true }, (client) => proxy.handle(this, client));
+  }
+
+  /** @internal */
+  async listen(): Promise<void> {
+    rmSync(this.socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.socketPath, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server.on('error', () => undefined);
+    try {
+      chownSync(this.socketPath, SANDBOX_UID, SANDBOX_UID);
+      chmodSync(this.socketPath, 0o600);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /** Stops listening, closes every tunnel (recording its bytes) and removes the socket. Sync, idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.server.close();
+    for (const c of [...this.conns]) this.proxy.end(this, c);
+    try {
+      unlinkSync(this.socketPath);
+    } catch {
+      // already gone (server.close may have removed it)
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import { connect, type Socket } from 'node:net';
+import type { ResolvedAddress } from './addresses.js';
+
+/** Socket helpers of the egress proxy: its own error answers, bounded waits, exact connects. */
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+};
+
+/** Answers a client with a proxy error (readable body, machine-readable reason) and closes. */
+export function reply(client: Socket, status: number, reason: string, message: string): void {
+  const body = `sandboxshift egress proxy: ${status} ${STATUS_TEXT[status] ?? ''}: ${message}\n`;
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
+    'Content-Type: text/plain; charset=utf-8',
+    `X-SandboxShift-Egress: denied; reason=${reason}`,
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    '',
+    '',
+  ].join('\r\n');
+  if (client.destroyed) return;
+  client.end(head + body, () => client.destroy());
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), ms))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** A connected socket to exactly `a` (no name lookup), or null. */
+export function connectTo(a: ResolvedAddress, port: number, timeoutMs: number): Promise<Socket | null> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: a.address, port, family: a.family, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(null);
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.removeAllListeners('error');
+      resolve(sock);
+    });
+    sock.once('error', () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(null);
+    });
+  });
+}
