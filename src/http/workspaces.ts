@@ -32,7 +32,8 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
   app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get(idOf(req.params)), config));
 
   app.delete('/v1/workspaces/:id', async (req, reply) => {
-    await workspaces.delete(idOf(req.params), busy);
+    // Up to 5 s for the server's own hold to end (a finished task's container being removed).
+    await workspaces.delete(idOf(req.params), busy, 5000);
     return reply.status(204).send();
   });
 

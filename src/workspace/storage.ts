@@ -25,6 +25,7 @@ export class WorkspaceStorage {
   private readonly refs = new Map<string, number>();
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly mounted = new Set<string>();
+  private readonly idleWaiters = new Map<string, (() => void)[]>();
 
   constructor(
     readonly root: string,
@@ -83,7 +84,11 @@ export class WorkspaceStorage {
   async release(id: string): Promise<void> {
     const n = (this.refs.get(id) ?? 1) - 1;
     if (n > 0) this.refs.set(id, n);
-    else this.refs.delete(id);
+    else {
+      this.refs.delete(id);
+      for (const wake of this.idleWaiters.get(id) ?? []) wake();
+      this.idleWaiters.delete(id);
+    }
     await this.serial(id, async () => {
       if (!this.refs.has(id) && this.mounted.has(id)) {
         this.mounted.delete(id);
@@ -95,6 +100,19 @@ export class WorkspaceStorage {
   /** True while a task, intake or read-back holds the workspace. */
   inUse(id: string): boolean {
     return this.refs.has(id);
+  }
+
+  /** Resolves true once nothing holds the workspace, or false after `ms`. */
+  whenIdle(id: string, ms: number): Promise<boolean> {
+    if (!this.refs.has(id)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(!this.refs.has(id)), ms);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.idleWaiters.set(id, [...(this.idleWaiters.get(id) ?? []), wake]);
+    });
   }
 
   /** Removes the image and the mount point (the workspace must not be held). */

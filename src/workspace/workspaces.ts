@@ -239,8 +239,14 @@ export class Workspaces {
    * afterwards), then its mount, image and mount point. `busy` says whether a task is queued or
    * running on it; then, or while anything holds it, the delete is refused with WORKSPACE_BUSY.
    */
-  async delete(id: string, busy: (id: string) => boolean): Promise<void> {
+  async delete(id: string, busy: (id: string) => boolean, waitMs = 0): Promise<void> {
     const w = this.get(id);
+    if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
+    // A task that just finished may still be releasing it (its container being removed), or a
+    // read-back may be ending: wait a little for that before refusing.
+    await this.storage.whenIdle(w.id, waitMs);
+    // Checked again after the wait, and nothing awaits between these checks and the delete.
+    this.get(w.id);
     if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
     if (this.storage.inUse(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'it is being read or written by the server' });
     this.store.deleteWorkspace(w.id);
