@@ -448,7 +448,7 @@ const OPERATIONS: Operation[] = [
     tags: ['workspaces'],
     summary: 'Delete a workspace',
     description:
-      'Removes the workspace, its filesystem image and its mount. Refused with 409 WORKSPACE_BUSY while a task is queued or running on it (or the server is reading it); afterwards the id answers 404. Idle workspaces are also removed automatically `workspaces.ttlSeconds` after their last use.',
+      'Removes the workspace, its filesystem image and its mount. Refused with 409 WORKSPACE_BUSY while a task is queued or running on it, or while the server still holds it after waiting up to 5 s (a read-back in progress, a just-finished task whose container is being removed); afterwards the id answers 404. Idle workspaces are also removed automatically `workspaces.ttlSeconds` after their last use.',
     parameters: [idParam('workspace')],
     responses: { '204': { description: 'Deleted' } },
     errors: ['WORKSPACE_NOT_FOUND', 'WORKSPACE_BUSY', 'INTERNAL'],
