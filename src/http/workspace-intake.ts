@@ -9,6 +9,7 @@ import type { TaskRecord } from '../tasks/model.js';
 import { createTaskBody, createWorkspaceBody } from '../tasks/schemas.js';
 import { ARCHIVE_MEDIA_TYPES } from '../workspace/intake/archive.js';
 import type { WorkspaceIntake } from '../workspace/intake/intake.js';
+import { readProjectFile } from '../workspace/projectfile.js';
 import { checkInlineFiles } from '../workspace/workspaces.js';
 import { parse } from './errors.js';
 import { workspaceView } from './workspaces.js';
@@ -124,7 +125,9 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   }
   // The image (unknown, ambiguous, missing) and queue room are checked on the extracted files
   // inside createWith: a refusal there removes them and records nothing.
-  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, (rootFiles) => manager.precheckImageAndQueue(body, rootFiles));
+  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, async (rootFiles, dir) =>
+    manager.precheckImageAndQueue(body, rootFiles, await readProjectFile(dir, config.workspaces.projectFileBytes)),
+  );
   try {
     // readonly left out: the archive's sandboxshift.yaml (workspace.readonly) may set it.
     return await manager.submit({ ...body, workspace: { id: w.id } });

@@ -192,10 +192,14 @@ export class TaskManager {
    * run on the extracted files before their workspace is recorded, so that a task refused there
    * leaves no workspace behind. submit() still makes every check itself.
    */
-  async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[]): Promise<void> {
+  async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
+    // The archive's sandboxshift.yaml (issue 3 part B): malformed, above a maximum or an allowlist
+    // the policy refuses is refused here too, before the workspace is recorded.
+    const project = projectText === null ? {} : parseProjectFile(projectText);
+    resolveLimits(body, this.config, project);
     const image = resolveImage(body.image, detectImage(rootEntries, this.config.images), this.config.images);
     await this.requireImage(image);
-    if (this.allowlist(body).allow.length > 0) await this.requireRelay(image);
+    if (this.allowlist(body, project.allow).allow.length > 0) await this.requireRelay(image);
     if (!this.queue.hasRoom()) {
       throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
         'retry-after': String(this.config.queue.retryAfterSeconds),

@@ -1,4 +1,7 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
+import { tgz } from '../helpers/archives.js';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
@@ -113,4 +116,25 @@ t.test('malformed, oversized or planted files are refused with what is wrong', a
   await runTask(srv.url, 'rm sandboxshift.yaml && mkfifo sandboxshift.yaml', { workspace: { id: fid } });
   const fifo = await api(srv.url, 'POST', '/v1/tasks', { command: 'true', workspace: { id: fid } });
   t.match(fifo.json.error, { code: 'PROJECT_FILE_INVALID', details: { problem: /not a regular file/ } }, 'a FIFO does not hang the submit');
+});
+
+t.test("one-shot multipart tasks: the archive's sandboxshift.yaml applies, and a bad one is refused before anything is kept", async (t) => {
+  const post = (files: Record<string, string>, task: Record<string, unknown>) => {
+    const form = new FormData();
+    form.append('task', JSON.stringify(task));
+    form.append('workspace', new Blob([tgz(Object.entries(files).map(([name, data]) => ({ name, data })))], { type: 'application/gzip' }), 'ws.tgz');
+    return fetch(`${srv.url}/v1/tasks`, { method: 'POST', body: form }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+  };
+  const images = () => readdirSync(join(srv.dataDir, 'workspaces')).filter((n) => n.endsWith('.img')).length;
+  const ok = await post({ 'sandboxshift.yaml': 'env: {FROM_FILE: yes}\nsandbox: {setup: "echo setup"}\n' }, { command: 'echo "$FROM_FILE"' });
+  t.equal(ok.status, 202, JSON.stringify(ok.json));
+  const done = await waitDone(srv.url, ok.json.id);
+  t.match(done, { status: 'succeeded', setup: 'echo setup' });
+  t.equal((await api(srv.url, 'GET', `/v1/tasks/${ok.json.id}/logs?stream=stdout`)).text, 'setup\nyes\n');
+  const before = images();
+  const bad = await post({ 'sandboxshift.yaml': 'resources: {memory: lots}\n' }, { command: 'true' });
+  t.match([bad.status, bad.json.error.code, bad.json.error.details.key], [422, 'PROJECT_FILE_INVALID', 'resources.memory']);
+  const big = await post({ 'sandboxshift.yaml': 'resources: {memory: 64GB}\n' }, { command: 'true' });
+  t.match([big.status, big.json.error.code, big.json.error.details.field], [422, 'LIMIT_ABOVE_MAXIMUM', 'resources.memory']);
+  t.equal(images(), before, 'no workspace was kept for the refused tasks');
 });

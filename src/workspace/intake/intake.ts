@@ -9,8 +9,11 @@ import { cloneGit, type GitSource } from './git.js';
 import { copyHostPath } from './hostpath.js';
 import { TreeWriter } from './writer.js';
 
-/** Extra admission check run on the populated tree's root files, before the record exists (e.g. a task's image). */
-export type RootCheck = (rootFiles: string[]) => Promise<void>;
+/**
+ * Extra admission check run on the populated tree's root files, before the record exists (e.g. a
+ * task's image); `dir` is the populated tree (mounted), for reading its sandboxshift.yaml safely.
+ */
+export type RootCheck = (rootFiles: string[], dir: string) => Promise<void>;
 
 /** Regular files in the root of `dir` (links are not followed), as marker detection sees them. */
 async function rootFiles(dir: string): Promise<string[]> {
@@ -41,7 +44,7 @@ export class WorkspaceIntake {
     return this.workspaces.createWith(
       async (dir) => {
         await extractArchive(body, this.writer(dir), { declared, declaredType, tmpDir: this.tmpDir });
-        if (check) await check(await rootFiles(dir));
+        if (check) await check(await rootFiles(dir), dir);
       },
       this.markers(),
     );
