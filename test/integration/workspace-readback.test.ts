@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -185,17 +186,22 @@ t.test('a client that goes away mid-archive leaves nothing mounted; delete waits
   const id = await newWorkspace({ 'a.txt': 'a\n' });
   const fill = await runTask(srv.url, 'head -c 67108864 /dev/urandom > big', { workspace: { id } });
   t.match(fill.task, { status: 'succeeded' });
-  const ac = new AbortController();
-  const res = await fetch(`${srv.url}/v1/workspaces/${id}/archive`, { signal: ac.signal });
-  t.equal(res.status, 200);
-  const reader = res.body!.getReader();
-  const first = await reader.read();
-  t.ok(first.value && first.value.length > 0, 'the archive started streaming');
+  // A plain HTTP client that reads one chunk, stops reading, and later drops the connection.
+  const { req, status } = await new Promise<{ req: ClientRequest; status: number }>((resolve, reject) => {
+    const r = request(`${srv.url}/v1/workspaces/${id}/archive`, (res) => {
+      res.once('data', () => {
+        res.pause();
+        resolve({ req: r, status: res.statusCode ?? 0 });
+      });
+    });
+    r.on('error', reject);
+    r.end();
+  });
+  t.equal(status, 200, 'the archive started streaming');
   t.ok(mountsUnder(srv.dataDir).length >= 1, 'the workspace is mounted while it is read');
   const busy = await api(srv.url, 'DELETE', `/v1/workspaces/${id}`);
-  t.match([busy.status, busy.json?.error.code], [409, 'WORKSPACE_BUSY'], 'delete is refused while the read runs');
-  ac.abort();
-  await reader.cancel().catch(() => undefined);
+  t.match([busy.status, busy.json?.error.code], [409, 'WORKSPACE_BUSY'], 'delete is refused while the read runs (after a short wait)');
+  req.destroy();
   for (let i = 0; i < 100 && mountsUnder(srv.dataDir).length > 0; i++) await sleep(100);
   t.same(mountsUnder(srv.dataDir), [], 'the view and the workspace were unmounted after the client left');
   t.equal((await api(srv.url, 'DELETE', `/v1/workspaces/${id}`)).status, 204, 'and the workspace can be deleted');
