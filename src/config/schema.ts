@@ -217,6 +217,7 @@ export const configSchema = z
         ttlSeconds: int(1, 10 * 365 * 86400, 7 * 86400, 'Seconds after its last use (task or read-back) that an idle workspace is removed'),
         sweepIntervalSeconds: int(1, 86400, 300, 'How often expired workspaces are looked for'),
         projectFileBytes: int(64, 1024 * 1024, 64 * 1024, 'Largest sandboxshift.yaml read from a workspace root'),
+        readbackIdleSeconds: int(1, 3600, 60, 'A read-back (archive or file) whose client takes nothing for this long is cut off, so a stalled client cannot hold a workspace mounted'),
         // Workspace intake (archives, git, host roots): src/workspace/intake/.
         archive: z
           .strictObject({

@@ -47,6 +47,7 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
       void view.close();
     });
     reply.raw.once('close', () => stream.destroy());
+    cutOffWhenIdle(reply, config.workspaces.readbackIdleSeconds);
     return sendStream(reply, stream, 'application/gzip', `${w.id}.tar.gz`);
   });
 
@@ -65,9 +66,22 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
     // The view stays mounted until the descriptor is closed (the stream ended or was cut off).
     file.stream.once('close', () => void view.close());
     reply.raw.once('close', () => file.stream.destroy());
+    cutOffWhenIdle(reply, config.workspaces.readbackIdleSeconds);
     reply.header('content-length', String(file.size));
     return sendStream(reply, file.stream, 'application/octet-stream');
   });
+}
+
+/**
+ * A read-back holds the workspace mounted until its response ends: a client that stops reading
+ * (connection open, nothing taken) must not hold it forever. The socket's idle timeout fires when
+ * nothing moved either way for that long; then the connection is dropped and the read cleaned up.
+ */
+function cutOffWhenIdle(reply: FastifyReply, seconds: number): void {
+  const socket = reply.raw.socket;
+  if (!socket) return;
+  socket.setTimeout(seconds * 1000, () => socket.destroy());
+  reply.raw.once('finish', () => socket.setTimeout(0));
 }
 
 function sendStream(reply: FastifyReply, stream: NodeJS.ReadableStream, type: string, filename?: string) {

@@ -206,3 +206,27 @@ t.test('a client that goes away mid-archive leaves nothing mounted; delete waits
   t.same(mountsUnder(srv.dataDir), [], 'the view and the workspace were unmounted after the client left');
   t.equal((await api(srv.url, 'DELETE', `/v1/workspaces/${id}`)).status, 204, 'and the workspace can be deleted');
 });
+
+t.test('a client that stops reading is cut off after workspaces.readbackIdleSeconds', async (t) => {
+  const idle = await startTestServer({ workspaces: { readbackIdleSeconds: 1 } });
+  t.teardown(() => idle.close());
+  const id = (await api(idle.url, 'POST', '/v1/workspaces', { files: { 'a.txt': 'a\n' } })).json.id as string;
+  t.match((await runTask(idle.url, 'head -c 67108864 /dev/urandom > big', { workspace: { id } })).task, { status: 'succeeded' });
+  // Takes one chunk, then nothing, and never closes (a paused client cannot even see the drop).
+  let started = false;
+  const req = request(`${idle.url}/v1/workspaces/${id}/files/big`, (res) => {
+    res.once('data', () => {
+      started = true;
+      res.pause();
+    });
+    res.on('error', () => undefined);
+  });
+  req.on('error', () => undefined);
+  req.end();
+  for (let i = 0; i < 100 && !started; i++) await sleep(100);
+  t.ok(started, 'the file started streaming');
+  for (let i = 0; i < 100 && mountsUnder(idle.dataDir).length > 0; i++) await sleep(100);
+  t.same(mountsUnder(idle.dataDir), [], 'the server dropped the stalled read: the workspace is no longer held');
+  t.equal((await api(idle.url, 'DELETE', `/v1/workspaces/${id}`)).status, 204);
+  req.destroy();
+});
