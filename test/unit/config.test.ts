@@ -113,7 +113,7 @@ t.test('the per-UID process limit can never bind before the per-task pids limit'
 });
 
 t.test('workspace storage and lifecycle fields: defaults and bounds', async (t) => {
-  t.match(parseConfig({}).workspaces, { quotaMb: 1024, ttlSeconds: 7 * 86400, sweepIntervalSeconds: 300, projectFileBytes: 65536 });
+  t.match(parseConfig({}).workspaces, { quotaMb: 1024, ttlSeconds: 7 * 86400, sweepIntervalSeconds: 300, projectFileBytes: 65536, readbackIdleSeconds: 60 });
   const e = t.throws(() => parseConfig({ workspaces: { quotaMb: 4, ttlSeconds: 0, projectFileBytes: 10 } })) as unknown as ConfigError;
   const joined = e.problems.join('\n');
   t.match(joined, /workspaces\.quotaMb:/);
