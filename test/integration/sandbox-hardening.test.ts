@@ -94,7 +94,7 @@ t.test('no network interface but loopback', async (t) => {
 
 t.test('a fork bomb is contained; the server stays healthy; a task beside it can still fork', async (t) => {
   const bomb = await submit(srv.url, {
-    command: 'bomb() { bomb | bomb & }; bomb; sleep 30',
+    command: 'bomb() { bomb | bomb & }; bomb; exec sleep 30', // exec: no fork needed once pids are exhausted
     timeoutSeconds: 6,
     resources: { pids: 64 },
   });

@@ -96,6 +96,8 @@ t.test('TTL: unused workspaces are swept; one in use is kept', async (t) => {
     gone = (await api(srv.url, 'GET', `/v1/workspaces/${idle}`)).status === 404;
   }
   t.ok(gone, 'the idle workspace was removed after its TTL');
+  // The record goes first (so nothing new can use it), the filesystem image right after it.
+  for (let i = 0; i < 50 && existsSync(join(srv.dataDir, 'workspaces', `${idle}.img`)); i++) await sleep(100);
   t.notOk(existsSync(join(srv.dataDir, 'workspaces', `${idle}.img`)), 'with its image');
   t.equal((await api(srv.url, 'GET', `/v1/tasks/${long.id}`)).json.status, 'running');
   t.equal((await api(srv.url, 'GET', `/v1/workspaces/${used}`)).status, 200, 'a workspace with a running task is kept past its TTL');

@@ -92,17 +92,29 @@ t.test('every field of the schema has a description', async (t) => {
   t.same(missing.filter((m) => !/^images\.(languages|markers|multi)\./.test(m)), [], 'described fields');
 });
 
-t.test('the README example configuration is valid and matches the defaults it shows', async (t) => {
+t.test('the README example configurations are valid and match the defaults they show', async (t) => {
   const { readFileSync } = await import('node:fs');
   const { parse } = await import('yaml');
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const block = /```yaml\n([\s\S]*?)```/.exec(readme);
-  t.ok(block, 'the README has a yaml example');
-  const example = parse(block![1]!) as Record<string, unknown>;
-  const parsed = parseConfig(example);
-  const defaults = parseConfig({});
-  for (const key of Object.keys(example)) {
-    t.same((parsed as Record<string, unknown>)[key], (defaults as Record<string, unknown>)[key], `README's ${key} shows the embedded defaults`);
+  // Server configuration examples are the yaml blocks marked `<!-- config-example -->`; other yaml
+  // blocks (a workspace's own sandboxshift.yaml) are not server configuration.
+  const blocks = [...readme.matchAll(/<!-- config-example -->\n```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  t.ok(blocks.length >= 2, 'the README has its configuration examples');
+  const defaults = parseConfig({}) as unknown as Record<string, unknown>;
+  const isPlain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  // Every value an example shows (down to its leaves; an empty map or list is a leaf) is the default.
+  const compare = (shown: unknown, actual: unknown, path: string): void => {
+    if (isPlain(shown) && Object.keys(shown).length > 0) {
+      t.ok(isPlain(actual), `${path} is a section`);
+      for (const [k, v] of Object.entries(shown)) compare(v, (actual as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+    } else {
+      t.same(actual, shown, `README shows the embedded default of ${path}`);
+    }
+  };
+  for (const block of blocks) {
+    const example = parse(block) as Record<string, unknown>;
+    t.doesNotThrow(() => parseConfig(example), 'the example is a valid configuration');
+    compare(example, defaults, '');
   }
 });
 
