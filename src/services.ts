@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
@@ -109,6 +109,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted.
   log.info(await workspaces.start(), 'workspace storage ready');
   undo.push(() => workspaces.close());
+  // Intake spool files and git clone directories that a crash left in <dataDir>/tmp (only this
+  // server uses it; rm never follows links).
+  const intakeTmp = join(dataDir, 'tmp');
+  const strays = existsSync(intakeTmp) ? readdirSync(intakeTmp) : [];
+  for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
+  if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
   const egress = new EgressProxy(
     join(dataDir, 'egress'),

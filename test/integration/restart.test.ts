@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -52,8 +52,12 @@ t.test('after a crash: running tasks read lost and their orphaned containers are
   const db = new Database(join(dataDir, 'sandboxshift.db'));
   db.prepare('UPDATE tasks SET status = ?, data = ? WHERE id = ?').run('running', snapshot.data, id);
   db.close();
+  // A crash mid-upload or mid-clone leaves intake spool files and clone directories behind.
+  mkdirSync(join(dataDir, 'tmp', 'git-crashed', 'sub'), { recursive: true });
+  writeFileSync(join(dataDir, 'tmp', 'upload-crashed.zip'), 'partial');
 
   const again = await startTestServer({ dataDir });
+  t.same(readdirSync(join(dataDir, 'tmp')), [], 'intake leftovers were removed at start-up');
   t.teardown(() => again.close());
   t.match(await waitDone(again.url, id), { status: 'error', reason: 'lost', error: /server/ });
   t.same(await taskContainers(socketPath, 'tsk_orphan'), [], 'the orphan was reaped at start-up');
