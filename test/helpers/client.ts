@@ -6,11 +6,12 @@ export interface Frame {
   [k: string]: unknown;
 }
 
+/** One request; a string or Buffer body is sent as is, anything else as JSON (a `content-type` header overrides). */
 export async function api(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    body: body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
   });
   const text = await res.text();
   let json: any = null;

@@ -2,18 +2,12 @@ import Database from 'better-sqlite3';
 import { existsSync, lstatSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { api } from './client.js';
 
 /** POSTs raw bytes (an archive) to the server and returns status and parsed JSON. */
 export async function upload(base: string, body: Buffer, contentType: string, path = '/v1/workspaces') {
-  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': contentType }, body });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, json, text };
+  const { status, json, text } = await api(base, 'POST', path, body, { 'content-type': contentType });
+  return { status, json, text };
 }
 
 /** Workspace records in the server's real SQLite file. */
