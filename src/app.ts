@@ -1,6 +1,5 @@
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { egressRoutes } from './http/egress.js';
@@ -21,6 +20,8 @@ export interface AppDeps {
   config: Readonly<Config>;
   manager: TaskManager;
   workspaces: Workspaces;
+  /** Where intake spools zip uploads and clones git repositories; cleared at start-up by the services. */
+  intakeTmpDir: string;
   readiness: Readiness;
   openapi: () => unknown;
   log: Logger;
@@ -38,8 +39,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app);
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
-  // Workspace intake; spool files (zip) go to <dataDir>/tmp, next to the workspaces directory.
-  const intake = new WorkspaceIntake(deps.workspaces, deps.config, join(deps.workspaces.dir(''), '..', 'tmp'));
+  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {

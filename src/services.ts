@@ -24,6 +24,8 @@ export interface Services {
   engine: ContainerEngine;
   store: SqliteStore;
   workspaces: Workspaces;
+  /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
+  intakeTmpDir: string;
   manager: TaskManager;
   readiness: Readiness;
   close(): Promise<void>;
@@ -138,6 +140,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     engine,
     store,
     workspaces,
+    intakeTmpDir: intakeTmp,
     manager,
     readiness,
     async close() {
