@@ -30,6 +30,7 @@ export const ERRORS = {
   QUEUE_FULL: { status: 429, message: 'The task queue is full' },
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
+  SHUTTING_DOWN: { status: 503, message: 'The server is shutting down; submit again once it is back' },
   // Workspace intake (archives, git, host roots, multipart): details name the entry, the rule and the bound.
   ARCHIVE_TOO_LARGE: { status: 413, message: 'The archive exceeds the compressed size limit' },
   ARCHIVE_EXPANDED_TOO_LARGE: { status: 413, message: 'The archive expands past the allowed size' },

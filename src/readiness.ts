@@ -55,17 +55,15 @@ export class Readiness {
     chownSync(this.probeDir, SANDBOX_UID, SANDBOX_UID);
     let out = '';
     const sandbox = await this.engine.start(
+      { image: this.probeImage(), cpus: Math.min(1, this.config.maxima.cpus), memoryMb: 64, pids: 16 },
       {
         taskId: 'readiness-probe',
-        image: this.probeImage(),
         command: 'id -u',
         env: {},
         workspaceDir: this.probeDir,
         workspaceReadonly: true,
-        cpus: Math.min(1, this.config.maxima.cpus),
-        memoryMb: 64,
-        pids: 16,
         stdin: false,
+        backstopSeconds: 60,
       },
       { onOutput: (_s, d) => (out += d.toString()) },
     );

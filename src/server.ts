@@ -33,11 +33,17 @@ async function main(): Promise<void> {
     throw err;
   }
 
+  // SIGTERM/SIGINT: refuse new work, let streams send what they have and close with 1001,
+  // leave running tasks running (shutdown.leaveRunning), then exit. A second signal exits at once.
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
     stopping = true;
-    log.info({ signal }, 'shutting down');
+    log.info({ signal, leaveRunning: config.shutdown.leaveRunning }, 'shutting down');
+    await services.drain();
     await app.close();
     await services.close();
     process.exit(0);

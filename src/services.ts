@@ -28,6 +28,11 @@ export interface Services {
   intakeTmpDir: string;
   manager: TaskManager;
   readiness: Readiness;
+  /**
+   * First half of a shutdown: new work is refused (503 SHUTTING_DOWN), running tasks are left
+   * running (shutdown.leaveRunning) or stopped, and task logs are released so streams end.
+   */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -99,25 +104,14 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
+      logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
     },
     new KernelLogOomProbe(),
     log,
   );
-  const reaped = await engine.reapOrphans();
-  log.info({ reaped }, 'orphaned containers of this server removed');
-
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
-  // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted.
-  log.info(await workspaces.start(), 'workspace storage ready');
-  undo.push(() => workspaces.close());
-  // Intake spool files and git clone directories that a crash left in <dataDir>/tmp (only this
-  // server uses it; rm never follows links).
-  const intakeTmp = join(dataDir, 'tmp');
-  const strays = existsSync(intakeTmp) ? readdirSync(intakeTmp) : [];
-  for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
-  if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
-  // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  // Egress proxy: per-task socket directories under the data directory.
   const egress = new EgressProxy(
     join(dataDir, 'egress'),
     config.egress,
@@ -126,12 +120,30 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     store,
     log,
   );
-  egress.prepare();
   const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
-  manager.recover();
+  // Recovery: containers of tasks recorded running are adopted with their workspace mount and
+  // egress directory; containers, mounts and sockets that no such task owns are removed.
+  const plan = manager.plan(await engine.listOurs());
+  for (const c of plan.orphans) await engine.remove(c.containerId);
+  log.info({ adopted: plan.adopt.size, removed: plan.orphans.length }, 'containers of this server: adopted and orphans removed');
+  const adoptedTasks = [...plan.adopt.keys()].map((id) => store.getTask(id)!);
+  // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
+  // mounts of adopted tasks.
+  log.info(await workspaces.start(new Set(adoptedTasks.map((t) => t.workspaceId))), 'workspace storage ready');
+  undo.push(() => workspaces.close());
+  // Intake spool files and git clone directories that a crash left in <dataDir>/tmp (only this
+  // server uses it; rm never follows links).
+  const intakeTmp = join(dataDir, 'tmp');
+  const strays = existsSync(intakeTmp) ? readdirSync(intakeTmp) : [];
+  for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
+  if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
+  egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
+  manager.recover(plan);
+  owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
+  let draining: Promise<Set<string>> | undefined;
 
   return {
     config,
@@ -143,11 +155,17 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     intakeTmpDir: intakeTmp,
     manager,
     readiness,
+    drain() {
+      sweeper.stop();
+      draining ??= manager.close();
+      return draining.then(() => undefined);
+    },
     async close() {
       sweeper.stop();
-      await manager.close();
+      draining ??= manager.close();
+      const kept = await draining;
       await sweeper.idle();
-      await workspaces.close();
+      await workspaces.close(kept);
       store.close();
       await owned?.stop();
     },

@@ -168,6 +168,8 @@ export const configSchema = z
         nofile: int(64, 20000, 1024, 'Open files per process inside a task (RLIMIT_NOFILE)'),
         nproc: int(1024, 32768, 32768, 'RLIMIT_NPROC (counted per host UID across all tasks, so it must stay far above pids; Podman itself caps it at 32768 here)'),
         stopGraceSeconds: int(0, 60, 2, 'Seconds between SIGTERM and SIGKILL when a task is stopped'),
+        backstopSeconds: int(1, 3600, 5, "The engine stops a task's container this many seconds after the task's own deadline, even while no server runs"),
+        engineLogMb: int(1, 4096, 64, "Bound of the engine's own log of a container's output (read by the server, removed with the container), in MB"),
         seccompProfile: z
           .string()
           .min(1)
@@ -186,6 +188,16 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Output capture'),
+    shutdown: z
+      .strictObject({
+        leaveRunning: z
+          .boolean()
+          .default(true)
+          .describe('On SIGTERM/SIGINT leave running tasks running (with their workspace and egress) for the next start to adopt; false stops them'),
+        retryAfterSeconds: int(1, 3600, 10, 'Retry-After sent with 503 SHUTTING_DOWN'),
+      })
+      .prefault({})
+      .describe('Graceful shutdown'),
     queue: z
       .strictObject({
         concurrency: int(1, 256, 2, 'Tasks running at once'),

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { createServer, type BlockList, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -20,6 +20,8 @@ export interface ProxySettings {
 
 /** UID/GID the task runs as: the socket must be connectable by it and by nobody else. */
 const SANDBOX_UID = 65532;
+/** The socket's name in the task's directory (the container sees it at /run/sandboxshift/egress.sock). */
+const SOCKET_NAME = 'egress.sock';
 /** sockaddr_un.sun_path holds 108 bytes including the NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -55,23 +57,40 @@ export class EgressProxy {
     private readonly localAddresses: () => ReadonlySet<string> = localInterfaceAddresses,
   ) {}
 
-  /** Start-up: sockets of a previous run (a crash leaves them) are removed. */
-  prepare(): void {
-    rmSync(this.dir, { recursive: true, force: true });
+  /**
+   * Start-up: socket directories of a previous run are removed, except those of tasks in `keep`
+   * (adopted: their containers have the directory mounted and reach the socket re-created in it).
+   */
+  prepare(keep: ReadonlySet<string> = new Set()): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    for (const name of readdirSync(this.dir)) {
+      if (!keep.has(name)) rmSync(join(this.dir, name), { recursive: true, force: true });
+    }
     const probe = this.socketPath('tsk_' + 'x'.repeat(16));
     if (Buffer.byteLength(probe) > MAX_SOCKET_PATH) {
       throw new Error(`egress socket paths under ${this.dir} would exceed ${MAX_SOCKET_PATH} bytes; use a shorter dataDir`);
     }
   }
 
-  socketPath(taskId: string): string {
-    return join(this.dir, `${taskId}.sock`);
+  /** The task's socket directory: mounted into its container as a whole. */
+  socketDir(taskId: string): string {
+    return join(this.dir, taskId);
   }
 
-  /** Listens for one task; resolves once its socket exists and only UID 65532 can connect. */
+  socketPath(taskId: string): string {
+    return join(this.socketDir(taskId), SOCKET_NAME);
+  }
+
+  /**
+   * Listens for one task; resolves once its socket exists and only UID 65532 can connect. The
+   * directory is created if missing and kept if present (a container may have it mounted).
+   */
   async open(taskId: string, allow: readonly string[]): Promise<TaskEgress> {
-    const egress = new TaskEgress(taskId, this.socketPath(taskId), allow.map(parsePattern), this);
+    const dir = this.socketDir(taskId);
+    mkdirSync(dir, { recursive: true, mode: 0o500 });
+    chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+    chmodSync(dir, 0o500);
+    const egress = new TaskEgress(taskId, dir, this.socketPath(taskId), allow.map(parsePattern), this);
     await egress.listen();
     return egress;
   }
@@ -225,6 +244,7 @@ export class TaskEgress {
 
   constructor(
     readonly taskId: string,
+    readonly socketDir: string,
     readonly socketPath: string,
     readonly allow: readonly Pattern[],
     private readonly proxy: EgressProxy,
@@ -256,8 +276,12 @@ export class TaskEgress {
     return this.conns.size;
   }
 
-  /** Stops listening, closes every tunnel (recording its bytes) and removes the socket. Sync, idempotent. */
-  close(): void {
+  /**
+   * Stops listening, closes every tunnel (recording its bytes) and removes the socket and its
+   * directory; `keepDir` keeps the directory (the task is left running for the next start, which
+   * listens in it again). Sync, idempotent.
+   */
+  close(opts: { keepDir?: boolean } = {}): void {
     if (this.closed) return;
     this.closed = true;
     this.server.close();
@@ -267,5 +291,6 @@ export class TaskEgress {
     } catch {
       // already gone (server.close may have removed it)
     }
+    if (!opts.keepDir) rmSync(this.socketDir, { recursive: true, force: true });
   }
 }

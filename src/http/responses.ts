@@ -227,7 +227,11 @@ export const gapFrame = z
     type: z.literal('gap'),
     seq,
     stream: z.enum(['stdout', 'stderr']),
-    droppedBytes: z.int().min(1).describe('Bytes dropped between the kept head and tail of this stream'),
+    droppedBytes: z.int().min(0).describe('Bytes dropped between the kept head and tail of this stream (0 with countUnknown)'),
+    countUnknown: z
+      .literal(true)
+      .optional()
+      .describe("Output of this stream was lost and how much is not known: the engine's bounded log of a task adopted after a restart had replaced content the server had not read"),
   })
   .describe("Sent at exit, once per truncated stream, before that stream's tail frames");
 

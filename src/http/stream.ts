@@ -81,7 +81,12 @@ export function streamRoutes(app: FastifyInstance, manager: TaskManager, limiter
             await sleep(20);
           }
         }
-        if (!ac.signal.aborted && socket.readyState === socket.OPEN) socket.close(1000, 'task finished');
+        // The log ends with the task's exit frame, or early when the server shuts down (1001: the
+        // client reconnects with ?after= once it is back).
+        if (!ac.signal.aborted && socket.readyState === socket.OPEN) {
+          if (log.finished) socket.close(1000, 'task finished');
+          else socket.close(1001, 'server shutting down; reconnect with ?after=');
+        }
       })().catch((err: unknown) => {
         req.log.error({ err }, 'stream failed');
         socket.close(1011);

@@ -5,28 +5,50 @@
  */
 export type StreamName = 'stdout' | 'stderr';
 
-export interface SandboxRequest {
-  taskId: string;
+/** Where a reader of a container's log stands: the file (by inode) and the byte offset in it. */
+export interface LogPosition {
+  ino: number;
+  offset: number;
+}
+
+/**
+ * What the sandbox is: image, limits and network mode. The security settings come from the
+ * engine's own configuration and are the same for every sandbox.
+ */
+export interface SandboxShape {
   image: string;
+  cpus: number;
+  memoryMb: number;
+  pids: number;
+}
+
+/** What runs in the sandbox: the command and what it is given. */
+export interface SandboxJob {
+  taskId: string;
   command: string;
   env: Readonly<Record<string, string>>;
   /** Host directory mounted at /workspace. */
   workspaceDir: string;
   workspaceReadonly: boolean;
-  cpus: number;
-  memoryMb: number;
-  pids: number;
   stdin: boolean;
   /**
-   * Egress (issue 4): present when the task has an allowlist. The container keeps NetworkMode none;
-   * the proxy's per-task socket is bind-mounted read-only and the image's relay wraps the command.
+   * Present when the task has an allowlist. The container keeps network mode none; the
+   * directory holding the proxy's per-task socket is bind-mounted read-only and the image's
+   * relay wraps the command.
    */
   egress?: SandboxEgress | undefined;
+  /**
+   * The engine stops the container this many seconds after it started even when no server is
+   * there to do it (the server's own deadline comes first).
+   */
+  backstopSeconds: number;
 }
 
+export type SandboxRequest = SandboxShape & SandboxJob;
+
 export interface SandboxEgress {
-  /** Host path of the task's proxy socket. */
-  socketPath: string;
+  /** Host directory holding the task's proxy socket (`egress.sock`), mounted as a whole. */
+  socketDir: string;
   /** Path of the relay inside the image (its io.sandboxshift.relay label). */
   relay: string;
   /** Port the relay listens on at 127.0.0.1 in the container. */
@@ -38,10 +60,22 @@ export interface SandboxExit {
   exitCode: number | null;
   /** True when the kernel OOM killer ended the task (checked from more than Podman's flag). */
   oomKilled: boolean;
+  /** When the container stopped (the engine's record), null when unknown. */
+  finishedAt: Date | null;
+  /** True when the container disappeared before its exit could be read. */
+  vanished: boolean;
 }
 
 export interface SandboxHandlers {
+  /** The container's output, in order, exactly once. */
   onOutput(stream: StreamName, data: Buffer): void;
+  /**
+   * After a batch of output: where in the engine's log everything so far was delivered. A
+   * sandbox adopted later with this position continues right after it.
+   */
+  onPosition?(at: LogPosition): void;
+  /** Output between the adopted position and what the engine still holds is gone. */
+  onLost?(): void;
 }
 
 export interface RunningSandbox {
@@ -53,6 +87,18 @@ export interface RunningSandbox {
   endStdin(): void;
   /** SIGTERM the process tree, SIGKILL after `graceSeconds`. Idempotent. */
   stop(graceSeconds: number): Promise<void>;
+  /**
+   * Stops following the sandbox and leaves its container running (a server that shuts down for
+   * the next one to adopt it). `exit` never resolves afterwards.
+   */
+  detach(): Promise<void>;
+}
+
+/** A container this server created, found in the engine. */
+export interface OwnContainer {
+  containerId: string;
+  taskId: string;
+  running: boolean;
 }
 
 export interface ContainerEngine {
@@ -61,10 +107,17 @@ export interface ContainerEngine {
   imagePresent(image: string): Promise<boolean>;
   /** The image's labels, or null when the image is absent. */
   imageLabels(image: string): Promise<Record<string, string> | null>;
-  /** Create, attach and start; rejects (EngineError) when the sandbox cannot start. */
-  start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox>;
-  /** Remove every container this server left behind (by label). Returns how many. */
-  reapOrphans(): Promise<number>;
+  /** Create and start; rejects (EngineError) when the sandbox cannot start. */
+  start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox>;
+  /** Every container carrying this server's label, running or not. */
+  listOurs(): Promise<OwnContainer[]>;
+  /**
+   * Follows a container an earlier run started (running or already exited), delivering its
+   * output from `from` on; null when the container no longer exists.
+   */
+  adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null>;
+  /** Removes a container (force); a missing one is not an error. */
+  remove(containerId: string): Promise<void>;
 }
 
 export class EngineError extends Error {

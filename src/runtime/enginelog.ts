@@ -1,7 +1,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { StreamName } from './engine.js';
+import type { LogPosition, StreamName } from './engine.js';
+
+export type { LogPosition };
 
 /**
  * Podman's `k8s-file` container log, read from the host. conmon writes every chunk a container
@@ -37,8 +39,8 @@ export class EngineLogParser {
       const s2 = s1 < 0 || s1 > nl ? -1 : buf.indexOf(0x20, s1 + 1);
       const s3 = s2 < 0 || s2 > nl ? -1 : buf.indexOf(0x20, s2 + 1);
       if (s3 >= 0 && s3 < nl) {
-        // "stdout" / "stderr": both six bytes, told apart by their fifth byte ('o' / 'r').
-        const stream: StreamName | null = s2 - s1 === 7 && buf[s1 + 1] === 0x73 ? (buf[s1 + 5] === 0x6f ? 'stdout' : 'stderr') : null;
+        // "stdout" / "stderr": both six bytes, told apart by their fourth ('o' / 'e').
+        const stream: StreamName | null = s2 - s1 === 7 && buf[s1 + 1] === 0x73 ? (buf[s1 + 4] === 0x6f ? 'stdout' : 'stderr') : null;
         if (stream) {
           if (stream !== current) {
             flush();
@@ -59,12 +61,6 @@ export class EngineLogParser {
   get buffered(): number {
     return this.pending.length;
   }
-}
-
-/** Where a reader of the engine log stands: the file (by inode) and the byte offset in it. */
-export interface LogPosition {
-  ino: number;
-  offset: number;
 }
 
 export interface FollowHandlers {

@@ -4,15 +4,20 @@ import type { Logger } from 'pino';
 import {
   EngineError,
   type ContainerEngine,
+  type LogPosition,
+  type OwnContainer,
   type RunningSandbox,
   type SandboxExit,
   type SandboxHandlers,
-  type SandboxRequest,
+  type SandboxJob,
+  type SandboxShape,
 } from './engine.js';
-import { StreamDemuxer } from './demux.js';
-import { LABEL_SERVER } from './labels.js';
+import { EngineLogFollower } from './enginelog.js';
+import { LABEL_SERVER, LABEL_TASK } from './labels.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
 
@@ -70,8 +75,8 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
-  async start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const spec = buildContainerSpec(req, this.settings);
+  async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
+    const spec = buildContainerSpec({ ...shape, ...job }, this.settings);
     let container: Docker.Container;
     try {
       container = await this.docker.createContainer(spec);
@@ -79,71 +84,167 @@ export class PodmanEngine implements ContainerEngine {
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const id = container.id;
-    let sock: Socket;
+    let logPath: string;
+    let sock: Socket | null = null;
     try {
-      // Attach before start: attaching runs `runc create`, so OCI errors surface here (STACK-NOTES).
-      sock = await this.attach(id, req.stdin);
+      logPath = await this.logPath(id);
+      // A task with stdin attaches (stdin only) before the start: attaching runs `runc create`,
+      // so OCI errors surface here. Output is read from the engine's log, never from the attach.
+      if (job.stdin) sock = await this.attachStdin(id);
     } catch (err) {
       await this.remove(id);
       throw new EngineError(`attach failed: ${describe(err)}`, isUnavailable(err));
     }
-    const demux = new StreamDemuxer((stream, data) => handlers.onOutput(stream, data));
-    const ended = new Promise<void>((resolve) => {
-      sock.on('data', (chunk: Buffer) => demux.push(chunk));
-      sock.once('close', () => resolve());
-      sock.once('error', () => resolve());
-    });
+    const follower = new EngineLogFollower(logPath, null, handlers);
     try {
       await container.start();
     } catch (err) {
-      sock.destroy();
+      sock?.destroy();
+      await follower.stop();
       await this.remove(id);
       throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
     }
-    if (!req.stdin) sock.end();
-    let stdinOpen = req.stdin;
+    return this.follow(id, follower, sock, job.stdin);
+  }
+
+  async adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(containerId).inspect();
+    } catch (err) {
+      if ((err as HttpError).statusCode === 404) return null;
+      throw new EngineError(`inspect failed: ${describe(err)}`, isUnavailable(err));
+    }
+    const logPath = (info as unknown as { LogPath?: string }).LogPath ?? '';
+    let sock: Socket | null = null;
+    if (opts.stdin && info.State.Running) sock = await this.attachStdin(containerId).catch(() => null);
+    const follower = new EngineLogFollower(logPath, opts.from, handlers);
+    return this.follow(containerId, follower, sock, sock !== null);
+  }
+
+  private async logPath(id: string): Promise<string> {
+    const info = await this.docker.getContainer(id).inspect();
+    const path = (info as unknown as { LogPath?: string }).LogPath;
+    if (!path) throw new EngineError('the engine reports no log path for the container');
+    return path;
+  }
+
+  /** The running sandbox over a started (or adopted) container and its log follower. */
+  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean): RunningSandbox {
+    const container = this.docker.getContainer(id);
+    sock?.on('error', () => undefined);
+    sock?.on('data', () => undefined); // an attach with stdin only carries nothing back
+    let stdinOpen = stdin && sock !== null;
     let stopping: Promise<void> | null = null;
-    const exit = ended.then(() => this.finish(container));
+    const detached = new AbortController();
+    const exit = this.waitExit(container, detached.signal).then(async (state) => {
+      if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
+      await follower.finish();
+      sock?.destroy();
+      if (state === 'vanished') return { exitCode: null, oomKilled: false, finishedAt: null, vanished: true };
+      // The OOM killer sends SIGKILL: only an exit of 128+9 can be its doing (and needs the log read).
+      const oomKilled = state.oomFlag || (state.exitCode === 137 && this.oom.wasOomKilled(id));
+      await this.remove(id);
+      return { exitCode: state.exitCode, oomKilled, finishedAt: state.finishedAt, vanished: false };
+    });
     return {
       containerId: id,
       exit,
       writeStdin: (data) => {
-        if (!stdinOpen || sock.destroyed) return false;
+        if (!stdinOpen || !sock || sock.destroyed) return false;
         sock.write(data);
         return true;
       },
       endStdin: () => {
         if (!stdinOpen) return;
         stdinOpen = false;
-        if (!sock.destroyed) sock.end(); // half-close: EOF for the task, output keeps flowing
+        if (sock && !sock.destroyed) sock.end(); // half-close: EOF for the task
       },
       stop: (graceSeconds) => {
-        stopping ??= container.stop({ t: graceSeconds }).then(
-          () => undefined,
-          (err: HttpError) => {
-            // 304: already stopped; 404: already gone. Anything else: force-kill the init.
-            if (err.statusCode === 304 || err.statusCode === 404) return;
-            this.log.warn({ containerId: id, err: describe(err) }, 'stop failed, sending SIGKILL');
-            return container.kill({ signal: 'SIGKILL' }).then(
-              () => undefined,
-              () => undefined,
-            );
-          },
-        );
+        stopping ??= this.stopContainer(container, graceSeconds);
         return stopping;
+      },
+      detach: async () => {
+        detached.abort();
+        stdinOpen = false;
+        // Destroyed, not ended: a half-close would be EOF on the task's stdin.
+        sock?.destroy();
+        await follower.stop();
       },
     };
   }
 
-  /** Raw hijacked attach that sends no body: docker-modem would otherwise write its options
-   * JSON into the container's stdin (STACK-NOTES, "Stdin and a warm path"). */
-  private attach(id: string, stdin: boolean): Promise<Socket> {
+  /** Stops a container; retried while the engine does not answer (its service is restarted). */
+  private async stopContainer(container: Docker.Container, graceSeconds: number): Promise<void> {
+    for (let attempt = 0; attempt < 120; attempt++) {
+      try {
+        await container.stop({ t: graceSeconds });
+        return;
+      } catch (err) {
+        // 304: already stopped; 404: already gone.
+        const code = (err as HttpError).statusCode;
+        if (code === 304 || code === 404) return;
+        if (isUnavailable(err)) {
+          await sleep(500);
+          continue;
+        }
+        this.log.warn({ containerId: container.id, err: describe(err) }, 'stop failed, sending SIGKILL');
+        await container.kill({ signal: 'SIGKILL' }).catch(() => undefined);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Waits for the container to exit and reads its exit state. While the engine does not answer
+   * (its API service died and is being restarted) it keeps asking: the container runs on.
+   */
+  private async waitExit(
+    container: Docker.Container,
+    signal: AbortSignal,
+  ): Promise<{ exitCode: number | null; oomFlag: boolean; finishedAt: Date | null } | 'vanished' | 'detached'> {
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const info = await container.inspect({ abortSignal: signal } as object);
+        // Podman passes through "stopping" (Running false, ExitCode still 0) before "exited".
+        if (!info.State.Running && (info.State.Status === 'created' || info.State.Status === 'configured')) {
+          return { exitCode: null, oomFlag: false, finishedAt: null }; // never ran
+        }
+        if (!info.State.Running && FINAL_STATES.has(info.State.Status)) {
+          const finished = info.State.FinishedAt ? new Date(info.State.FinishedAt) : null;
+          return {
+            exitCode: info.State.ExitCode,
+            oomFlag: info.State.OOMKilled,
+            finishedAt: finished && finished.getFullYear() > 1 ? finished : null,
+          };
+        }
+        if (info.State.Running) await container.wait({ condition: 'not-running', abortSignal: signal } as object);
+        else await sleep(50);
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted) break;
+        if ((err as HttpError).statusCode === 404) return 'vanished';
+        failures += 1;
+        if (!isUnavailable(err) && failures > 20) {
+          this.log.warn({ containerId: container.id, err: describe(err) }, 'exit state unreadable');
+          return { exitCode: null, oomFlag: false, finishedAt: null };
+        }
+        await sleep(isUnavailable(err) ? 500 : 100);
+      }
+    }
+    return 'detached';
+  }
+
+  /** Raw hijacked attach to stdin only, sending no body: docker-modem would otherwise write its
+   * options JSON into the container's stdin (STACK-NOTES, "Stdin and a warm path"). */
+  private attachStdin(id: string): Promise<Socket> {
     return new Promise((resolve, reject) => {
       this.docker.modem.dial(
         {
           path: `/containers/${id}/attach?`,
           method: 'POST',
-          options: { _query: { stream: true, stdout: true, stderr: true, stdin } },
+          options: { _query: { stream: true, stdout: false, stderr: false, stdin: true } },
           isStream: true,
           hijack: true,
           openStdin: false,
@@ -156,45 +257,21 @@ export class PodmanEngine implements ContainerEngine {
     });
   }
 
-  /** After the attach stream ended: read the exit code, check for OOM, remove the container. */
-  private async finish(container: Docker.Container): Promise<SandboxExit> {
-    let exitCode: number | null = null;
-    let oomFlag = false;
+  async listOurs(): Promise<OwnContainer[]> {
+    let list: Docker.ContainerInfo[];
     try {
-      for (let i = 0; i < 600; i++) {
-        const info = await container.inspect();
-        // Podman passes through "stopping" (Running false, ExitCode still 0) before "exited".
-        if (FINAL_STATES.has(info.State.Status)) {
-          exitCode = info.State.ExitCode;
-          oomFlag = info.State.OOMKilled;
-          break;
-        }
-        // The attach stream can close before the state is updated: poll briefly.
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_SERVER}=${this.settings.serverId}`] } });
     } catch (err) {
-      this.log.warn({ containerId: container.id, err: describe(err) }, 'inspect after exit failed');
+      throw new EngineError(`list failed: ${describe(err)}`, isUnavailable(err));
     }
-    // The OOM killer sends SIGKILL: only an exit of 128+9 can be its doing (and needs the log read).
-    const oomKilled = oomFlag || (exitCode === 137 && this.oom.wasOomKilled(container.id));
-    await this.remove(container.id);
-    return { exitCode, oomKilled };
+    return list.map((c) => ({ containerId: c.Id, taskId: c.Labels?.[LABEL_TASK] ?? '', running: c.State === 'running' }));
   }
 
-  private async remove(id: string): Promise<void> {
+  async remove(id: string): Promise<void> {
     try {
       await this.docker.getContainer(id).remove({ force: true, v: true });
     } catch (err) {
       if ((err as HttpError).statusCode !== 404) this.log.warn({ containerId: id, err: describe(err) }, 'remove failed');
     }
-  }
-
-  async reapOrphans(): Promise<number> {
-    const list = await this.docker.listContainers({
-      all: true,
-      filters: { label: [`${LABEL_SERVER}=${this.settings.serverId}`] },
-    });
-    for (const c of list) await this.remove(c.Id);
-    return list.length;
   }
 }

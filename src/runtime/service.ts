@@ -48,6 +48,9 @@ export async function waitForSocket(socketPath: string, timeoutMs: number, child
  */
 export class OwnedPodmanService {
   private child: ChildProcess | null = null;
+  private stopped = false;
+  private restarts = 0;
+  private readonly restartListeners: (() => void)[] = [];
 
   constructor(
     private readonly opts: { podmanBinary: string; runtime: string; socketPath: string; containersConf: string; timeoutMs: number },
@@ -82,10 +85,39 @@ export class OwnedPodmanService {
     try {
       await Promise.race([waitForSocket(socketPath, timeoutMs, child), spawnFailed]);
     } catch (err) {
-      await this.stop();
+      await this.endChild();
       throw new EngineError(`${(err as Error).message}${stderr ? `; podman said: ${stderr.trim()}` : ''}`, true);
     }
     this.log.info({ socketPath, pid: child.pid }, 'owned Podman API service is answering');
+    this.stopped = false;
+    // A service that dies under the server is started again: containers (run by conmon) live on,
+    // and every task waiting on one asks again once the socket answers.
+    child.once('exit', (code, signal) => {
+      if (this.stopped || this.child !== child) return;
+      this.child = null;
+      this.log.error({ code, signal }, 'owned Podman API service exited; starting it again');
+      void this.restart();
+    });
+  }
+
+  /** Called after each restart of a service that died. */
+  onRestart(listener: () => void): void {
+    this.restartListeners.push(listener);
+  }
+
+  private async restart(): Promise<void> {
+    // Back off a little when it keeps dying (at most 5 s between attempts).
+    await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** Math.min(this.restarts, 5))));
+    if (this.stopped) return;
+    this.restarts += 1;
+    try {
+      await this.start();
+      this.restarts = 0;
+      for (const l of this.restartListeners) l();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'owned Podman API service did not come back; trying again');
+      if (!this.stopped) void this.restart();
+    }
   }
 
   private get pidFile(): string {
@@ -121,6 +153,11 @@ export class OwnedPodmanService {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    await this.endChild();
+  }
+
+  private async endChild(): Promise<void> {
     const child = this.child;
     this.child = null;
     rmSync(this.pidFile, { force: true });

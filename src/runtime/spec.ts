@@ -9,6 +9,8 @@ export interface SandboxSettings {
   tmpfsMb: number;
   nofile: number;
   nproc: number;
+  /** Bound of the engine's own copy of a container's output (its k8s-file log), in bytes. */
+  logMaxBytes: number;
   extraLabels?: Readonly<Record<string, string>>;
 }
 
@@ -17,9 +19,13 @@ export const WORKSPACE_MOUNT = '/workspace';
 export const TASK_HOME = '/workspace/.home';
 /**
  * Where a task with an allowlist finds the egress proxy's socket: outside /workspace, inside the
- * /run tmpfs (runc creates the mount point there; the bind mount itself is read-only).
+ * /run tmpfs (runc creates the mount point there; the bind mount itself is read-only). The
+ * task's socket directory is mounted, not the socket file: a socket the server listens on again
+ * after a restart is a new inode, which a bind mount of the old file would not show.
  */
-export const EGRESS_SOCKET = '/run/sandboxshift/egress.sock';
+export const EGRESS_DIR = '/run/sandboxshift';
+export const EGRESS_SOCKET_NAME = 'egress.sock';
+export const EGRESS_SOCKET = `${EGRESS_DIR}/${EGRESS_SOCKET_NAME}`;
 
 /**
  * The Docker-compatible create body for one task container. Pure: every security setting lives
@@ -36,7 +42,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   const proxy = egress ? proxyEnv(egress.port) : {};
   const userEnv = Object.entries(req.env).filter(([k]) => !(k in proxy));
   const binds = [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`];
-  if (egress) binds.push(`${egress.socketPath}:${EGRESS_SOCKET}:ro,nosuid,nodev`);
+  if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
@@ -76,8 +82,9 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
         { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
       ],
       NetworkMode: 'none',
-      // The server records output itself; the engine's copy would be uncapped and slower.
-      LogConfig: { Type: 'none', Config: {} },
+      // The server reads the task's output from this log, on the host, whether or not it was
+      // running when the output was written; bounded, and removed with the container.
+      LogConfig: { Type: 'k8s-file', Config: { 'max-size': String(s.logMaxBytes) } },
       AutoRemove: false,
       RestartPolicy: { Name: 'no' },
     },

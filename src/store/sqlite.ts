@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { DecisionSink, EgressDecision } from '../egress/decisions.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 import type { TaskRecord, TaskStatus } from '../tasks/model.js';
 
 export interface WorkspaceRecord {
@@ -39,13 +40,7 @@ export interface Store extends DecisionSink {
   close(): void;
 }
 
-export const encodeCursor = (rowid: number) => Buffer.from(`r${rowid}`).toString('base64url');
-
-/** Returns the row id a cursor stands for, or null when it is not one of ours. */
-export function decodeCursor(cursor: string): number | null {
-  const m = /^r(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  return m ? Number(m[1]) : null;
-}
+export { decodeCursor, encodeCursor };
 
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {

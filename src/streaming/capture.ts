@@ -85,6 +85,24 @@ export class StreamCapture {
     this.tail = new TailBuffer(tailBytes);
   }
 
+  /**
+   * Continues a capture an earlier run began: `kept` bytes of the head are already recorded and
+   * `lastBytes` are their end (a character split there is completed by what follows).
+   */
+  resume(kept: number, lastBytes: Buffer): void {
+    this.produced = kept;
+    this.headRoom = Math.max(0, this.headRoom - kept);
+    const cut = utf8Boundary(lastBytes, lastBytes.length - 1);
+    const lead = lastBytes.length ? lastBytes[cut]! : 0;
+    const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+    if (lastBytes.length - cut < need) this.decoder.write(lastBytes.subarray(cut));
+  }
+
+  /** True once the head is used up (later bytes go to the tail, which lives in memory). */
+  get headDone(): boolean {
+    return this.headFull || this.headRoom === 0;
+  }
+
   push(data: Buffer): void {
     this.produced += data.length;
     let rest = data;

@@ -6,7 +6,8 @@ export type TaskStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_
 export type FrameBody =
   | { type: 'status'; status: TaskStatus }
   | { type: StreamName; data: string }
-  | { type: 'gap'; stream: StreamName; droppedBytes: number }
+  /** countUnknown: output was lost and how much is not known (droppedBytes is then 0). */
+  | { type: 'gap'; stream: StreamName; droppedBytes: number; countUnknown?: true }
   | { type: 'exit'; status: TaskStatus; exitCode: number | null; reason: string | null; durationMs: number | null };
 
 export type Frame = FrameBody & { seq: number };

@@ -3,70 +3,93 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { detectImage, imageTable, resolveImage } from '../detection/detect.js';
-import type { EgressProxy, TaskEgress } from '../egress/proxy.js';
+import type { EgressProxy } from '../egress/proxy.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { AppError } from '../errors.js';
-import { EngineError, type ContainerEngine, type RunningSandbox, type SandboxEgress, type StreamName } from '../runtime/engine.js';
+import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress } from '../runtime/engine.js';
 import { LABEL_RELAY } from '../runtime/labels.js';
-import { decodeCursor, type Store } from '../store/sqlite.js';
-import { StreamCapture } from '../streaming/capture.js';
+import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
 import { composeCommand, parseProjectFile, PROJECT_FILE } from '../workspace/projectfile.js';
-import { checkInlineFiles, type Workspaces } from '../workspace/workspaces.js';
+import { checkInlineFiles } from '../workspace/workspaces.js';
 import { resolveLimits } from './limits.js';
+import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
+import type { TaskStore, TaskWorkspaces } from './ports.js';
 import { TaskQueue } from './queue.js';
+import { TaskRun, type Checkpoint } from './run.js';
 import type { CreateTaskBody } from './schemas.js';
 
-export interface Clock {
-  now(): Date;
-}
+export type { Clock };
 
-interface Active {
-  task: TaskRecord;
-  log: TaskLog;
-  sandbox: RunningSandbox | null;
-  stoppedBy: 'timeout' | 'cancel' | null;
-  stdinPending: Buffer[];
-  stdinBytes: number;
-  stdinEof: boolean;
-  /** Set while the container is being created: gives up on a start that hangs. */
-  abortStart?: (() => void) | undefined;
-  /** The task's egress proxy listener (tasks with an allowlist), closed in finish(). */
-  egress?: TaskEgress | null;
+type Active = TaskRun;
+
+/** What start-up found: the containers of tasks it adopts, and those no task owns. */
+export interface RecoveryPlan {
+  adopt: Map<string, OwnContainer>;
+  orphans: OwnContainer[];
 }
 
 export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
 
 /**
- * Owns the task lifecycle: admission, the queue, running through the ContainerEngine, recording
- * output into each task's log, and the one place where status transitions happen.
+ * The task facade the HTTP layer talks to: admission, the queue, running through the
+ * ContainerEngine, and adopting the containers an earlier run of the server left running.
+ * Status transitions happen in TaskLifecycle only.
  */
 export class TaskManager {
   private readonly queue: TaskQueue<TaskRecord>;
   private readonly active = new Map<string, Active>();
   private readonly finishing = new Set<Promise<void>>();
   private closing = false;
+  readonly lifecycle: TaskLifecycle;
 
   constructor(
     private readonly config: Readonly<Config>,
     private readonly engine: ContainerEngine,
-    private readonly store: Store,
-    private readonly workspaces: Workspaces,
+    private readonly store: TaskStore,
+    private readonly workspaces: TaskWorkspaces,
     private readonly logsDir: string,
     private readonly log: Logger,
     private readonly clock: Clock = { now: () => new Date() },
-    /** Egress proxy for tasks with an allowlist (issue 4); null refuses to run such tasks. */
+    /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
+    this.lifecycle = new TaskLifecycle(store, log, clock);
   }
 
-  /** At start-up: tasks that were running when the server died are lost; queued ones run. */
-  recover(): void {
+  /**
+   * Start-up, before anything is mounted or cleaned: which of our containers belong to tasks
+   * recorded `running` (adopted), and which belong to no such task (orphans, to be removed).
+   */
+  plan(containers: OwnContainer[]): RecoveryPlan {
+    const running = new Set(this.store.tasksWithStatus(['running']).map((t) => t.id));
+    const adopt = new Map<string, OwnContainer>();
+    const orphans: OwnContainer[] = [];
+    for (const c of containers) {
+      if (running.has(c.taskId) && !adopt.has(c.taskId)) adopt.set(c.taskId, c);
+      else orphans.push(c);
+    }
+    return { adopt, orphans };
+  }
+
+  /**
+   * At start-up: tasks recorded `running` whose container is still there are adopted (their log
+   * continues, their deadline stands); the others are lost. Queued tasks run.
+   */
+  recover(plan: RecoveryPlan): void {
     for (const t of this.store.tasksWithStatus(['running'])) {
-      t.error = 'the server stopped while the task was running';
-      this.finish(this.newActive(t, TaskLog.open(this.logDir(t.id))), 'error', 'lost', null);
+      const a = this.newActive(t, TaskLog.open(this.logDir(t.id)));
+      const container = plan.adopt.get(t.id);
+      if (!container) {
+        t.error = 'the server stopped while the task was running and its container is gone';
+        this.finish(a, 'error', 'lost', null);
+        continue;
+      }
+      this.active.set(t.id, a);
+      this.queue.adopt(t);
+      this.track(t.id, this.adopt(a, container));
     }
     for (const t of this.store.tasksWithStatus(['queued'])) {
       this.active.set(t.id, this.newActive(t, TaskLog.open(this.logDir(t.id))));
@@ -76,7 +99,7 @@ export class TaskManager {
   }
 
   private newActive(task: TaskRecord, log: TaskLog): Active {
-    return { task, log, sandbox: null, stoppedBy: null, stdinPending: [], stdinBytes: 0, stdinEof: false };
+    return new TaskRun(task, log, this.config.output);
   }
 
   logDir(id: string): string {
@@ -109,7 +132,7 @@ export class TaskManager {
   }
 
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
-    if (this.closing) throw new AppError('ENGINE_UNAVAILABLE', { reason: 'server is shutting down' });
+    this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
     let rootEntries: string[];
@@ -178,8 +201,7 @@ export class TaskManager {
       env,
     };
     const log = TaskLog.open(this.logDir(task.id));
-    this.store.insertTask(task);
-    log.append({ type: 'status', status: 'queued' });
+    this.lifecycle.queued(task, log);
     this.active.set(task.id, this.newActive(task, log));
     this.queue.push(task);
     const accepted = structuredClone(task); // the 202 reports the task as it was accepted
@@ -193,6 +215,7 @@ export class TaskManager {
    * leaves no workspace behind. submit() still makes every check itself.
    */
   async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
+    this.refuseWhenClosing();
     // The archive's sandboxshift.yaml (issue 3 part B): malformed, above a maximum or an allowlist
     // the policy refuses is refused here too, before the workspace is recorded.
     const project = projectText === null ? {} : parseProjectFile(projectText);
@@ -205,6 +228,12 @@ export class TaskManager {
         'retry-after': String(this.config.queue.retryAfterSeconds),
       });
     }
+  }
+
+  /** New work is refused with 503 SHUTTING_DOWN once the server is stopping. */
+  refuseWhenClosing(): void {
+    if (!this.closing) return;
+    throw new AppError('SHUTTING_DOWN', undefined, undefined, { 'retry-after': String(this.config.shutdown.retryAfterSeconds) });
   }
 
   private async requireImage(image: string): Promise<void> {
@@ -290,22 +319,24 @@ export class TaskManager {
 
   private pump(): void {
     if (this.closing) return;
-    for (const task of this.queue.takeRunnable()) {
-      const a = this.active.get(task.id)!;
-      const p = this.run(a)
-        .catch((err: unknown) => this.log.error({ taskId: task.id, err }, 'task runner failed'))
-        .finally(() => {
-          this.finishing.delete(p);
-          this.queue.done(task.id);
-          this.pump();
-        });
-      this.finishing.add(p);
-    }
+    for (const task of this.queue.takeRunnable()) this.track(task.id, this.run(this.active.get(task.id)!));
+  }
+
+  private track(id: string, run: Promise<void>): void {
+    const p = run
+      .catch((err: unknown) => this.log.error({ taskId: id, err }, 'task runner failed'))
+      .finally(() => {
+        this.finishing.delete(p);
+        this.queue.done(id);
+        this.pump();
+      });
+    this.finishing.add(p);
   }
 
   /**
-   * Issue 3 part B: the workspace's filesystem is mounted for the whole run (until the container
-   * is removed), then its counts and usage are refreshed and it is unmounted.
+   * The workspace's filesystem is mounted for the whole run (until the container is removed),
+   * then its counts and usage are refreshed and it is unmounted. A task left running for the
+   * next start keeps its mount.
    */
   private async run(a: Active): Promise<void> {
     const id = a.task.workspaceId;
@@ -319,58 +350,54 @@ export class TaskManager {
     try {
       await this.runHeld(a);
     } finally {
-      await this.workspaces.release(id);
+      if (!a.detached) await this.workspaces.release(id);
     }
   }
 
-  private async runHeld(a: Active): Promise<void> {
-    const { task, log } = a;
-    const started = this.clock.now();
-    task.status = 'running';
-    task.startedAt = started.toISOString();
-    this.store.updateTask(task);
-    log.append({ type: 'status', status: 'running' });
-
-    const { headBytes, tailBytes, frameBytes } = this.config.output;
-    const capture = (stream: StreamName) =>
-      new StreamCapture(headBytes, tailBytes, frameBytes, {
-        text: (data) => log.append({ type: stream, data }),
-        bytes: (data) => log.appendBytes(stream, data),
-      });
-    const captures = { stdout: capture('stdout'), stderr: capture('stderr') };
-
+  /** Arms the deadline: `timeoutSeconds` after the task started, whenever this run began. */
+  private armTimer(a: Active): void {
     const grace = this.config.sandbox.stopGraceSeconds;
+    a.timer = setTimeout(
+      () => {
+        a.stoppedBy ??= 'timeout';
+        if (a.sandbox) void a.sandbox.stop(grace);
+        else a.abortStart?.();
+      },
+      Math.max(0, a.deadline - Date.now()),
+    );
+  }
+
+  private async runHeld(a: Active): Promise<void> {
+    const { task } = a;
+    const started = this.lifecycle.running(task, a.log);
+    a.openCaptures(null, false);
     // The timeout covers the container's creation too: an engine that hangs cannot hold a task.
-    const timer = setTimeout(() => {
-      a.stoppedBy ??= 'timeout';
-      if (a.sandbox) void a.sandbox.stop(grace);
-      else a.abortStart?.();
-    }, task.timeoutSeconds * 1000);
+    this.armTimer(a);
     let starting: Promise<RunningSandbox> | undefined;
     try {
       this.workspaces.ensureHome(task.workspaceId);
       const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
       starting = this.engine.start(
+        { image: task.image.name, ...task.resources },
         {
           taskId: task.id,
-          image: task.image.name,
           command: composeCommand(task.setup, task.command),
           env: task.env,
           workspaceDir: this.workspaces.dir(task.workspaceId),
           workspaceReadonly: task.workspaceReadonly,
-          ...task.resources,
           stdin: task.stdin,
           egress,
+          backstopSeconds: task.timeoutSeconds + this.config.sandbox.backstopSeconds,
         },
-        // Output of a sandbox the runner already gave up on has nowhere to go.
-        { onOutput: (stream, data) => !log.finished && captures[stream].push(data) },
+        a.handlers(),
       );
       const aborted = new Promise<never>((_, reject) => {
         a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
       });
       a.sandbox = await Promise.race([starting, aborted]);
+      a.recordContainer(a.sandbox.containerId);
     } catch (err) {
-      clearTimeout(timer);
+      clearTimeout(a.timer);
       const message = err instanceof Error ? err.message : String(err);
       this.log.error({ taskId: task.id, err: message }, 'sandbox did not start');
       task.error = `the sandbox could not start: ${message}`;
@@ -391,38 +418,77 @@ export class TaskManager {
     } finally {
       a.abortStart = undefined;
     }
-    const sandbox = a.sandbox;
-    this.log.info({ taskId: task.id, containerId: sandbox.containerId, image: task.image.name }, 'task started');
+    this.log.info({ taskId: task.id, containerId: a.sandbox.containerId, image: task.image.name }, 'task started');
+    await this.follow(a, started, false);
+  }
+
+  /** Continues a task an earlier run of the server left running (or that exited meanwhile). */
+  private async adopt(a: Active, container: OwnContainer): Promise<void> {
+    const { task } = a;
+    const started = new Date(task.startedAt ?? this.clock.now().toISOString());
+    this.workspaces.adopt(task.workspaceId);
+    try {
+      const checkpoint: Checkpoint | null = a.readCheckpoint();
+      const from = checkpoint?.containerId === container.containerId ? checkpoint : null;
+      a.openCaptures(from ?? { containerId: container.containerId, position: null, produced: { stdout: 0, stderr: 0 } }, true);
+      this.armTimer(a);
+      if (task.network.allow.length > 0 && container.running) await this.openEgress(a);
+      const sandbox = await this.engine.adopt(container.containerId, { stdin: task.stdin, from: from?.position ?? null }, a.handlers());
+      if (!sandbox) {
+        clearTimeout(a.timer);
+        task.error = 'the container disappeared while the server was down';
+        this.finish(a, 'error', 'lost', null, started);
+        return;
+      }
+      a.sandbox = sandbox;
+      this.log.info({ taskId: task.id, containerId: sandbox.containerId, running: container.running }, 'task adopted after a restart');
+      await this.follow(a, started, true);
+    } catch (err) {
+      clearTimeout(a.timer);
+      task.error = `the task could not be adopted after a restart: ${err instanceof Error ? err.message : String(err)}`;
+      this.finish(a, 'error', 'lost', null, started);
+      await this.engine.remove(container.containerId).catch(() => undefined);
+    } finally {
+      if (!a.detached) await this.workspaces.release(task.workspaceId);
+    }
+  }
+
+  /** From a started (or adopted) sandbox to the task's end. */
+  private async follow(a: Active, started: Date, adopted: boolean): Promise<void> {
+    const { task } = a;
+    const sandbox = a.sandbox!;
+    const grace = this.config.sandbox.stopGraceSeconds;
     for (const chunk of a.stdinPending) sandbox.writeStdin(chunk);
     a.stdinPending = [];
     if (a.stdinEof) sandbox.endStdin();
     // A cancel or a shutdown that arrived while the container was being created.
     if (a.stoppedBy) void sandbox.stop(grace);
-    else if (this.closing) void sandbox.stop(0);
-    const exit = await sandbox.exit.finally(() => clearTimeout(timer));
-
-    let truncated = false;
-    for (const stream of ['stdout', 'stderr'] as const) {
-      const { tail, dropped } = captures[stream].finish();
-      if (dropped > 0) {
-        truncated = true;
-        log.append({ type: 'gap', stream, droppedBytes: dropped });
-      }
-      if (tail.length) {
-        log.appendBytes(stream, tail);
-        for (const text of StreamCapture.frames(tail, frameBytes)) log.append({ type: stream, data: text });
-      }
+    else if (this.closing) {
+      if (this.config.shutdown.leaveRunning) await this.detach(a);
+      else void sandbox.stop(0);
     }
-    task.output = { stdoutBytes: captures.stdout.produced, stderrBytes: captures.stderr.produced, truncated };
+    const exit = await Promise.race([sandbox.exit, a.whenDetached]).finally(() => clearTimeout(a.timer));
+    if (exit === 'detached') return;
+
+    task.output = a.finishOutput();
+    if (exit.vanished) {
+      task.error = 'the container disappeared before its exit could be read';
+      this.finish(a, 'error', 'lost', null, started);
+      return;
+    }
     if (this.closing && !a.stoppedBy) {
       // The server stopped it on the way down: not the task's own failure.
       task.error = 'the server shut down while the task was running';
       this.finish(a, 'error', 'lost', exit.exitCode, started);
       return;
     }
+    // An adopted task: whether the deadline ended it is the engine's record of when it stopped.
+    if (adopted && exit.finishedAt && a.stoppedBy !== 'cancel') {
+      a.stoppedBy = exit.finishedAt.getTime() >= a.deadline - 50 ? 'timeout' : null;
+    }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
-    // A failed task that left its workspace full filled its quota (DESIGN 9: reason disk_quota).
+    // A failed task that left its workspace full filled its quota (reason disk_quota).
     const usage = await this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };
@@ -431,49 +497,60 @@ export class TaskManager {
     this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started);
   }
 
+  /** Leaves the task's container running for the next start: log, mount and socket stay. */
+  private async detach(a: Active): Promise<void> {
+    if (a.detached) return;
+    clearTimeout(a.timer);
+    a.egress?.close({ keepDir: true });
+    a.egress = null;
+    a.markDetached();
+    await a.sandbox?.detach();
+  }
+
   /** Opens the task's proxy listener before its container exists (closed in finish()). */
   private async openEgress(a: Active): Promise<SandboxEgress> {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
     const relay = await this.relayOf(a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
     a.egress = await this.egress.open(a.task.id, a.task.network.allow);
-    return { socketPath: a.egress.socketPath, relay, port: this.config.egress.relayPort };
+    return { socketDir: a.egress.socketDir, relay, port: this.config.egress.relayPort };
   }
 
-  /** The one place a task reaches a terminal state: record, exit frame, forget. */
+  /** The one place a task reaches a terminal state: listener closed, recorded, forgotten. */
   private finish(a: Active, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date): void {
-    const { task, log } = a;
     // Nothing the server opened for the task outlives it: its proxy socket and tunnels go first.
     a.egress?.close();
     a.egress = null;
-    const now = this.clock.now();
-    task.status = status;
-    task.reason = reason;
-    task.exitCode = exitCode;
-    task.finishedAt = now.toISOString();
-    task.durationMs = started ? now.getTime() - started.getTime() : null;
-    this.store.updateTask(task);
-    if (!log.finished) log.append({ type: 'exit', status, exitCode, reason, durationMs: task.durationMs });
-    this.active.delete(task.id);
-    this.log.info({ taskId: task.id, status, reason, exitCode, durationMs: task.durationMs }, 'task finished');
+    this.lifecycle.finish(a.task, a.log, status, reason, exitCode, started);
+    this.active.delete(a.task.id);
   }
 
-  /** Stops admission; running tasks are stopped and recorded as lost, queued ones stay queued. */
-  async close(waitMs = 15_000): Promise<void> {
+  /**
+   * Stops admission. With shutdown.leaveRunning, running tasks are left running for the next
+   * start (their workspace ids are returned: those mounts stay); otherwise they are stopped and
+   * recorded as lost. Queued tasks stay queued.
+   */
+  async close(waitMs = 15_000): Promise<Set<string>> {
     this.closing = true;
+    const leave = this.config.shutdown.leaveRunning;
     for (const a of this.active.values()) {
-      if (a.sandbox) void a.sandbox.stop(0);
-      else a.abortStart?.();
+      if (a.sandbox) {
+        if (leave) void this.detach(a);
+        else void a.sandbox.stop(0);
+      } else if (!leave) a.abortStart?.();
     }
-    // Bounded: an engine that hangs must not hold the shutdown (the reaper cleans up next start).
+    // Bounded: an engine that hangs must not hold the shutdown (start-up cleans up next time).
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise((r) => (timer = setTimeout(r, waitMs)));
     await Promise.race([Promise.allSettled([...this.finishing]), deadline]);
     clearTimeout(timer);
+    const kept = new Set<string>();
     for (const a of this.active.values()) {
-      a.egress?.close();
+      if (a.detached) kept.add(a.task.workspaceId);
+      a.egress?.close({ keepDir: a.detached });
       a.log.release();
     }
+    return kept;
   }
 
   /** True while a task is queued or running on the workspace (DELETE answers 409 then). */

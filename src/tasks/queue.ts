@@ -29,6 +29,12 @@ export class TaskQueue<T extends { id: string; workspaceId: string }> {
     this.waiting.push(item);
   }
 
+  /** Counts an item as running without it having waited (a task adopted after a restart). */
+  adopt(item: T): void {
+    this.running.set(item.id, item);
+    this.busyWorkspaces.add(item.workspaceId);
+  }
+
   /** Removes a waiting item; false when it is not waiting. */
   remove(id: string): boolean {
     const i = this.waiting.findIndex((t) => t.id === id);

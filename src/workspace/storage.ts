@@ -80,6 +80,18 @@ export class WorkspaceStorage {
     return this.dir(id);
   }
 
+  /**
+   * Takes over a mount an earlier run of the server left in place (a task it left running and
+   * this run adopts) as one hold: the image is not mounted a second time. False when the
+   * workspace is not mounted.
+   */
+  adopt(id: string): boolean {
+    if (!mountsUnder(this.dir(id)).includes(resolve(this.dir(id)))) return false;
+    this.refs.set(id, (this.refs.get(id) ?? 0) + 1);
+    this.mounted.add(id);
+    return true;
+  }
+
   /** Drops one hold; the last one unmounts. */
   async release(id: string): Promise<void> {
     const n = (this.refs.get(id) ?? 1) - 1;
@@ -169,11 +181,15 @@ export class WorkspaceStorage {
     };
   }
 
-  /** Unmounts everything still mounted (server shutdown). */
-  async close(): Promise<void> {
+  /**
+   * Unmounts everything still mounted (server shutdown), except the workspaces in `keep`: those
+   * of tasks left running for the next start.
+   */
+  async close(keep: ReadonlySet<string> = new Set()): Promise<void> {
     await Promise.allSettled([...this.chains.values()]);
     await unmountAllUnder(this.viewsRoot);
-    await unmountAllUnder(this.root);
+    const kept = new Set([...keep].map((id) => resolve(this.dir(id))));
+    for (const p of mountsUnder(this.root)) if (!kept.has(p)) await unmount(p);
     this.mounted.clear();
     this.refs.clear();
   }

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AppError } from '../errors.js';
 import type { Store, WorkspaceRecord } from '../store/sqlite.js';
 import { checkRelativePath, type PathLimits } from './paths.js';
 import { readProjectFile } from './projectfile.js';
-import { ignoreMissing, SANDBOX_UID, unmountAllUnder, WorkspaceStorage } from './storage.js';
+import { ignoreMissing, mountsUnder, SANDBOX_UID, unmount, unmountAllUnder, WorkspaceStorage } from './storage.js';
 
 export { SANDBOX_UID };
 
@@ -83,8 +83,15 @@ export class Workspaces {
    * Start-up: unmounts whatever a crashed server left mounted under the data directory and
    * removes images and mount points that have no record (a creation cut short).
    */
-  async start(): Promise<{ unmounted: number; removed: number }> {
-    const unmounted = (await unmountAllUnder(join(this.root, '..', 'views'))) + (await unmountAllUnder(this.root));
+  async start(keep: ReadonlySet<string> = new Set()): Promise<{ unmounted: number; removed: number; kept: number }> {
+    let unmounted = await unmountAllUnder(join(this.root, '..', 'views'));
+    // Mounts of workspaces whose tasks are adopted stay; every other mount goes.
+    const kept = new Set([...keep].map((id) => resolve(this.dir(id))));
+    for (const p of mountsUnder(this.root)) {
+      if (kept.has(p)) continue;
+      await unmount(p);
+      unmounted += 1;
+    }
     await rm(join(this.root, '..', 'views'), { recursive: true, force: true });
     let removed = 0;
     for (const name of readdirSync(this.root)) {
@@ -96,12 +103,17 @@ export class Workspaces {
       else await rmdir(p).catch(() => undefined);
       removed += 1;
     }
-    return { unmounted, removed };
+    return { unmounted, removed, kept: kept.size };
   }
 
-  /** Unmounts everything (server shutdown). */
-  async close(): Promise<void> {
-    await this.storage.close();
+  /** Unmounts everything but the workspaces in `keep` (server shutdown). */
+  async close(keep?: ReadonlySet<string>): Promise<void> {
+    await this.storage.close(keep);
+  }
+
+  /** Takes over the mount an earlier run left for an adopted task (see WorkspaceStorage.adopt). */
+  adopt(id: string): void {
+    if (!this.storage.adopt(id)) throw new Error(`workspace ${id} is not mounted`);
   }
 
   dir(id: string): string {

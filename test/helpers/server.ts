@@ -54,7 +54,9 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   const record = imageRecordPath();
   if (ownData && existsSync(record)) copyFileSync(record, join(dataDir, IMAGE_RECORD_FILE));
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
-  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket } }, overrides));
+  // Tests stop their tasks with the server unless they ask for the shipped default (leaving
+  // them running for the next start): a test's containers must not outlive it.
+  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false } }, overrides));
   const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
@@ -75,10 +77,12 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
       return services.workspaces.dir(id);
     },
     async close() {
+      await services.drain();
       await app.close();
       await services.close();
-      // Workspaces are loop mounts under the data dir: never recurse into a mounted one.
-      await unmountAllUnder(dataDir);
+      // Workspaces are loop mounts under the data dir: never recurse into a mounted one. A server
+      // that left its tasks running keeps their mounts for the next start.
+      if (!config.shutdown.leaveRunning) await unmountAllUnder(dataDir);
       if (ownData) rmSync(dataDir, { recursive: true, force: true });
     },
   };

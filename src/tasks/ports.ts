@@ -1,0 +1,28 @@
+import type { EgressDecision } from '../egress/decisions.js';
+import type { TaskRecord, TaskStatus } from './model.js';
+
+/** What the task code needs of persistence (the SQLite store implements it). */
+export interface TaskStore {
+  insertTask(t: TaskRecord): void;
+  updateTask(t: TaskRecord): void;
+  getTask(id: string): TaskRecord | null;
+  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): { tasks: TaskRecord[]; nextCursor: string | null };
+  tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
+  egressDecisions(taskId: string): { decisions: EgressDecision[]; dropped: number };
+}
+
+/** What the task code needs of workspaces. */
+export interface TaskWorkspaces {
+  get(id: string): { id: string };
+  inspect(id: string): Promise<{ rootEntries: string[]; projectFile: string | null }>;
+  createFromFiles(files: Record<string, string>, markers: string[]): Promise<{ id: string }>;
+  delete(id: string, busy: (id: string) => boolean): Promise<unknown>;
+  /** Mounts the workspace for a run; pair with `release`. */
+  hold(id: string): Promise<string>;
+  /** Takes over the mount an earlier run left for a task that is adopted (no second mount). */
+  adopt(id: string): void;
+  release(id: string): Promise<void>;
+  ensureHome(id: string): void;
+  dir(id: string): string;
+  afterTask(id: string): Promise<{ full: boolean }>;
+}
