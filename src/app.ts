@@ -40,7 +40,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
-  await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
+  await app.register(websocket, {
+    options: { maxPayload: 2 * 1024 * 1024 },
+    // Closing: every WebSocket still open gets 1001 (going away) after what was already sent.
+    preClose(done) {
+      for (const client of this.websocketServer.clients) client.close(1001, 'server shutting down; reconnect with ?after=');
+      this.websocketServer.close();
+      done();
+    },
+  });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);

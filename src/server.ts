@@ -3,6 +3,7 @@ import { buildApp } from './app.js';
 import { ConfigError, configPath, loadConfig } from './config/load.js';
 import { openapiDocument } from './http/openapi.js';
 import { startServices } from './services.js';
+import { installShutdown } from './shutdown.js';
 
 /** The only file that listens, handles signals and exits. */
 async function main(): Promise<void> {
@@ -33,23 +34,7 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  // SIGTERM/SIGINT: refuse new work, let streams send what they have and close with 1001,
-  // leave running tasks running (shutdown.leaveRunning), then exit. A second signal exits at once.
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(130);
-    }
-    stopping = true;
-    log.info({ signal, leaveRunning: config.shutdown.leaveRunning }, 'shutting down');
-    await services.drain();
-    await app.close();
-    await services.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  installShutdown(app, services, log);
 }
 
 main().catch((err: unknown) => {

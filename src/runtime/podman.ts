@@ -19,6 +19,9 @@ import { buildContainerSpec, type SandboxSettings } from './spec.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Longest single wait on the engine before its state is read again. */
+const WAIT_SLICE_MS = 5000;
+
 const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
 
 type HttpError = Error & { statusCode?: number; json?: unknown };
@@ -219,7 +222,7 @@ export class PodmanEngine implements ContainerEngine {
             finishedAt: finished && finished.getFullYear() > 1 ? finished : null,
           };
         }
-        if (info.State.Running) await container.wait({ condition: 'not-running', abortSignal: signal } as object);
+        if (info.State.Running) await this.waitBriefly(container, signal);
         else await sleep(50);
         failures = 0;
       } catch (err) {
@@ -234,6 +237,29 @@ export class PodmanEngine implements ContainerEngine {
       }
     }
     return 'detached';
+  }
+
+  /**
+   * The engine's wait, given up after WAIT_SLICE_MS (then the state is read again): a wait whose
+   * connection died with the API service may otherwise never settle.
+   */
+  private async waitBriefly(container: Docker.Container, signal: AbortSignal): Promise<void> {
+    const slice = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort = () => undefined as void;
+    // A request aborted through its signal does not always settle: race it instead.
+    const over = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, WAIT_SLICE_MS);
+      onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      await Promise.race([container.wait({ condition: 'not-running', abortSignal: slice.signal } as object), over]);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      slice.abort();
+    }
   }
 
   /** Raw hijacked attach to stdin only, sending no body: docker-modem would otherwise write its

@@ -47,9 +47,10 @@ export class TaskLifecycle extends EventEmitter<{ transition: [TaskTransition] }
   }
 
   /** A terminal state: record, exit frame, event. */
-  finish(task: TaskRecord, log: TaskLog, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date): void {
+  finish(task: TaskRecord, log: TaskLog, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date, at?: Date): void {
     const from = task.status;
-    const now = this.clock.now();
+    // `at`: when the engine says the container stopped (a task that ended while no server ran).
+    const now = at ?? this.clock.now();
     task.status = status;
     task.reason = reason;
     task.exitCode = exitCode;

@@ -494,7 +494,9 @@ export class TaskManager {
       return { full: false };
     });
     const quota = status === 'failed' && reason === null && !task.workspaceReadonly && usage.full;
-    this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started);
+    // An adopted task's end is when the engine says its container stopped.
+    const at = adopted && exit.finishedAt && exit.finishedAt.getTime() >= started.getTime() ? exit.finishedAt : undefined;
+    this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started, at);
   }
 
   /** Leaves the task's container running for the next start: log, mount and socket stay. */
@@ -517,11 +519,11 @@ export class TaskManager {
   }
 
   /** The one place a task reaches a terminal state: listener closed, recorded, forgotten. */
-  private finish(a: Active, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date): void {
+  private finish(a: Active, status: TaskStatus, reason: TaskRecord['reason'], exitCode: number | null, started?: Date, at?: Date): void {
     // Nothing the server opened for the task outlives it: its proxy socket and tunnels go first.
     a.egress?.close();
     a.egress = null;
-    this.lifecycle.finish(a.task, a.log, status, reason, exitCode, started);
+    this.lifecycle.finish(a.task, a.log, status, reason, exitCode, started, at);
     this.active.delete(a.task.id);
   }
 

@@ -1,6 +1,8 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -85,5 +87,47 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
       if (!config.shutdown.leaveRunning) await unmountAllUnder(dataDir);
       if (ownData) rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+export interface ServerProcess {
+  url: string;
+  wsUrl: string;
+  pid: number;
+  /** Resolves with the exit code (or signal) once the process has ended. */
+  exited: Promise<number | string>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/**
+ * The server in a child process (test/helpers/server-process.ts through the loader tap runs this
+ * file with), on `dataDir`, so that a test can kill -9 it or send it SIGTERM.
+ */
+export async function startServerProcess(overrides: Overrides & { dataDir: string }): Promise<ServerProcess> {
+  const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
+  const config = merge({ listen: { port: 0 }, engine: { socket } }, overrides);
+  const file = join(overrides.dataDir, 'test-server-config.json');
+  mkdirSync(overrides.dataDir, { recursive: true });
+  writeFileSync(file, JSON.stringify(config));
+  const record = imageRecordPath();
+  if (existsSync(record) && !existsSync(join(overrides.dataDir, IMAGE_RECORD_FILE))) copyFileSync(record, join(overrides.dataDir, IMAGE_RECORD_FILE));
+  const entry = fileURLToPath(new URL('./server-process.ts', import.meta.url));
+  const child = spawn(process.execPath, [...process.execArgv, entry, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | string>((r) => child.once('exit', (code, signal) => r(code ?? signal ?? -1)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    void exited.then((code) => reject(new Error(`server process exited (${code}) before listening`)));
+  });
+  return {
+    url,
+    wsUrl: url.replace(/^http/, 'ws'),
+    pid: child.pid!,
+    exited,
+    kill: (signal) => child.kill(signal),
   };
 }
