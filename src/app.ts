@@ -22,6 +22,8 @@ export interface AppDeps {
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories; cleared at start-up by the services. */
   intakeTmpDir: string;
+  /** The CA bundle tasks and git intake trust (tasks.caBundle plus the public CAs), or null. */
+  caBundlePath?: string | null;
   readiness: Readiness;
   openapi: () => unknown;
   log: Logger;
@@ -39,7 +41,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app);
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
-  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
+  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir, deps.caBundlePath ?? null);
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {

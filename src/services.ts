@@ -14,6 +14,7 @@ import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { buildCaBundle } from './trust/ca-bundle.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -26,6 +27,8 @@ export interface Services {
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
+  /** The CA bundle tasks and git intake trust (tasks.caBundle plus the public CAs), or null. */
+  caBundlePath: string | null;
   manager: TaskManager;
   readiness: Readiness;
   close(): Promise<void>;
@@ -91,6 +94,14 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   }
   log.info({ socket: choice.socketPath }, 'engine answers');
 
+  // Operator CAs (tasks.caBundle): checked and combined with the public CAs before any task runs.
+  let caBundlePath: string | null = null;
+  if (config.tasks.caBundle) {
+    const bundle = buildCaBundle(resolve(opts.cwd ?? process.cwd(), config.tasks.caBundle), config.tasks.publicCaFile, join(dataDir, 'trust'));
+    caBundlePath = bundle.path;
+    log.info({ ...bundle, file: config.tasks.caBundle }, 'CA bundle for tasks built');
+  }
+
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
@@ -100,6 +111,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
       extraLabels: opts.extraLabels ?? {},
+      caBundlePath,
     },
     new KernelLogOomProbe(),
     log,
@@ -141,6 +153,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     store,
     workspaces,
     intakeTmpDir: intakeTmp,
+    caBundlePath,
     manager,
     readiness,
     async close() {

@@ -22,7 +22,15 @@ export const COMMENTED_OUT: readonly string[] = [
   'workspaces.hostRoots',
   'egress.testHosts',
   'egress.allowPrivateRanges',
+  'tasks.caBundle',
+  'tasks.publicCaFile',
 ];
+
+/** Values shown for commented-out keys whose default (null) says nothing. */
+const COMMENTED_EXAMPLES: Readonly<Record<string, unknown>> = {
+  'tasks.caBundle': '/etc/sandboxshift/corporate-ca.pem',
+  'workspaces.hostRoots': { projects: '/srv/projects' },
+};
 
 interface JsonSchemaNode {
   type?: string;
@@ -64,18 +72,30 @@ function section(node: JsonSchemaNode, path: string[], defaults: unknown, depth:
   for (const [key, child] of Object.entries(node.properties ?? {})) {
     const p = [...path, key];
     const dotted = p.join('.');
-    const commented = isCommented(dotted);
+    const isSection = child.type === 'object' && !!child.properties && Object.keys(child.properties).length > 0;
+    // A section whose every key is commented out is commented out too (an empty key reads null).
+    const commented = isCommented(dotted) || (isSection && leafPaths(child, p).every(isCommented));
     if (depth === 0) out.push('');
     if (child.description) out.push(...comment(child.description, indent));
-    if (child.type === 'object' && child.properties && Object.keys(child.properties).length > 0) {
+    if (isSection) {
       out.push(commented ? `${indent}# ${key}:` : `${indent}${key}:`);
       out.push(...section(child, p, defaults, depth + 1));
     } else {
-      const value = dotted in PRODUCTION_VALUES ? PRODUCTION_VALUES[dotted] : valueAt(defaults, p);
+      const value = dotted in PRODUCTION_VALUES ? PRODUCTION_VALUES[dotted] : dotted in COMMENTED_EXAMPLES ? COMMENTED_EXAMPLES[dotted] : valueAt(defaults, p);
       out.push(...leaf(key, value ?? null, indent, commented));
     }
   }
   return out;
+}
+
+function leafPaths(node: JsonSchemaNode, path: string[]): string[] {
+  const paths: string[] = [];
+  for (const [key, child] of Object.entries(node.properties ?? {})) {
+    const p = [...path, key];
+    if (child.type === 'object' && child.properties && Object.keys(child.properties).length > 0) paths.push(...leafPaths(child, p));
+    else paths.push(p.join('.'));
+  }
+  return paths;
 }
 
 /** The YAML text of deploy/sandboxshift.example.yaml. */
@@ -87,15 +107,5 @@ export function exampleConfigText(): string {
 
 /** Every leaf key path of the schema (for the test that the example names them all). */
 export function configKeyPaths(): string[] {
-  const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
-  const paths: string[] = [];
-  const walk = (node: JsonSchemaNode, path: string[]) => {
-    for (const [key, child] of Object.entries(node.properties ?? {})) {
-      const p = [...path, key];
-      if (child.type === 'object' && child.properties && Object.keys(child.properties).length > 0) walk(child, p);
-      else paths.push(p.join('.'));
-    }
-  };
-  walk(schema, []);
-  return paths;
+  return leafPaths(z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode, []);
 }

@@ -162,6 +162,25 @@ export const configSchema = z
     maxima: resources({ cpus: 2, memoryMb: 4096, pids: 1024, timeoutSeconds: 3600 }, 'Maximum').describe(
       'Largest limits a task may ask for; a request above one is refused with LIMIT_ABOVE_MAXIMUM',
     ),
+    tasks: z
+      .strictObject({
+        caBundle: z
+          .string()
+          .min(1)
+          .max(1024)
+          .regex(/^[^:,\0]+$/, 'must not contain ":" or "," (it becomes part of a bind-mount specification)')
+          .nullable()
+          .default(null)
+          .describe('PEM file of extra CA certificates (certificates only, at most 4 MiB) that tasks and git intake trust besides the public CAs: mounted read-only at /run/sandboxshift/ca.pem, with SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, PIP_CERT, npm_config_cafile, CURL_CA_BUNDLE and GIT_SSL_CAINFO pointing at it (null: none)'),
+        publicCaFile: z
+          .string()
+          .min(1)
+          .max(1024)
+          .default('/etc/ssl/certs/ca-certificates.crt')
+          .describe('The host\'s public CA bundle, put before the caBundle certificates (Debian package ca-certificates)'),
+      })
+      .prefault({})
+      .describe('What every task gets from the host'),
     sandbox: z
       .strictObject({
         tmpfsMb: int(1, 4096, 64, 'Size of each tmpfs (/tmp, /run, /var/tmp) in MB'),

@@ -1,4 +1,5 @@
 import { proxyEnv } from '../egress/env.js';
+import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
 import type { SandboxRequest } from './engine.js';
 import { taskLabels } from './labels.js';
 
@@ -10,6 +11,8 @@ export interface SandboxSettings {
   nofile: number;
   nproc: number;
   extraLabels?: Readonly<Record<string, string>>;
+  /** Host path of the CA bundle mounted at TASK_CA_PATH (tasks.caBundle), or null for none. */
+  caBundlePath?: string | null;
 }
 
 export const CONTAINER_USER = '65532:65532';
@@ -30,13 +33,14 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   // `U` chowns the tmpfs to the container user; mode=1777 is ignored when the image has the dir.
   const tmpfs = `rw,nosuid,nodev,size=${s.tmpfsMb}m,U`;
   // Egress: the relay binds 127.0.0.1:PORT, then execs `/bin/sh -c <command>`; the network stays
-  // `none`, the proxy is reached only through the bind-mounted socket. Proxy variables win over
-  // the request's env.
+  // `none`, the proxy is reached only through the bind-mounted socket. Proxy and CA variables
+  // win over the request's env.
   const egress = req.egress;
-  const proxy = egress ? proxyEnv(egress.port) : {};
-  const userEnv = Object.entries(req.env).filter(([k]) => !(k in proxy));
+  const forced = { ...(egress ? proxyEnv(egress.port) : {}), ...(s.caBundlePath ? caEnv() : {}) };
+  const userEnv = Object.entries(req.env).filter(([k]) => !(k in forced));
   const binds = [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`];
   if (egress) binds.push(`${egress.socketPath}:${EGRESS_SOCKET}:ro,nosuid,nodev`);
+  if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
@@ -44,7 +48,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     Cmd: [req.command],
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
-    Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(proxy).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
+    Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
     Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
     Hostname: 'sandbox',
     Tty: false,

@@ -96,3 +96,12 @@ t.test('egress: same hardened spec, plus the relay entrypoint, the read-only pro
   t.same(rest1, rest0, 'every other top-level field is identical');
   t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
 });
+
+t.test('operator CAs: the bundle mounted read-only at /run/sandboxshift/ca.pem, its variables winning over the request env', async (t) => {
+  const s = buildContainerSpec({ ...req, env: { SSL_CERT_FILE: '/dev/null', KEEP: '1' } }, { ...settings, caBundlePath: '/data/trust/ca.pem' });
+  t.same(s.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', '/data/trust/ca.pem:/run/sandboxshift/ca.pem:ro,nosuid,nodev']);
+  const names = ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'PIP_CERT', 'npm_config_cafile', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
+  t.same(s.Env, ['KEEP=1', ...names.map((n) => `${n}=/run/sandboxshift/ca.pem`), 'HOME=/workspace/.home']);
+  const none = buildContainerSpec(req, { ...settings, caBundlePath: null });
+  t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev'], 'no bundle, no mount');
+});

@@ -18,6 +18,8 @@ export interface GitOptions {
   git: Config['workspaces']['git'];
   egress: Pick<Config['egress'], 'testHosts' | 'allowPrivateRanges'>;
   tmpDir: string;
+  /** CA bundle git trusts instead of the system's (tasks.caBundle combined with the public CAs). */
+  caFile?: string | null;
 }
 
 /** A branch, tag or commit name: no option-like or path-escaping forms. */
@@ -131,6 +133,7 @@ function runGit(args: string[], home: string, deadline: number, opts: GitOptions
         GIT_CONFIG_GLOBAL: '/dev/null',
         GIT_ALLOW_PROTOCOL: protocols,
         GIT_PROTOCOL_FROM_USER: '0',
+        ...(opts.caFile ? { GIT_SSL_CAINFO: opts.caFile } : {}),
       },
     });
     let stderr = '';

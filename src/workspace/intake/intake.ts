@@ -29,6 +29,8 @@ export class WorkspaceIntake {
     private readonly workspaces: Workspaces,
     private readonly config: Readonly<Config>,
     private readonly tmpDir: string,
+    /** The CA bundle git intake trusts (null: the system's). */
+    private readonly caFile: string | null = null,
   ) {}
 
   private writer(dir: string): TreeWriter {
@@ -60,7 +62,7 @@ export class WorkspaceIntake {
 
   fromGit(source: GitSource): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
-      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir }),
+      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir, caFile: this.caFile }),
       this.markers(),
     );
   }
