@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { EgressProxy } from './egress/proxy.js';
+import { loadUpstreamProxy, type UpstreamProxy } from './egress/upstream.js';
 import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
@@ -29,6 +30,8 @@ export interface Services {
   intakeTmpDir: string;
   /** The CA bundle tasks and git intake trust (tasks.caBundle plus the public CAs), or null. */
   caBundlePath: string | null;
+  /** The operator's upstream proxy (egress.upstreamProxy), or null. */
+  upstreamProxy: UpstreamProxy | null;
   manager: TaskManager;
   readiness: Readiness;
   close(): Promise<void>;
@@ -130,6 +133,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
+  if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
   const egress = new EgressProxy(
     join(dataDir, 'egress'),
     config.egress,
@@ -137,6 +142,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     buildRangeList(config.egress.allowPrivateRanges),
     store,
     log,
+    undefined,
+    upstreamProxy,
   );
   egress.prepare();
   const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
@@ -154,6 +161,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     workspaces,
     intakeTmpDir: intakeTmp,
     caBundlePath,
+    upstreamProxy,
     manager,
     readiness,
     async close() {

@@ -321,6 +321,24 @@ export const configSchema = z
         connectTimeoutSeconds: int(1, 120, 10, 'Time the proxy gives name resolution and the upstream connect'),
         maxHeaderBytes: int(1024, 65536, 16384, 'Largest request head the proxy reads (431 beyond)'),
         maxDecisionsPerTask: int(0, 100_000, 1000, 'Egress decisions stored per task (later ones are counted as dropped and still logged)'),
+        upstreamProxy: z
+          .strictObject({
+            url: z
+              .string()
+              .max(1024)
+              .regex(/^http:\/\/[^/@\s]+(:\d{1,5})?\/?$/, 'must be http://host:port (credentials go in credentialsFile)')
+              .describe('The upstream proxy, http://host:port'),
+            credentialsFile: z
+              .string()
+              .min(1)
+              .max(1024)
+              .nullable()
+              .default(null)
+              .describe('File holding one line user:password for the upstream (Basic auth); null: none'),
+          })
+          .nullable()
+          .default(null)
+          .describe('An upstream (corporate) HTTP proxy: after its own checks the egress proxy sends CONNECT by name and absolute-URI HTTP requests to it, and git intake uses it; the address policy then holds only where local DNS answers (null: connect directly)'),
       })
       .superRefine((e, ctx) => {
         // The server's own lists obey the rules it applies to requests.
