@@ -2,6 +2,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import type { UpstreamProxy } from './egress/upstream.js';
 import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
@@ -22,6 +23,10 @@ export interface AppDeps {
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories; cleared at start-up by the services. */
   intakeTmpDir: string;
+  /** The CA bundle tasks and git intake trust (tasks.caBundle plus the public CAs), or null. */
+  caBundlePath?: string | null;
+  /** The operator's upstream proxy, which git intake goes through too, or null. */
+  upstreamProxy?: UpstreamProxy | null;
   readiness: Readiness;
   openapi: () => unknown;
   log: Logger;
@@ -39,7 +44,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app);
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
-  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
+  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir, deps.caBundlePath ?? null, deps.upstreamProxy ?? null);
   await app.register(websocket, {
     options: { maxPayload: 2 * 1024 * 1024 },
     // Closing: every WebSocket still open gets 1001 (going away) after what was already sent.

@@ -10,7 +10,7 @@ The config path may also come from SANDBOXSHIFT_CONFIG; no file means the embedd
 
 /** The package's `sandboxshift` bin: a thin dispatcher over the server and the config loader. */
 async function main(argv: string[]): Promise<number> {
-  const [command = 'serve', ...rest] = argv[0]?.startsWith('-') ? ['serve', ...argv] : argv;
+  const [command = 'serve', ...rest] = argv[0] === '--help' || argv[0] === '-h' ? ['help'] : argv[0]?.startsWith('-') ? ['serve', ...argv] : argv;
   switch (command) {
     case 'serve':
       process.argv = [process.argv[0]!, process.argv[1]!, ...rest];

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { EgressProxy } from './egress/proxy.js';
+import { loadUpstreamProxy, type UpstreamProxy } from './egress/upstream.js';
 import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
@@ -14,6 +15,7 @@ import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { buildCaBundle } from './trust/ca-bundle.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -26,6 +28,10 @@ export interface Services {
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
+  /** The CA bundle tasks and git intake trust (tasks.caBundle plus the public CAs), or null. */
+  caBundlePath: string | null;
+  /** The operator's upstream proxy (egress.upstreamProxy), or null. */
+  upstreamProxy: UpstreamProxy | null;
   manager: TaskManager;
   readiness: Readiness;
   /**
@@ -96,6 +102,14 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   }
   log.info({ socket: choice.socketPath }, 'engine answers');
 
+  // Operator CAs (tasks.caBundle): checked and combined with the public CAs before any task runs.
+  let caBundlePath: string | null = null;
+  if (config.tasks.caBundle) {
+    const bundle = buildCaBundle(resolve(opts.cwd ?? process.cwd(), config.tasks.caBundle), config.tasks.publicCaFile, join(dataDir, 'trust'));
+    caBundlePath = bundle.path;
+    log.info({ ...bundle, file: config.tasks.caBundle }, 'CA bundle for tasks built');
+  }
+
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
@@ -106,12 +120,15 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       nproc: config.sandbox.nproc,
       logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
+      caBundlePath,
     },
     new KernelLogOomProbe(),
     log,
   );
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
   // Egress proxy: per-task socket directories under the data directory.
+  const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
+  if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
   const egress = new EgressProxy(
     join(dataDir, 'egress'),
     config.egress,
@@ -119,6 +136,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     buildRangeList(config.egress.allowPrivateRanges),
     store,
     log,
+    undefined,
+    upstreamProxy,
   );
   const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
@@ -153,6 +172,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     store,
     workspaces,
     intakeTmpDir: intakeTmp,
+    caBundlePath,
+    upstreamProxy,
     manager,
     readiness,
     drain() {

@@ -43,17 +43,18 @@ ENVS=()
 case "$NAME" in
   python)
     IMAGE="sandboxshift/runtime-python:3.11"
-    APT=(python3 python3-pip python3-venv)
+    APT=(python3 python3-pip python3-venv ca-certificates)
     RUNTIMES=("python@python3 --version@Python 3.11.")
     ;;
   node)
     IMAGE="sandboxshift/runtime-node:20"
+    APT=(ca-certificates)
     NODE=1
     RUNTIMES=("node@node --version@v20.")
     ;;
   multi)
     IMAGE="sandboxshift/runtime-multi:latest"
-    APT=(python3 python3-pip python3-venv)
+    APT=(python3 python3-pip python3-venv ca-certificates)
     NODE=1
     RUNTIMES=("python@python3 --version@Python 3.11." "node@node --version@v20.")
     ;;
@@ -65,13 +66,13 @@ case "$NAME" in
     ;;
   java)
     IMAGE="sandboxshift/runtime-java:17"
-    APT=(openjdk-17-jdk-headless)
+    APT=(openjdk-17-jdk-headless ca-certificates)
     RUNTIMES=("java@java -version 2>&1 | head -n1@openjdk version \"17.")
     ENVS=("JAVA_HOME=/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)")
     ;;
   rust)
     IMAGE="sandboxshift/runtime-rust:1.63"
-    APT=(rustc cargo gcc libc6-dev)
+    APT=(rustc cargo gcc libc6-dev ca-certificates)
     RUNTIMES=("rust@rustc --version@rustc 1.63.")
     ENVS=("CARGO_HOME=/workspace/.home/.cargo")
     ;;
@@ -82,9 +83,16 @@ esac
 require_root "building $IMAGE (debootstrap, chroot, rootful podman)"
 ensure_apt_packages podman runc debootstrap gcc libc6-dev
 
+# The recipe: this script, its helpers and the relay source. An image built from another recipe
+# (say, before a package was added) is rebuilt rather than kept.
+RECIPE="$(cat "$here/build.sh" "$here/lib.sh" "$SANDBOXSHIFT_ROOT/images/relay/sbx-relay.c" | sha256sum | cut -c1-16)"
 if [[ $FORCE -eq 0 ]] && pm image exists "$IMAGE"; then
-  step "image $IMAGE already exists: skipping the build (use --force to rebuild)"
-  exit 0
+  built_recipe="$(pm image inspect --format '{{index .Labels "io.sandboxshift.recipe"}}' "$IMAGE" 2>/dev/null || true)"
+  if [[ "$built_recipe" == "$RECIPE" ]]; then
+    step "image $IMAGE already exists (recipe $RECIPE): skipping the build (use --force to rebuild)"
+    exit 0
+  fi
+  step "image $IMAGE was built from another recipe (${built_recipe:-none} → $RECIPE): rebuilding it"
 fi
 
 START_SECONDS=$SECONDS
@@ -178,6 +186,7 @@ changes=(
   --change "LABEL io.sandboxshift.build=offline"
   --change "LABEL io.sandboxshift.base=\"debian:$OFFLINE_SUITE (debootstrap $OFFLINE_VARIANT)\""
   --change "LABEL io.sandboxshift.relay=/usr/local/bin/sbx-relay"
+  --change "LABEL io.sandboxshift.recipe=$RECIPE"
 )
 for e in "${ENVS[@]}"; do changes+=(--change "ENV $e"); done
 for l in "${LABELS[@]}"; do changes+=(--change "LABEL $l"); done
@@ -196,9 +205,9 @@ expected="$(printf '%s\n' "${EXPECTED[@]}")"
 [[ "$out" == "$expected" ]] || die "unexpected output from the image (want '$expected'): $out"
 printf '%s\n' "$out" | sed 's/^/[sandboxshift]   /' >&2
 extra="$(pm run --rm --network none "$TMP_TAG" /bin/sh -c \
-  'test -x /usr/local/bin/sbx-relay && command -v unshare >/dev/null &&
+  'test -x /usr/local/bin/sbx-relay && command -v unshare >/dev/null && test -s /etc/ssl/certs/ca-certificates.crt &&
    ! command -v apt-get >/dev/null && ! command -v dpkg >/dev/null && echo ok' 2>&1)" || true
-[[ "$extra" == "ok" ]] || die "image check failed (relay and unshare present, apt-get and dpkg absent): $extra"
+[[ "$extra" == "ok" ]] || die "image check failed (relay, unshare and the CA bundle present, apt-get and dpkg absent): $extra"
 
 pm tag "$TMP_TAG" "$IMAGE"
 pm untag "$TMP_TAG" "$TMP_TAG" >/dev/null

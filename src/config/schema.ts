@@ -162,6 +162,25 @@ export const configSchema = z
     maxima: resources({ cpus: 2, memoryMb: 4096, pids: 1024, timeoutSeconds: 3600 }, 'Maximum').describe(
       'Largest limits a task may ask for; a request above one is refused with LIMIT_ABOVE_MAXIMUM',
     ),
+    tasks: z
+      .strictObject({
+        caBundle: z
+          .string()
+          .min(1)
+          .max(1024)
+          .regex(/^[^:,\0]+$/, 'must not contain ":" or "," (it becomes part of a bind-mount specification)')
+          .nullable()
+          .default(null)
+          .describe('PEM file of extra CA certificates (certificates only, at most 4 MiB) that tasks and git intake trust besides the public CAs: mounted read-only at /run/sandboxshift/ca.pem, with SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, PIP_CERT, npm_config_cafile, CURL_CA_BUNDLE and GIT_SSL_CAINFO pointing at it (null: none)'),
+        publicCaFile: z
+          .string()
+          .min(1)
+          .max(1024)
+          .default('/etc/ssl/certs/ca-certificates.crt')
+          .describe('The host\'s public CA bundle, put before the caBundle certificates (Debian package ca-certificates)'),
+      })
+      .prefault({})
+      .describe('What every task gets from the host'),
     sandbox: z
       .strictObject({
         tmpfsMb: int(1, 4096, 64, 'Size of each tmpfs (/tmp, /run, /var/tmp) in MB'),
@@ -314,6 +333,24 @@ export const configSchema = z
         connectTimeoutSeconds: int(1, 120, 10, 'Time the proxy gives name resolution and the upstream connect'),
         maxHeaderBytes: int(1024, 65536, 16384, 'Largest request head the proxy reads (431 beyond)'),
         maxDecisionsPerTask: int(0, 100_000, 1000, 'Egress decisions stored per task (later ones are counted as dropped and still logged)'),
+        upstreamProxy: z
+          .strictObject({
+            url: z
+              .string()
+              .max(1024)
+              .regex(/^http:\/\/[^/@\s]+(:\d{1,5})?\/?$/, 'must be http://host:port (credentials go in credentialsFile)')
+              .describe('The upstream proxy, http://host:port'),
+            credentialsFile: z
+              .string()
+              .min(1)
+              .max(1024)
+              .nullable()
+              .default(null)
+              .describe('File holding one line user:password for the upstream (Basic auth); null: none'),
+          })
+          .nullable()
+          .default(null)
+          .describe('An upstream (corporate) HTTP proxy: after its own checks the egress proxy sends CONNECT by name and absolute-URI HTTP requests to it, and git intake uses it; the address policy then holds only where local DNS answers (null: connect directly)'),
       })
       .superRefine((e, ctx) => {
         // The server's own lists obey the rules it applies to requests.

@@ -7,6 +7,7 @@ import type { DecisionSink, EgressDecision } from './decisions.js';
 import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
 import { parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
 import { connectTo, reply, withTimeout } from './sockets.js';
+import { upstreamProxyHead, upstreamTunnel, connectUpstream, type UpstreamProxy } from './upstream.js';
 
 export interface ProxySettings {
   ports: readonly number[];
@@ -20,7 +21,7 @@ export interface ProxySettings {
 
 /** UID/GID the task runs as: the socket must be connectable by it and by nobody else. */
 const SANDBOX_UID = 65532;
-/** The socket's name in the task's directory (the container sees it at /run/sandboxshift/egress.sock). */
+/** The socket's name in the task's directory (the container sees it at /run/sandboxshift/egress/egress.sock). */
 const SOCKET_NAME = 'egress.sock';
 /** sockaddr_un.sun_path holds 108 bytes including the NUL. */
 const MAX_SOCKET_PATH = 107;
@@ -55,6 +56,8 @@ export class EgressProxy {
     private readonly log: Logger,
     /** The host's own addresses, read at each decision (interfaces change). */
     private readonly localAddresses: () => ReadonlySet<string> = localInterfaceAddresses,
+    /** The operator's upstream proxy (egress.upstreamProxy), or null to connect directly. */
+    private readonly upstreamProxy: UpstreamProxy | null = null,
   ) {}
 
   /**
@@ -150,6 +153,8 @@ export class EgressProxy {
     if (!hostAllowed(host, task.allow)) return deny(403, 'not_allowlisted', host);
     if (!this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
 
+    if (this.upstreamProxy) return this.serveViaUpstream(task, conn, head, rest, host, deny);
+
     let addresses: ResolvedAddress[];
     try {
       addresses = await withTimeout(this.resolve(host), this.settings.connectTimeoutSeconds * 1000);
@@ -175,7 +180,60 @@ export class EgressProxy {
       return;
     }
     if (!upstream) return deny(502, 'connect_failed', host, usable[0]!.address);
+    this.tunnel(task, conn, head, rest, host, upstream, address, false);
+  }
 
+  /**
+   * Through the operator's upstream proxy: the address policy applies wherever local DNS answers
+   * (a name it cannot resolve is left to the upstream); CONNECT goes by name, plain HTTP in
+   * absolute-URI form.
+   */
+  private async serveViaUpstream(
+    task: TaskEgress,
+    conn: Conn,
+    head: Extract<ParsedHead, { kind: 'connect' | 'forward' }>,
+    rest: Buffer,
+    host: string,
+    deny: (status: number, reason: string, host: string, address?: string | null) => void,
+  ): Promise<void> {
+    const up = this.upstreamProxy!;
+    const timeoutMs = this.settings.connectTimeoutSeconds * 1000;
+    const addresses = await withTimeout(this.resolve(host), timeoutMs).catch(() => [] as ResolvedAddress[]);
+    const local = this.localAddresses();
+    const reasons = addresses.map((a) => destinationReason(a.address, this.allowedRanges, local));
+    if (addresses.length > 0 && reasons.every((r) => r !== null)) return deny(403, `forbidden_address:${reasons[0]}`, host, addresses[0]!.address);
+    const address = addresses.find((_, i) => reasons[i] === null)?.address ?? null;
+    if (conn.done) return;
+    if (head.kind === 'connect') {
+      const t = await upstreamTunnel(up, host, head.port, timeoutMs);
+      if (conn.done) {
+        if ('socket' in t) t.socket.destroy();
+        return;
+      }
+      if (!('socket' in t)) return deny(502, t.status === null ? 'upstream_unreachable' : `upstream_refused:${t.status}`, host, address);
+      if (t.rest.length) conn.client.write(t.rest);
+      return this.tunnel(task, conn, head, rest, host, t.socket, address, true);
+    }
+    const sock = await connectUpstream(up, timeoutMs);
+    if (conn.done) {
+      sock?.destroy();
+      return;
+    }
+    if (!sock) return deny(502, 'upstream_unreachable', host, address);
+    this.tunnel(task, conn, head, rest, host, sock, address, true);
+  }
+
+  /** The connection is decided and connected: record it, then relay both ways with idle bounds. */
+  private tunnel(
+    task: TaskEgress,
+    conn: Conn,
+    head: Extract<ParsedHead, { kind: 'connect' | 'forward' }>,
+    rest: Buffer,
+    host: string,
+    upstream: Socket,
+    address: string | null,
+    viaUpstreamProxy: boolean,
+  ): void {
     conn.upstream = upstream;
     conn.phase = 'tunnel';
     conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
@@ -191,7 +249,7 @@ export class EgressProxy {
     if (head.kind === 'connect') {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     } else {
-      const h = upstreamHead(head);
+      const h = viaUpstreamProxy ? upstreamProxyHead(head, this.upstreamProxy!, upstreamHead(head)) : upstreamHead(head);
       conn.up += h.length;
       upstream.write(h);
     }

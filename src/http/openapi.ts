@@ -203,8 +203,8 @@ export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json
     const list = byStatus.get(status)!;
     out[String(status)] = {
       description: list.map((c) => `${c}: ${ERRORS[c].message}`).join('. '),
-      ...(list.includes('QUEUE_FULL') || list.includes('TOO_MANY_STREAMS')
-        ? { headers: { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer', minimum: 1 } } } }
+      ...(list.includes('QUEUE_FULL') || list.includes('TOO_MANY_STREAMS') || list.includes('SHUTTING_DOWN')
+        ? { headers: { 'Retry-After': { description: 'Seconds to wait before trying again (QUEUE_FULL, TOO_MANY_STREAMS, SHUTTING_DOWN)', schema: { type: 'integer', minimum: 1 } } } }
         : {}),
       content: json(ref('Error')),
       'x-error-codes': list,
@@ -289,6 +289,7 @@ const OPERATIONS: Operation[] = [
       'WORKSPACE_QUOTA_EXCEEDED',
       'QUEUE_FULL',
       'ENGINE_UNAVAILABLE',
+      'SHUTTING_DOWN',
       'INTERNAL',
     ],
   },
@@ -559,7 +560,7 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live (DESIGN.md section 7 is the contract).',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',
   'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
 ].join('\n');

@@ -1,4 +1,5 @@
 import { proxyEnv } from '../egress/env.js';
+import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
 import type { SandboxRequest } from './engine.js';
 import { taskLabels } from './labels.js';
 
@@ -12,6 +13,8 @@ export interface SandboxSettings {
   /** Bound of the engine's own copy of a container's output (its k8s-file log), in bytes. */
   logMaxBytes: number;
   extraLabels?: Readonly<Record<string, string>>;
+  /** Host path of the CA bundle mounted at TASK_CA_PATH (tasks.caBundle), or null for none. */
+  caBundlePath?: string | null;
 }
 
 export const CONTAINER_USER = '65532:65532';
@@ -23,7 +26,7 @@ export const TASK_HOME = '/workspace/.home';
  * task's socket directory is mounted, not the socket file: a socket the server listens on again
  * after a restart is a new inode, which a bind mount of the old file would not show.
  */
-export const EGRESS_DIR = '/run/sandboxshift';
+export const EGRESS_DIR = '/run/sandboxshift/egress';
 export const EGRESS_SOCKET_NAME = 'egress.sock';
 export const EGRESS_SOCKET = `${EGRESS_DIR}/${EGRESS_SOCKET_NAME}`;
 
@@ -36,13 +39,14 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   // `U` chowns the tmpfs to the container user; mode=1777 is ignored when the image has the dir.
   const tmpfs = `rw,nosuid,nodev,size=${s.tmpfsMb}m,U`;
   // Egress: the relay binds 127.0.0.1:PORT, then execs `/bin/sh -c <command>`; the network stays
-  // `none`, the proxy is reached only through the bind-mounted socket. Proxy variables win over
-  // the request's env.
+  // `none`, the proxy is reached only through the bind-mounted socket. Proxy and CA variables
+  // win over the request's env.
   const egress = req.egress;
-  const proxy = egress ? proxyEnv(egress.port) : {};
-  const userEnv = Object.entries(req.env).filter(([k]) => !(k in proxy));
+  const forced = { ...(egress ? proxyEnv(egress.port) : {}), ...(s.caBundlePath ? caEnv() : {}) };
+  const userEnv = Object.entries(req.env).filter(([k]) => !(k in forced));
   const binds = [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`];
   if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
+  if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
@@ -50,7 +54,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     Cmd: [req.command],
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
-    Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(proxy).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
+    Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
     Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
     Hostname: 'sandbox',
     Tty: false,

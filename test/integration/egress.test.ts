@@ -130,19 +130,19 @@ t.test('no DNS in the container: no resolver file, names do not resolve, with or
 });
 
 t.test('a task without an allowlist has only loopback, no proxy socket and no proxy variables', async (t) => {
-  const r = await probe(undefined, ['ls /sys/class/net', 'test -e /run/sandboxshift/egress.sock && echo socket || echo no-socket', 'env | grep -ci proxy || true']);
+  const r = await probe(undefined, ['ls /sys/class/net', 'test -e /run/sandboxshift/egress/egress.sock && echo socket || echo no-socket', 'env | grep -ci proxy || true']);
   t.equal(r.stdout, 'lo\nno-socket\n0\n');
   t.same((await egressOf(r.id)).decisions, []);
   t.same(r.task.network, { allow: [], unrestricted: false });
 });
 
-t.test('the proxy socket is read-only, outside the workspace, and the relay is the proxy variables\' target', async (t) => {
+t.test('the proxy socket (its directory mounted) is read-only, outside the workspace, and the relay is the proxy variables\' target', async (t) => {
   const r = await probe(['ok.test'], [
-    'grep " /run/sandboxshift/egress.sock " /proc/self/mountinfo | cut -d" " -f6 | cut -d, -f1',
-    'ls -l /run/sandboxshift/egress.sock | cut -c1-10',
+    'grep " /run/sandboxshift/egress " /proc/self/mountinfo | cut -d" " -f6 | cut -d, -f1',
+    'ls -l /run/sandboxshift/egress/egress.sock | cut -c1-10',
     'echo "$HTTP_PROXY $https_proxy $PIP_PROXY $npm_config_https_proxy $NO_PROXY"',
-    'rm -f /run/sandboxshift/egress.sock 2>/dev/null && echo removed || echo not-removed',
-    'test -S /run/sandboxshift/egress.sock && echo still-a-socket',
+    'rm -f /run/sandboxshift/egress/egress.sock 2>/dev/null && echo removed || echo not-removed',
+    'test -S /run/sandboxshift/egress/egress.sock && echo still-a-socket',
   ]);
   t.equal(r.stdout, 'ro\nsrw-------\nhttp://127.0.0.1:3128 http://127.0.0.1:3128 http://127.0.0.1:3128 http://127.0.0.1:3128 localhost,127.0.0.1,::1\nnot-removed\nstill-a-socket\n');
 });

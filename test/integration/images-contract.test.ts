@@ -57,7 +57,7 @@ for (const name of present) {
     t.ok(labels['io.sandboxshift.base'], `base recorded: ${labels['io.sandboxshift.base']}`);
 
     const versionCmds = languages.map((l) => `echo "${l}=$(${RUNTIMES[l]!.cmd})"`).join('; ');
-    const cmd = `test -x /bin/sh && echo sh=yes; echo uid=$(id -u); echo pwd=$(pwd); echo home=$HOME; echo relay=$(/usr/local/bin/sbx-relay 3128 /tmp/egress.sock -- /bin/sh -c 'echo wrapped'); echo pkg=$(for p in apt apt-get dpkg apk; do command -v $p; done | tr '\\n' ' '); ${versionCmds}`;
+    const cmd = `test -x /bin/sh && echo sh=yes; echo uid=$(id -u); echo pwd=$(pwd); echo home=$HOME; echo relay=$(/usr/local/bin/sbx-relay 3128 /tmp/egress.sock -- /bin/sh -c 'echo wrapped'); echo pkg=$(for p in apt apt-get dpkg apk; do command -v $p; done | tr '\\n' ' '); echo cas=$(grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt); ${versionCmds}`;
     const { task, stdout, stderr } = await runTask(srv.url, cmd, { image: name });
     t.equal(task.status, 'succeeded', `the task ran (stderr: ${stderr})`);
     t.equal(task.image.name, name, 'the task ran in the requested image');
@@ -68,6 +68,7 @@ for (const name of present) {
     t.equal(out.home, '/workspace/.home', 'HOME is in the workspace');
     t.equal(out.relay, 'wrapped', 'the egress relay runs: binds 127.0.0.1:3128 and execs the command, as allowlisted tasks start');
     t.equal(out.pkg, '', 'no package manager (apt, apt-get, dpkg, apk) in the image');
+    t.ok(Number(out.cas) > 50, `a public CA bundle at /etc/ssl/certs/ca-certificates.crt (${out.cas} certificates)`);
 
     for (const lang of languages) {
       const reported = RUNTIMES[lang]!.parse.exec(out[lang] ?? '')?.[1];

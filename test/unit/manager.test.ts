@@ -21,9 +21,13 @@ class SlowEngine implements ContainerEngine {
   async imageLabels() {
     return {};
   }
-  async reapOrphans() {
-    return 0;
+  async listOurs() {
+    return [];
   }
+  async adopt() {
+    return null;
+  }
+  async remove() {}
   start(): Promise<RunningSandbox> {
     return new Promise((resolve) => {
       this.release = () => {
@@ -35,8 +39,9 @@ class SlowEngine implements ContainerEngine {
           endStdin: () => undefined,
           stop: async () => {
             this.stops++;
-            exit({ exitCode: 137, oomKilled: false });
+            exit({ exitCode: 137, oomKilled: false, finishedAt: null, vanished: false });
           },
+          detach: async () => undefined,
         };
         resolve(sandbox);
       };
@@ -44,9 +49,9 @@ class SlowEngine implements ContainerEngine {
   }
 }
 
-function setup(t: Test) {
+function setup(t: Test, leaveRunning = false) {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-manager-'));
-  const config = parseConfig({ dataDir: dir });
+  const config = parseConfig({ dataDir: dir, shutdown: { leaveRunning } });
   const store = new SqliteStore(join(dir, 'db.sqlite'));
   const engine = new SlowEngine();
   const manager = new TaskManager(config, engine, store, new Workspaces(join(dir, 'ws'), store, config.workspaces), join(dir, 'tasks'), pino({ level: 'silent' }));
@@ -87,7 +92,7 @@ t.test('cancel while the container is being created', async (t) => {
   await until(() => engine.stops === 1);
 });
 
-t.test('shutdown while the container is being created does not wait for the engine', async (t) => {
+t.test('shutdown (shutdown.leaveRunning false) while the container is being created does not wait for the engine', async (t) => {
   const { manager, engine } = setup(t);
   const task = await manager.submit(createTaskBody.parse({ command: 'true' }));
   await until(() => manager.get(task.id).status === 'running');

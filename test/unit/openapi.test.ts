@@ -76,8 +76,8 @@ t.test('every code in the spec exists in ERRORS with the same status', async (t)
         t.ok(code in ERRORS, `${where}: ${code} is in ERRORS`);
         t.equal(String(ERRORS[code as ErrorCode]?.status), status, `${where}: ${code} has status ${status} in ERRORS`);
       }
-      const retryable = codes.includes('QUEUE_FULL') || codes.includes('TOO_MANY_STREAMS');
-      t.equal(!!r.headers?.['Retry-After'], retryable, `${where} ${status}: Retry-After is documented exactly with QUEUE_FULL and TOO_MANY_STREAMS`);
+      const retryable = codes.includes('QUEUE_FULL') || codes.includes('TOO_MANY_STREAMS') || codes.includes('SHUTTING_DOWN');
+      t.equal(!!r.headers?.['Retry-After'], retryable, `${where} ${status}: Retry-After is documented exactly with QUEUE_FULL, TOO_MANY_STREAMS and SHUTTING_DOWN`);
     }
   }
   t.ok(checked > 30, `checked ${checked} code listings`);
@@ -117,12 +117,13 @@ t.test('the routes the brief requires are documented with their main codes', asy
       'BODY_TOO_LARGE', 'EGRESS_OUTSIDE_CEILING', 'EGRESS_PATTERN_INVALID', 'EGRESS_PATTERN_TOO_BROAD', 'EGRESS_RELAY_MISSING',
       'ENGINE_UNAVAILABLE', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
       'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'MULTIPART_INVALID', 'PROJECT_FILE_INVALID', 'PROJECT_FILE_TOO_LARGE',
-      'QUEUE_FULL', 'UNSUPPORTED_MEDIA_TYPE',
+      'QUEUE_FULL', 'SHUTTING_DOWN', 'UNSUPPORTED_MEDIA_TYPE',
       'VALIDATION_FAILED', 'WORKSPACE_ENTRY_CONFLICT', 'WORKSPACE_LINK_ESCAPE', 'WORKSPACE_NOT_FOUND', 'WORKSPACE_PATH_ESCAPE', 'WORKSPACE_PATH_INVALID',
       'WORKSPACE_PATH_TOO_DEEP', 'WORKSPACE_QUOTA_EXCEEDED', 'WORKSPACE_SPECIAL_FILE', 'WORKSPACE_TOO_LARGE', 'WORKSPACE_TOO_MANY_FILES',
     ],
   );
   t.ok(doc.paths['/v1/tasks'].post.responses['429'].headers['Retry-After'], '429 documents Retry-After');
+  t.ok(doc.paths['/v1/tasks'].post.responses['503'].headers['Retry-After'], '503 documents Retry-After (SHUTTING_DOWN)');
   const logs = doc.paths['/v1/tasks/{id}/logs'].get.responses['200'].content;
   t.same(Object.keys(logs).sort(), ['application/octet-stream', 'application/x-ndjson', 'text/event-stream', 'text/plain']);
   const ws = doc.paths['/v1/tasks/{id}/stream'].get;

@@ -12,8 +12,9 @@ const req = {
   memoryMb: 512,
   pids: 128,
   stdin: false,
+  backstopSeconds: 65,
 };
-const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', tmpfsMb: 64, nofile: 1024, nproc: 32768 };
+const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', tmpfsMb: 64, nofile: 1024, nproc: 32768, logMaxBytes: 64 * 1024 * 1024 };
 
 t.test('the container spec pins every hardening field', async (t) => {
   const s = buildContainerSpec(req, settings);
@@ -50,7 +51,7 @@ t.test('the container spec pins every hardening field', async (t) => {
     { Name: 'nproc', Soft: 32768, Hard: 32768 },
   ]);
   t.equal(h.NetworkMode, 'none');
-  t.same(h.LogConfig, { Type: 'none', Config: {} });
+  t.same(h.LogConfig, { Type: 'k8s-file', Config: { 'max-size': String(64 * 1024 * 1024) } }, "the engine's log of the output is bounded");
   t.equal(h.AutoRemove, false);
   t.same(Object.keys(s).sort(), [
     'AttachStderr', 'AttachStdin', 'AttachStdout', 'Cmd', 'Entrypoint', 'Env', 'HostConfig', 'Hostname', 'Image',
@@ -73,13 +74,13 @@ t.test('read-only workspaces and stdin', async (t) => {
 
 t.test('egress: same hardened spec, plus the relay entrypoint, the read-only proxy socket and proxy variables', async (t) => {
   const plain = buildContainerSpec(req, settings);
-  const egress = { socketPath: '/data/egress/tsk_abc.sock', relay: '/usr/local/bin/sbx-relay', port: 3128 };
+  const egress = { socketDir: '/data/egress/tsk_abc', relay: '/usr/local/bin/sbx-relay', port: 3128 };
   const s = buildContainerSpec({ ...req, env: { X: 'y', HTTP_PROXY: 'http://evil:1' }, egress }, settings);
-  t.same(s.Entrypoint, ['/usr/local/bin/sbx-relay', '3128', '/run/sandboxshift/egress.sock', '--', '/bin/sh', '-c']);
+  t.same(s.Entrypoint, ['/usr/local/bin/sbx-relay', '3128', '/run/sandboxshift/egress/egress.sock', '--', '/bin/sh', '-c']);
   t.same(s.Cmd, plain.Cmd, 'the command is still one argument to /bin/sh -c');
   t.same(s.HostConfig.Binds, [
     '/data/workspaces/ws_1:/workspace:rw,nosuid,nodev',
-    '/data/egress/tsk_abc.sock:/run/sandboxshift/egress.sock:ro,nosuid,nodev',
+    '/data/egress/tsk_abc:/run/sandboxshift/egress:ro,nosuid,nodev,noexec',
   ]);
   t.equal(s.HostConfig.NetworkMode, 'none', 'still no network: the socket is the only way out');
   t.equal(s.NetworkDisabled, true);
@@ -95,4 +96,13 @@ t.test('egress: same hardened spec, plus the relay entrypoint, the read-only pro
   const { Entrypoint: _pe, Env: _pv, HostConfig: h0, ...rest0 } = plain;
   t.same(rest1, rest0, 'every other top-level field is identical');
   t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
+});
+
+t.test('operator CAs: the bundle mounted read-only at /run/sandboxshift/ca.pem, its variables winning over the request env', async (t) => {
+  const s = buildContainerSpec({ ...req, env: { SSL_CERT_FILE: '/dev/null', KEEP: '1' } }, { ...settings, caBundlePath: '/data/trust/ca.pem' });
+  t.same(s.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', '/data/trust/ca.pem:/run/sandboxshift/ca.pem:ro,nosuid,nodev']);
+  const names = ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'PIP_CERT', 'npm_config_cafile', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
+  t.same(s.Env, ['KEEP=1', ...names.map((n) => `${n}=/run/sandboxshift/ca.pem`), 'HOME=/workspace/.home']);
+  const none = buildContainerSpec(req, { ...settings, caBundlePath: null });
+  t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev'], 'no bundle, no mount');
 });

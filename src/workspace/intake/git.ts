@@ -7,6 +7,7 @@ import { buildRangeList, createResolver, forbiddenReason } from '../../egress/ad
 import { AppError } from '../../errors.js';
 import { SANDBOX_UID } from '../workspaces.js';
 import { copyTree } from './hostpath.js';
+import type { UpstreamProxy } from '../../egress/upstream.js';
 import type { TreeWriter } from './writer.js';
 
 export interface GitSource {
@@ -18,6 +19,10 @@ export interface GitOptions {
   git: Config['workspaces']['git'];
   egress: Pick<Config['egress'], 'testHosts' | 'allowPrivateRanges'>;
   tmpDir: string;
+  /** CA bundle git trusts instead of the system's (tasks.caBundle combined with the public CAs). */
+  caFile?: string | null;
+  /** The operator's upstream proxy: git reaches the host through it (by name). */
+  upstreamProxy?: UpstreamProxy | null;
 }
 
 /** A branch, tag or commit name: no option-like or path-escaping forms. */
@@ -28,7 +33,8 @@ export interface CheckedUrl {
   url: string;
   host: string;
   port: number;
-  address: string;
+  /** The checked address git connects to; null when an upstream proxy resolves the name. */
+  address: string | null;
 }
 
 /**
@@ -58,13 +64,15 @@ export async function checkGitUrl(raw: string, opts: GitOptions): Promise<Checke
   try {
     addresses = (await createResolver(opts.egress.testHosts)(host)).map((a) => a.address);
   } catch (err) {
+    // Behind an upstream proxy a name local DNS cannot answer is the upstream's to resolve.
+    if (opts.upstreamProxy) return { url: u.href, host: u.hostname, port, address: null };
     throw new AppError('GIT_CLONE_FAILED', { host, rule: 'dns', reason: (err as Error).message });
   }
   const allowed = buildRangeList(opts.egress.allowPrivateRanges);
   const reasons = addresses.map((a) => ({ address: a, reason: forbiddenReason(a, allowed) }));
   const ok = reasons.find((r) => r.reason === null);
   if (!ok) throw new AppError('GIT_ADDRESS_FORBIDDEN', { host, addresses: reasons });
-  return { url: u.href, host: u.hostname, port, address: ok.address };
+  return { url: u.href, host: u.hostname, port, address: opts.upstreamProxy ? null : ok.address };
 }
 
 /**
@@ -95,10 +103,12 @@ export async function cloneGit(source: GitSource, writer: TreeWriter, opts: GitO
   }
 }
 
-/** Connection settings: the checked address only, no redirects, no credential helpers. */
+/** Connection settings: the checked address only (unless an upstream proxy resolves the name), no redirects, no credential helpers. */
 function pinned(t: CheckedUrl): string[] {
+  const safe = ['-c', 'http.followRedirects=false', '-c', 'credential.helper='];
+  if (t.address === null) return safe;
   const addr = isIP(t.address) === 6 ? `[${t.address}]` : t.address;
-  return ['-c', `http.curloptResolve=${t.host}:${t.port}:${addr}`, '-c', 'http.followRedirects=false', '-c', 'credential.helper='];
+  return ['-c', `http.curloptResolve=${t.host}:${t.port}:${addr}`, ...safe];
 }
 
 /** Config every git call gets: protocol allow-list, no hooks, no prompts, no system/global config. */
@@ -131,6 +141,9 @@ function runGit(args: string[], home: string, deadline: number, opts: GitOptions
         GIT_CONFIG_GLOBAL: '/dev/null',
         GIT_ALLOW_PROTOCOL: protocols,
         GIT_PROTOCOL_FROM_USER: '0',
+        ...(opts.caFile ? { GIT_SSL_CAINFO: opts.caFile } : {}),
+        // The upstream proxy with its credentials: in git's environment, not its arguments.
+        ...(opts.upstreamProxy ? { http_proxy: opts.upstreamProxy.urlWithCredentials, https_proxy: opts.upstreamProxy.urlWithCredentials, no_proxy: '' } : {}),
       },
     });
     let stderr = '';

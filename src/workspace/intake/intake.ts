@@ -5,6 +5,7 @@ import type { WorkspaceRecord } from '../../store/sqlite.js';
 import type { Workspaces } from '../workspaces.js';
 import { extractArchive, type ArchiveKind } from './archive.js';
 import { IntakeBudget } from './budget.js';
+import type { UpstreamProxy } from '../../egress/upstream.js';
 import { cloneGit, type GitSource } from './git.js';
 import { copyHostPath } from './hostpath.js';
 import { TreeWriter } from './writer.js';
@@ -29,6 +30,10 @@ export class WorkspaceIntake {
     private readonly workspaces: Workspaces,
     private readonly config: Readonly<Config>,
     private readonly tmpDir: string,
+    /** The CA bundle git intake trusts (null: the system's). */
+    private readonly caFile: string | null = null,
+    /** The operator's upstream proxy git intake goes through (null: direct). */
+    private readonly upstreamProxy: UpstreamProxy | null = null,
   ) {}
 
   private writer(dir: string): TreeWriter {
@@ -60,7 +65,7 @@ export class WorkspaceIntake {
 
   fromGit(source: GitSource): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
-      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir }),
+      (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir, caFile: this.caFile, upstreamProxy: this.upstreamProxy }),
       this.markers(),
     );
   }
