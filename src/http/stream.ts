@@ -84,8 +84,8 @@ export function streamRoutes(app: FastifyInstance, manager: TaskManager, limiter
         // The log ends with the task's exit frame, or early when the server shuts down (1001: the
         // client reconnects with ?after= once it is back).
         if (!ac.signal.aborted && socket.readyState === socket.OPEN) {
-          if (log.finished) socket.close(1000, 'task finished');
-          else socket.close(1001, 'server shutting down; reconnect with ?after=');
+          if (log.released) socket.close(1001, 'server shutting down; reconnect with ?after=');
+          else socket.close(1000, 'task finished');
         }
       })().catch((err: unknown) => {
         req.log.error({ err }, 'stream failed');

@@ -16,6 +16,7 @@ import { EngineLogFollower } from './enginelog.js';
 import { LABEL_SERVER, LABEL_TASK } from './labels.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
+import { toSpecGenerator } from './specgen.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -79,10 +80,10 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const spec = buildContainerSpec({ ...shape, ...job }, this.settings);
+    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings), job.backstopSeconds);
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(spec);
+      container = this.docker.getContainer(await this.createLibpod(spec));
     } catch (err) {
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
@@ -108,6 +109,21 @@ export class PodmanEngine implements ContainerEngine {
       throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
     }
     return this.follow(id, follower, sock, job.stdin);
+  }
+
+  /** Podman's own create endpoint (the only one that takes the container `timeout`). */
+  private createLibpod(spec: Record<string, unknown>): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.docker.modem.dial(
+        {
+          path: '/v4.0.0/libpod/containers/create',
+          method: 'POST',
+          options: spec,
+          statusCodes: { 201: true, 400: 'bad parameter', 404: 'no such image', 409: 'conflict', 500: 'server error' },
+        },
+        (err: unknown, data: unknown) => (err ? reject(err) : resolve((data as { Id: string }).Id)),
+      );
+    });
   }
 
   async adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null> {

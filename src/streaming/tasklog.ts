@@ -22,6 +22,7 @@ export class TaskLog extends EventEmitter {
   private lastSeq: number;
   private size: number;
   private closed: boolean;
+  private wasReleased = false;
   /** offsets[k] is the byte offset of frame seq = k * INDEX_EVERY + 1. */
   private readonly offsets: number[];
 
@@ -109,8 +110,14 @@ export class TaskLog extends EventEmitter {
     this.streamFds.clear();
   }
 
+  /** True once the log was released without an exit frame (the server shut down). */
+  get released(): boolean {
+    return this.wasReleased;
+  }
+
   /** Releases file handles without writing an exit frame (server shutdown); wakes followers. */
   release(): void {
+    this.wasReleased = true;
     this.close();
     this.emit('append', null);
   }

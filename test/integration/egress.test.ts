@@ -165,7 +165,7 @@ t.test('cancelling a task tears down its tunnels; nothing the server created for
     command: `python3 -c 'import socket,time; s=socket.create_connection(("127.0.0.1",3128)); s.sendall(b"CONNECT echo.test:${echo.port} HTTP/1.1\\r\\n\\r\\n"); print(s.recv(100), flush=True); time.sleep(300)'`,
     network: { allow: ['echo.test'] },
   });
-  const sock = join(srv.dataDir, 'egress', `${id}.sock`);
+  const sock = join(srv.dataDir, 'egress', id, 'egress.sock');
   let e: any;
   for (let i = 0; i < 200 && echo.open.size === 0; i++) await sleep(100);
   t.equal(echo.open.size, 1, 'the task holds a tunnel to the echo server');
@@ -174,6 +174,7 @@ t.test('cancelling a task tears down its tunnels; nothing the server created for
   const done = await waitDone(srv.url, id);
   t.equal(done.status, 'cancelled');
   t.notOk(existsSync(sock), 'the socket is gone when the task is');
+  t.notOk(existsSync(join(srv.dataDir, 'egress', id)), 'and so is its directory');
   for (let i = 0; i < 50 && echo.open.size > 0; i++) await sleep(100);
   t.equal(echo.open.size, 0, 'the upstream connection was closed');
   t.same(await taskContainers(srv.services.socketPath, id), [], 'no container left');

@@ -11,7 +11,7 @@ import Docker from 'dockerode';
 import t from 'tap';
 import { api, collectStream, submit, waitDone, type Frame } from '../helpers/client.js';
 import { sleep, taskContainers } from '../helpers/host.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { startServerProcess, startTestServer, type ServerProcess } from '../helpers/server.js';
 import { unmountAllUnder } from '../../src/workspace/storage.js';
 
 const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
@@ -163,4 +163,15 @@ t.test('with the server down past the deadline, the engine stops the container (
   t.ok(ran >= 2500 && ran < 8000, `about the deadline plus the backstop (${ran} ms)`);
   const second = await server(t, dataDir);
   t.match(await waitDone(second.url, id), { status: 'timed_out', reason: 'timeout' }, 'the next start records it as timed out');
+});
+
+t.test('while shutting down new submissions get 503 SHUTTING_DOWN with Retry-After', async (t) => {
+  const srv = await startTestServer({ shutdown: { retryAfterSeconds: 7 } });
+  t.teardown(() => srv.close());
+  await srv.services.drain();
+  const r = await api(srv.url, 'POST', '/v1/tasks', { command: 'echo no' });
+  t.equal(r.status, 503);
+  t.equal(r.json.error.code, 'SHUTTING_DOWN');
+  t.equal(r.headers.get('retry-after'), '7');
+  t.equal((await api(srv.url, 'GET', '/v1/tasks?limit=1')).status, 200, 'reads still answer');
 });
