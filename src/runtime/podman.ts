@@ -22,6 +22,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Longest single wait on the engine before its state is read again. */
 const WAIT_SLICE_MS = 5000;
+/** How often Podman checks a waited-on container's state. */
+const WAIT_INTERVAL = '50ms';
 
 const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
 
@@ -270,12 +272,31 @@ export class PodmanEngine implements ContainerEngine {
       signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
-      await Promise.race([container.wait({ condition: 'not-running', abortSignal: slice.signal } as object), over]);
+      await Promise.race([this.libpodWait(container.id, slice.signal), over]);
     } finally {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
       slice.abort();
     }
+  }
+
+  /**
+   * Podman's own wait, which checks every WAIT_INTERVAL (its Docker-compatible wait busy-polls a
+   * core for as long as it waits).
+   */
+  private libpodWait(id: string, signal: AbortSignal): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.docker.modem.dial(
+        {
+          path: `/v4.0.0/libpod/containers/${id}/wait?`,
+          method: 'POST',
+          abortSignal: signal,
+          options: { _query: { condition: ['stopped', 'exited'], interval: WAIT_INTERVAL } },
+          statusCodes: { 200: true, 400: 'bad parameter', 404: 'no such container', 500: 'server error' },
+        },
+        (err: unknown, data: unknown) => (err ? reject(err) : resolve(data)),
+      );
+    });
   }
 
   /** Raw hijacked attach to stdin only, sending no body: docker-modem would otherwise write its
