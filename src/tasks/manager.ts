@@ -426,8 +426,10 @@ export class TaskManager {
   private async adopt(a: Active, container: OwnContainer): Promise<void> {
     const { task } = a;
     const started = new Date(task.startedAt ?? this.clock.now().toISOString());
-    this.workspaces.adopt(task.workspaceId);
+    let held = false;
     try {
+      this.workspaces.adopt(task.workspaceId);
+      held = true;
       const checkpoint: Checkpoint | null = a.readCheckpoint();
       const from = checkpoint?.containerId === container.containerId ? checkpoint : null;
       a.openCaptures(from ?? { containerId: container.containerId, position: null, produced: { stdout: 0, stderr: 0 } }, true);
@@ -449,7 +451,7 @@ export class TaskManager {
       this.finish(a, 'error', 'lost', null, started);
       await this.engine.remove(container.containerId).catch(() => undefined);
     } finally {
-      if (!a.detached) await this.workspaces.release(task.workspaceId);
+      if (held && !a.detached) await this.workspaces.release(task.workspaceId);
     }
   }
 

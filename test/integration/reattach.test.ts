@@ -45,17 +45,18 @@ async function waitStatus(url: string, id: string, status: string) {
 }
 
 const stdoutText = (frames: Frame[]) => frames.filter((f) => f.type === 'stdout').map((f) => f.data as string).join('');
-const LINES = 30;
+const LINES = 60;
 const expected = Array.from({ length: LINES }, (_, i) => `line${i + 1}\n`).join('');
-// 30 lines over about 3 s, then exit code 7.
-const COUNTER = `for i in $(seq 1 ${LINES}); do echo line$i; sleep 0.1; done; exit 7`;
+// 60 lines over about 2-3 s, then exit code 7. Lines come faster than the server checkpoints its
+// place in the engine's log, so a restart always re-reads some lines it already has.
+const COUNTER = `for i in $(seq 1 ${LINES}); do echo line$i; sleep 0.03; done; exit 7`;
 
-/** Streams the task until `line5`, then ends the server with `signal`; returns the frames seen. */
+/** Streams the task until `line7`, then ends the server with `signal`; returns the frames seen. */
 async function streamThenStop(srv: ServerProcess, id: string, signal: NodeJS.Signals) {
   let stopped = false;
   const seen = await collectStream(srv.wsUrl, id, {
     onFrame: (f) => {
-      if (!stopped && f.type === 'stdout' && String(f.data).includes('line5')) {
+      if (!stopped && f.type === 'stdout' && String(f.data).includes('line7\n')) {
         stopped = true;
         srv.kill(signal);
       }
