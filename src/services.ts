@@ -9,6 +9,7 @@ import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
+import { writeSandboxHosts } from './runtime/hosts.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
@@ -96,6 +97,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     {
       serverId,
       seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
+      hostsFilePath: writeSandboxHosts(join(dataDir, 'sandbox')),
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
