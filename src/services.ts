@@ -10,6 +10,7 @@ import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
 import { writeSandboxHosts } from './runtime/hosts.js';
+import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
@@ -92,6 +93,15 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   }
   log.info({ socket: choice.socketPath }, 'engine answers');
 
+  raiseKernelLimits(
+    requiredKernelLimits({
+      concurrency: config.queue.concurrency,
+      maxPids: config.maxima.pids,
+      nofile: config.sandbox.nofile,
+      maxMemoryMb: config.maxima.memoryMb,
+    }),
+    log,
+  );
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
