@@ -31,3 +31,11 @@ fd = libc.inotify_init(); print("ok" if fd >= 0 else os.strerror(ctypes.get_errn
   await api(srv.url, 'POST', `/v1/tasks/${hog.id}/cancel`);
   await waitDone(srv.url, hog.id);
 });
+
+t.test('POSIX message queues, charged to one per-user byte budget, are refused', async (t) => {
+  const r = await runTask(srv.url, `python3 -c 'import ctypes, os
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+fd = rt.mq_open(b"/q", os.O_CREAT | os.O_RDWR, 0o600, None)
+print("opened" if fd >= 0 else os.strerror(ctypes.get_errno()))'`);
+  t.equal(r.stdout, 'Operation not permitted\n');
+});
