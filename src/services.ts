@@ -10,6 +10,8 @@ import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
+import { writeSandboxHosts } from './runtime/hosts.js';
+import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
@@ -105,11 +107,21 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log.info({ ...bundle, file: config.tasks.caBundle }, 'CA bundle for tasks built');
   }
 
+  raiseKernelLimits(
+    requiredKernelLimits({
+      concurrency: config.queue.concurrency,
+      maxPids: config.maxima.pids,
+      nofile: config.sandbox.nofile,
+      maxMemoryMb: config.maxima.memoryMb,
+    }),
+    log,
+  );
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
       serverId,
       seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
+      hostsFilePath: writeSandboxHosts(join(dataDir, 'sandbox')),
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,

@@ -36,7 +36,7 @@ export const taskReason = z
   .enum(['timeout', 'oom', 'disk_quota', 'cancelled', 'engine_error', 'image_missing', 'lost'])
   .nullable()
   .describe(
-    'Why the task ended as it did: `oom` (failed: memory limit), `disk_quota` (failed: it filled its workspace quota), `timeout` (timed_out), `cancelled` (cancelled), `engine_error`, `image_missing` or `lost` (error); null otherwise',
+    'Why the task ended as it did: `oom` (failed, and the OOM killer acted in it: memory limit), `disk_quota` (failed: it filled its workspace quota), `timeout` (timed_out), `cancelled` (cancelled), `engine_error`, `image_missing` or `lost` (error); null otherwise',
   );
 
 export const imageChoice = z
@@ -62,6 +62,9 @@ export const taskView = z
     finishedAt: isoTime.nullable().describe('When the task reached its final status'),
     durationMs: count.nullable().describe('Milliseconds from start to finish; null unless the task started and finished'),
     exitCode: z.int().nullable().describe("The container's exit code whenever the container ran (137 after a kill), else null"),
+    oomKills: count.describe(
+      "Processes the kernel OOM killer killed in the task's memory cgroup (PID 1 or any child), whatever the exit code; 0 until the task ends. A non-zero exit with kills has reason `oom`",
+    ),
     reason: taskReason,
     error: z.string().nullable().describe('What went wrong on the server side when the status is error (or the sandbox never started); null otherwise'),
     output: z

@@ -36,8 +36,8 @@ export interface SandboxEgress {
 export interface SandboxExit {
   /** The container's exit code, or null when it never ran. */
   exitCode: number | null;
-  /** True when the kernel OOM killer ended the task (checked from more than Podman's flag). */
-  oomKilled: boolean;
+  /** Processes the kernel OOM killer killed in the container's memory cgroup (PID 1 or children). */
+  oomKills: number;
 }
 
 export interface SandboxHandlers {

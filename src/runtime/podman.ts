@@ -175,10 +175,11 @@ export class PodmanEngine implements ContainerEngine {
     } catch (err) {
       this.log.warn({ containerId: container.id, err: describe(err) }, 'inspect after exit failed');
     }
-    // The OOM killer sends SIGKILL: only an exit of 128+9 can be its doing (and needs the log read).
-    const oomKilled = oomFlag || (exitCode === 137 && this.oom.wasOomKilled(container.id));
+    // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
+    // be killed while PID 1 goes on and exits 0.
+    const oomKills = Math.max(oomFlag ? 1 : 0, this.oom.oomKills(container.id));
     await this.remove(container.id);
-    return { exitCode, oomKilled };
+    return { exitCode, oomKills };
   }
 
   private async remove(id: string): Promise<void> {

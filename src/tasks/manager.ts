@@ -168,6 +168,7 @@ export class TaskManager {
       finishedAt: null,
       durationMs: null,
       exitCode: null,
+      oomKills: 0,
       reason: null,
       error: null,
       output: { stdoutBytes: 0, stderrBytes: 0, truncated: false },
@@ -414,6 +415,7 @@ export class TaskManager {
       }
     }
     task.output = { stdoutBytes: captures.stdout.produced, stderrBytes: captures.stderr.produced, truncated };
+    task.oomKills = exit.oomKills;
     if (this.closing && !a.stoppedBy) {
       // The server stopped it on the way down: not the task's own failure.
       task.error = 'the server shut down while the task was running';

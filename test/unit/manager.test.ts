@@ -35,7 +35,7 @@ class SlowEngine implements ContainerEngine {
           endStdin: () => undefined,
           stop: async () => {
             this.stops++;
-            exit({ exitCode: 137, oomKilled: false });
+            exit({ exitCode: 137, oomKills: 0 });
           },
         };
         resolve(sandbox);
