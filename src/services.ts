@@ -14,6 +14,7 @@ import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -127,10 +128,14 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log,
   );
   egress.prepare();
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
+  const logsDir = join(dataDir, 'tasks');
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
   manager.recover();
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
+  // Finished tasks past retention.taskDays: record, log directory, egress decisions.
+  const retention = new RetentionSweeper(store, logsDir, config.retention, log);
+  retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
 
   return {
@@ -145,8 +150,10 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     readiness,
     async close() {
       sweeper.stop();
+      retention.stop();
       await manager.close();
       await sweeper.idle();
+      await retention.idle();
       await workspaces.close();
       store.close();
       await owned?.stop();

@@ -259,6 +259,13 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Workspace bounds'),
+    retention: z
+      .strictObject({
+        taskDays: int(1, 3650, 30, 'Days after it finished that a task record, its log directory and its egress decisions are removed (queued and running tasks are never removed)'),
+        sweepIntervalSeconds: int(1, 86400, 3600, 'How often finished tasks past retention.taskDays are looked for'),
+      })
+      .prefault({})
+      .describe('Retention of finished tasks'),
     egress: z
       .strictObject({
         testHosts: z
