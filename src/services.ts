@@ -118,7 +118,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const strays = existsSync(intakeTmp) ? readdirSync(intakeTmp) : [];
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
-  // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  // Egress proxy: per-task Unix sockets under the data directory, cleared at start-up.
   const egress = new EgressProxy(
     join(dataDir, 'egress'),
     config.egress,

@@ -70,7 +70,7 @@ export class SqliteStore implements Store {
       CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
       CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (json_extract(data, '$.finishedAt'));
       CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY, data TEXT NOT NULL);
-      -- Egress decisions (issue 4): bounded per task by egress.maxDecisionsPerTask.
+      -- Egress decisions: bounded per task by egress.maxDecisionsPerTask.
       CREATE TABLE IF NOT EXISTS egress_decisions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         task_id TEXT NOT NULL,

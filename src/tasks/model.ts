@@ -46,7 +46,7 @@ export function publicTask(t: TaskRecord) {
 }
 
 /**
- * Exit classification (DESIGN.md section 9). `stoppedBy` says whether the server itself stopped
+ * Exit classification. `stoppedBy` says whether the server itself stopped
  * the container (timeout or cancel); a 137 the server did not send is the task's own failure.
  */
 export function classifyExit(
