@@ -22,7 +22,7 @@ export const ERRORS = {
   IMAGE_UNKNOWN: { status: 422, message: 'The image is not in the configured image table' },
   IMAGE_AMBIGUOUS: { status: 422, message: 'The workspace markers need an explicit image' },
   IMAGE_MISSING: { status: 422, message: 'The image is not present on the engine' },
-  // Egress allowlists (issue 4): src/egress/policy.ts and the relay check in the task manager.
+  // Egress allowlists: src/egress/policy.ts and the relay check in the task manager.
   EGRESS_PATTERN_INVALID: { status: 400, message: 'An egress allowlist entry is not a host name or *.suffix' },
   EGRESS_PATTERN_TOO_BROAD: { status: 422, message: 'An egress allowlist entry covers a whole public suffix' },
   EGRESS_OUTSIDE_CEILING: { status: 422, message: "An egress allowlist entry is outside the server's ceiling" },
@@ -48,7 +48,7 @@ export const ERRORS = {
   HOST_PATH_NOT_FOUND: { status: 404, message: 'No such directory under a configured host root' },
   MULTIPART_INVALID: { status: 400, message: 'The multipart body needs a "task" JSON part followed by one "workspace" archive part' },
   INTERNAL: { status: 500, message: 'Internal server error' },
-  // Workspace storage, read-back, lifecycle and sandboxshift.yaml (issue 3, part B).
+  // Workspace storage, read-back, lifecycle and sandboxshift.yaml.
   WORKSPACE_BUSY: { status: 409, message: 'A task is queued or running on the workspace, or the server is reading it' },
   WORKSPACE_QUOTA_EXCEEDED: { status: 413, message: 'The workspace content exceeds the workspace disk quota' },
   WORKSPACE_FILE_NOT_FOUND: { status: 404, message: 'No such file in the workspace' },

@@ -18,6 +18,7 @@ import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/servi
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
+import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -144,7 +145,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const strays = existsSync(intakeTmp) ? readdirSync(intakeTmp) : [];
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
-  // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  // Egress proxy: per-task Unix sockets under the data directory, cleared at start-up.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
   const egress = new EgressProxy(
@@ -158,10 +159,14 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   egress.prepare();
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
+  const logsDir = join(dataDir, 'tasks');
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
   manager.recover();
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
+  // Finished tasks past retention.taskDays: record, log directory, egress decisions.
+  const retention = new RetentionSweeper(store, logsDir, config.retention, log);
+  retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
 
   return {
@@ -178,8 +183,10 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     readiness,
     async close() {
       sweeper.stop();
+      retention.stop();
       await manager.close();
       await sweeper.idle();
+      await retention.idle();
       await workspaces.close();
       store.close();
       await owned?.stop();

@@ -31,7 +31,7 @@ const imageEntry = z
   .describe('One runtime image');
 
 /**
- * The built-in image table (DESIGN.md section 2 and its V2 roadmap). Names and build commands are
+ * The built-in image table. Names and build commands are
  * the registry (Chainguard/Wolfi) images of images/<name>/Dockerfile. A machine that builds
  * offline records the tags it really produces in <dataDir>/images.json (src/detection/record.ts),
  * which the server applies on top of this table: for example `sandboxshift/runtime-go:1.19`.
@@ -108,7 +108,7 @@ export const imagesSchema = z
     }
   })
   .prefault(DEFAULT_IMAGES)
-  .describe('Marker → language → image table (DESIGN.md section 2)');
+  .describe('Marker → language → image table');
 
 const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSeconds: number }, what: string) =>
   z
@@ -231,7 +231,7 @@ export const configSchema = z
         maxBytes: int(0, 1024 * MiB, 64 * MiB, 'Most bytes in an inline workspace'),
         maxDepth: int(1, 256, 64, 'Deepest path nesting'),
         maxPathBytes: int(1, 4096, 4096, 'Longest relative path in bytes'),
-        // Storage, quota, lifecycle and the per-workspace sandboxshift.yaml (issue 3, part B).
+        // Storage, quota, lifecycle and the per-workspace sandboxshift.yaml.
         quotaMb: int(8, 1024 * 1024, 1024, 'Disk quota of each workspace in MiB: every workspace is its own sparse ext4 image of this size, so a task writing past it gets ENOSPC'),
         ttlSeconds: int(1, 10 * 365 * 86400, 7 * 86400, 'Seconds after its last use (task or read-back) that an idle workspace is removed'),
         sweepIntervalSeconds: int(1, 86400, 300, 'How often expired workspaces are looked for'),
@@ -278,6 +278,13 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Workspace bounds'),
+    retention: z
+      .strictObject({
+        taskDays: int(1, 3650, 30, 'Days after it finished that a task record, its log directory and its egress decisions are removed (queued and running tasks are never removed)'),
+        sweepIntervalSeconds: int(1, 86400, 3600, 'How often finished tasks past retention.taskDays are looked for'),
+      })
+      .prefault({})
+      .describe('Retention of finished tasks'),
     egress: z
       .strictObject({
         testHosts: z

@@ -440,7 +440,7 @@ const OPERATIONS: Operation[] = [
     responses: { '200': { description: 'The workspace', content: json(ref('Workspace')) } },
     errors: ['WORKSPACE_NOT_FOUND', 'INTERNAL'],
   },
-  // Issue 3 part B: lifecycle and read-back.
+  // Workspace lifecycle and read-back.
   {
     method: 'delete',
     path: '/v1/workspaces/{id}',
@@ -557,7 +557,7 @@ function operationObject(op: Operation): Json {
 }
 
 const DESCRIPTION = [
-  'Runs shell tasks in hardened Podman containers and streams their output live (DESIGN.md section 7 is the contract).',
+  'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
   'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',

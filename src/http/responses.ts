@@ -7,7 +7,7 @@ import type { publicTask } from '../tasks/model.js';
 import type { workspaceView } from './workspaces.js';
 
 /**
- * Zod schemas for every body the server sends (DESIGN.md sections 7 and 9). openapi.ts turns them
+ * Zod schemas for every body the server sends. openapi.ts turns them
  * into the components of the OpenAPI document; the type assertions at the end of this file keep
  * them in step with the values the routes actually build, so a field added to a task, a workspace
  * or the readiness report fails `tsc` here until its schema is updated (and then the openapi unit
@@ -145,7 +145,7 @@ export const workspaceViewSchema = z
   })
   .describe('A workspace');
 
-/** GET /v1/tasks/:id/egress (issue 4). */
+/** GET /v1/tasks/:id/egress. */
 export const egressDecision = z
   .strictObject({
     time: isoTime,

@@ -18,7 +18,7 @@ export interface SandboxRequest {
   pids: number;
   stdin: boolean;
   /**
-   * Egress (issue 4): present when the task has an allowlist. The container keeps NetworkMode none;
+   * Egress: present when the task has an allowlist. The container keeps NetworkMode none;
    * the proxy's per-task socket is bind-mounted read-only and the image's relay wraps the command.
    */
   egress?: SandboxEgress | undefined;

@@ -81,7 +81,7 @@ export class PodmanEngine implements ContainerEngine {
     const id = container.id;
     let sock: Socket;
     try {
-      // Attach before start: attaching runs `runc create`, so OCI errors surface here (STACK-NOTES).
+      // Attach before start: attaching runs `runc create`, so OCI errors surface here.
       sock = await this.attach(id, req.stdin);
     } catch (err) {
       await this.remove(id);
@@ -136,7 +136,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** Raw hijacked attach that sends no body: docker-modem would otherwise write its options
-   * JSON into the container's stdin (STACK-NOTES, "Stdin and a warm path"). */
+   * JSON into the container's stdin. */
   private attach(id: string, stdin: boolean): Promise<Socket> {
     return new Promise((resolve, reject) => {
       this.docker.modem.dial(

@@ -15,7 +15,7 @@ export interface WorkspaceLimits extends PathLimits {
   maxBytes: number;
 }
 
-/** Storage and lifecycle settings (config `workspaces`, issue 3 part B). */
+/** Storage and lifecycle settings (config `workspaces`). */
 export interface WorkspaceStorageLimits extends WorkspaceLimits {
   quotaMb: number;
   projectFileBytes: number;
@@ -27,7 +27,7 @@ export interface WorkspaceStorageLimits extends WorkspaceLimits {
  */
 const FULL_BELOW_BYTES = 256 * 1024;
 
-/** The `.home` directory tasks get as HOME (DESIGN.md section 9). */
+/** The `.home` directory tasks get as HOME. */
 export const HOME_DIR = '.home';
 
 export const newWorkspaceId = () => `ws_${randomBytes(12).toString('base64url')}`;

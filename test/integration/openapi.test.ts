@@ -293,7 +293,7 @@ t.test('workspaces', async (t) => {
   await call(t, base, 'POST', p, p, 'too many files', { status: 413, code: 'WORKSPACE_TOO_MANY_FILES' }, { files: Object.fromEntries([1, 2, 3, 4, 5, 6].map((i) => [`f${i}`, ''])) });
   await call(t, base, 'POST', p, p, 'too large', { status: 413, code: 'WORKSPACE_TOO_LARGE' }, { files: { big: 'x'.repeat(1500) } });
 
-  // Read-back and delete (issue 3 part B).
+  // Read-back and delete.
   const arch = '/v1/workspaces/{id}/archive';
   const file = '/v1/workspaces/{id}/files/{path}';
   await call(t, base, 'GET', `/v1/workspaces/${wsId}/archive`, arch, 'archive', { status: 200 });

@@ -45,7 +45,7 @@ t.test('of the host data, only the workspace is mounted (nosuid,nodev)', async (
       return { root: f[3]!, point: f[4]!, opts: f[5]!, fstype: post!.split(' ')[0]!, source: post!.split(' ')[1]! };
     });
   const hostMounts = mounts.filter((m) => !virtual.has(m.fstype));
-  // Podman's injected files are expected (DESIGN.md section 3, layer 5).
+  // Podman's injected files (hosts, hostname, resolv.conf, .containerenv, its init) are expected.
   // /etc/hosts is the server's own file (localhost and the sandbox's name), mounted read-only.
   const injected = new Set(['/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/run/.containerenv', '/run/podman-init', '/dev/init']);
   const unexpected = hostMounts.filter((m) => m.point !== '/workspace' && !injected.has(m.point));

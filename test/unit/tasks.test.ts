@@ -3,7 +3,7 @@ import { classifyExit } from '../../src/tasks/model.js';
 import { TaskQueue } from '../../src/tasks/queue.js';
 import { checkRelativePath } from '../../src/workspace/paths.js';
 
-t.test('exit classification (DESIGN.md section 9)', async (t) => {
+t.test('exit classification', async (t) => {
   t.same(classifyExit({ exitCode: 0, oomKills: 0 }, null), { status: 'succeeded', reason: null });
   t.same(classifyExit({ exitCode: 3, oomKills: 0 }, null), { status: 'failed', reason: null });
   t.same(classifyExit({ exitCode: 137, oomKills: 0 }, null), { status: 'failed', reason: null }, 'a 137 we did not send is not oom');
