@@ -7,6 +7,7 @@ import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
+import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
@@ -37,6 +38,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
+  // Host and Origin checks first, ahead of every route, body parser and WebSocket upgrade.
+  registerRequestGuard(app, {
+    listenHost: deps.config.listen.host,
+    allowedHosts: deps.config.http.allowedHosts,
+    allowedOrigins: deps.config.http.allowedOrigins,
+  });
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
