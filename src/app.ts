@@ -38,16 +38,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
-  // Host and Origin checks first, ahead of every route, body parser and WebSocket upgrade.
+  // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
+  app.removeContentTypeParser('text/plain');
+  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
+  await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
+  // Host and Origin checks ahead of every route, body parser and WebSocket upgrade. After the
+  // websocket plugin's own onRequest hook (it only marks upgrade requests), so that a refused
+  // upgrade's socket is still closed once the JSON error has been written.
   registerRequestGuard(app, {
     listenHost: deps.config.listen.host,
     allowedHosts: deps.config.http.allowedHosts,
     allowedOrigins: deps.config.http.allowedOrigins,
   });
-  // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
-  app.removeContentTypeParser('text/plain');
-  const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
-  await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);
