@@ -8,6 +8,7 @@ import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
+import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
@@ -46,6 +47,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir, deps.caBundlePath ?? null, deps.upstreamProxy ?? null);
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
+  // Host and Origin checks ahead of every route, body parser and WebSocket upgrade. After the
+  // websocket plugin's own onRequest hook (it only marks upgrade requests), so that a refused
+  // upgrade's socket is still closed once the JSON error has been written.
+  registerRequestGuard(app, {
+    listenHost: deps.config.listen.host,
+    allowedHosts: deps.config.http.allowedHosts,
+    allowedOrigins: deps.config.http.allowedOrigins,
+  });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);

@@ -9,6 +9,9 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'No such route' },
   TASK_NOT_FOUND: { status: 404, message: 'No task with this id' },
   WORKSPACE_NOT_FOUND: { status: 404, message: 'No workspace with this id' },
+  // Browser-facing checks made before any other work (src/http/request-guard.ts).
+  ORIGIN_NOT_ALLOWED: { status: 403, message: "The request comes from a web page of another origin (Origin or Sec-Fetch-Site) that http.allowedOrigins does not list" },
+  HOST_NOT_ALLOWED: { status: 421, message: 'The Host header names neither this server (its listen address, a loopback name) nor an entry of http.allowedHosts' },
   TASK_NOT_ACTIVE: { status: 409, message: 'The task has already finished' },
   STDIN_NOT_ENABLED: { status: 409, message: 'The task was not submitted with "stdin": true' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body exceeds the configured maximum' },

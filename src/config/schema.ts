@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseCidr } from '../egress/addresses.js';
 import { resolveAllowlist } from '../egress/policy.js';
+import { isHostEntry, isSerializedOrigin } from '../http/request-guard.js';
 
 const MiB = 1024 * 1024;
 
@@ -129,6 +130,21 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Where the API listens'),
+    http: z
+      .strictObject({
+        allowedHosts: z
+          .array(z.string().min(1).max(255).refine(isHostEntry, 'must be a lower-case host name or address without a port (IPv6 in brackets: [2001:db8::1])'))
+          .max(64)
+          .default([])
+          .describe('Host names (besides the listen address, the address a connection arrives on and loopback names) that requests may carry in their Host header; others get 421 HOST_NOT_ALLOWED (DNS rebinding). Set the names clients use when listening on 0.0.0.0 or behind a reverse proxy (at most 64)'),
+        allowedOrigins: z
+          .array(z.string().min(1).max(300).refine(isSerializedOrigin, 'must be an origin: scheme://host[:port], http or https, lower case, no path or trailing slash'))
+          .max(64)
+          .default([])
+          .describe("Web origins (besides the server's own) whose pages may call the API; any other Origin, and Sec-Fetch-Site cross-site/same-site, gets 403 ORIGIN_NOT_ALLOWED (at most 64, default none)"),
+      })
+      .prefault({})
+      .describe('Checks of browser-facing headers, made on every request before any other work'),
     dataDir: z
       .string()
       .min(1)

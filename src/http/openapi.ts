@@ -130,6 +130,12 @@ const idParam = (what: 'task' | 'workspace') => ({
 
 const json = (schema: Json) => ({ 'application/json': { schema } });
 
+/**
+ * Codes every route (and an unmatched one) can answer before any other work: the Host and Origin
+ * checks of src/http/request-guard.ts.
+ */
+const GUARD_CODES: ErrorCode[] = ['ORIGIN_NOT_ALLOWED', 'HOST_NOT_ALLOWED'];
+
 /** Codes every route that parses a request body can produce (Fastify's content-type parsers). */
 const BODY_CODES: ErrorCode[] = ['MALFORMED_JSON', 'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];
 /** Codes of inline workspace files (checkInlineFiles / checkRelativePath). */
@@ -537,7 +543,7 @@ const OPERATIONS: Operation[] = [
 ];
 
 function operationObject(op: Operation): Json {
-  const errors = errorResponses(op.errors);
+  const errors = errorResponses([...op.errors, ...GUARD_CODES]);
   if (op.path === '/v1/tasks/{id}/stream' && errors['404']) {
     errors['404'] = {
       ...errors['404'],
@@ -559,7 +565,9 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 403 a request from a web page of another origin; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  '',
+  'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
   '',
   'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
 ].join('\n');
@@ -583,7 +591,7 @@ export function openapiDocument(): Json {
     components: {
       schemas: { ...components(RESPONSE_COMPONENTS, 'output'), ...components(REQUEST_COMPONENTS, 'input') },
     },
-    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND']) },
+    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', ...GUARD_CODES]) },
   };
 }
 

@@ -251,6 +251,10 @@ t.test('operations', async (t) => {
   const ready = fromFetch(await api(base, 'GET', '/readyz'));
   t.ok([200, 503].includes(ready.status), `readyz answers 200 or 503 (got ${ready.status})`);
   check(t, 'GET', '/readyz', ready, 'readyz');
+  const foreign = { origin: 'https://evil.test' };
+  await call(t, base, 'POST', '/v1/tasks', '/v1/tasks', 'cross-origin submission', { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, { command: 'true' }, foreign);
+  await call(t, base, 'GET', '/healthz', '/healthz', 'cross-origin healthz', { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, undefined, foreign);
+  await call(t, base, 'GET', '/v1/nope', null, 'cross-origin unknown route', { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, undefined, foreign);
 });
 
 t.test('unmatched routes', async (t) => {
