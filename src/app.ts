@@ -2,6 +2,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
+import { registerBodyDeadline } from './http/body-deadline.js';
 import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
@@ -37,6 +38,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
+  registerBodyDeadline(app, deps.config.requests.bodyTimeoutSeconds);
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir);
