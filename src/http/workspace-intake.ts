@@ -133,7 +133,10 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   });
   try {
     // readonly left out: the archive's sandboxshift.yaml (workspace.readonly) may set it.
-    return await manager.submit({ ...body, workspace: { id: w.id } });
+    const task = await manager.submit({ ...body, workspace: { id: w.id } });
+    // The workspace was made for this task: it expires ephemeralTtlSeconds after its last use.
+    intake.markEphemeral(w.id);
+    return task;
   } catch (err) {
     // Only a check made by submit() alone (e.g. the network allowlist) or a queue that filled
     // meanwhile gets here: the workspace is complete and stays usable, so name it.

@@ -6,6 +6,7 @@ import { openViewFile, packView, planView } from '../workspace/readback.js';
 import type { Workspaces } from '../workspace/workspaces.js';
 
 export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
+  const ttl = w.ephemeral ? config.workspaces.ephemeralTtlSeconds : config.workspaces.ttlSeconds;
   const detection = detectImage(w.markers, config.images);
   return {
     id: w.id,
@@ -14,7 +15,8 @@ export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
     image: { name: detection.name, markers: detection.markers },
     createdAt: w.createdAt,
     lastUsedAt: w.lastUsedAt,
-    expiresAt: new Date(Date.parse(w.lastUsedAt) + config.workspaces.ttlSeconds * 1000).toISOString(),
+    ephemeral: w.ephemeral,
+    expiresAt: new Date(Date.parse(w.lastUsedAt) + ttl * 1000).toISOString(),
     usage: { usedBytes: w.usedBytes, quotaBytes: w.quotaBytes },
   };
 }
