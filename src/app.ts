@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { UpstreamProxy } from './egress/upstream.js';
+import { registerBodyDeadline } from './http/body-deadline.js';
 import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
@@ -43,6 +44,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
+  registerBodyDeadline(app, deps.config.requests.bodyTimeoutSeconds);
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir, deps.caBundlePath ?? null, deps.upstreamProxy ?? null);

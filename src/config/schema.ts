@@ -237,6 +237,7 @@ export const configSchema = z
         envValueBytes: int(1, 128 * 1024, 32 * 1024, 'Largest environment value in bytes'),
         stdinBytes: int(0, 1024 * MiB, 64 * MiB, 'Most stdin bytes accepted per task'),
         listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
+        bodyTimeoutSeconds: int(1, 3600, 120, 'Time a client has to send a whole request body (JSON, archive or multipart); past it the request is answered 408 BODY_TIMEOUT and nothing it started is kept'),
         maxStreams: int(1, 100_000, 512, 'Live streams (WebSockets and followed logs) open at once, across all tasks'),
       })
       .prefault({})
@@ -250,6 +251,7 @@ export const configSchema = z
         // Storage, quota, lifecycle and the per-workspace sandboxshift.yaml.
         quotaMb: int(8, 1024 * 1024, 1024, 'Disk quota of each workspace in MiB: every workspace is its own sparse ext4 image of this size, so a task writing past it gets ENOSPC'),
         ttlSeconds: int(1, 10 * 365 * 86400, 7 * 86400, 'Seconds after its last use (task or read-back) that an idle workspace is removed'),
+        ephemeralTtlSeconds: int(1, 10 * 365 * 86400, 3600, 'Seconds after its last use that a workspace created for a single task (none given, inline files, or a multipart archive) is removed, unless a later task names it'),
         sweepIntervalSeconds: int(1, 86400, 300, 'How often expired workspaces are looked for'),
         projectFileBytes: int(64, 1024 * 1024, 64 * 1024, 'Largest sandboxshift.yaml read from a workspace root'),
         readbackIdleSeconds: int(1, 3600, 60, 'A read-back (archive or file) whose client takes nothing for this long is cut off, so a stalled client cannot hold a workspace mounted'),

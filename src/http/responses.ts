@@ -135,7 +135,10 @@ export const workspaceViewSchema = z
       .describe('Image detection for this workspace'),
     createdAt: isoTime,
     lastUsedAt: isoTime.describe('Last task, intake or read-back on the workspace'),
-    expiresAt: isoTime.describe('When the TTL sweep may remove it if it stays unused (lastUsedAt + workspaces.ttlSeconds)'),
+    ephemeral: z
+      .boolean()
+      .describe('Created for a single task (no workspace, inline files, or a multipart archive): it expires workspaces.ephemeralTtlSeconds after its last use; a later task that names it by id makes it regular (false)'),
+    expiresAt: isoTime.describe('When the TTL sweep may remove it if it stays unused (lastUsedAt + workspaces.ttlSeconds, or + workspaces.ephemeralTtlSeconds when ephemeral)'),
     usage: z
       .strictObject({
         usedBytes: count.describe("Bytes in use on the workspace's own filesystem (statfs), refreshed after each task"),

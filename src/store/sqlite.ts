@@ -14,6 +14,12 @@ export interface WorkspaceRecord {
   usedBytes: number;
   /** Size of the workspace's filesystem: the hard cap on what tasks may write. */
   quotaBytes: number;
+  /**
+   * Created for a single task (no workspace given, inline files, or a multipart archive): it
+   * expires workspaces.ephemeralTtlSeconds after its last use instead of ttlSeconds. A later task
+   * that names it by id makes it a regular workspace.
+   */
+  ephemeral: boolean;
 }
 
 export interface TaskPage {
@@ -49,7 +55,7 @@ export function decodeCursor(cursor: string): number | null {
 
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
-  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0 };
+  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false };
 }
 
 export class SqliteStore implements Store {

@@ -146,6 +146,7 @@ export class TaskManager {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
       workspaceId = this.workspaces.get(existingId).id;
+      this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
     } else {
       workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
