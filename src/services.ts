@@ -10,12 +10,15 @@ import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
+import { writeSandboxHosts } from './runtime/hosts.js';
+import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
+import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -110,11 +113,21 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log.info({ ...bundle, file: config.tasks.caBundle }, 'CA bundle for tasks built');
   }
 
+  raiseKernelLimits(
+    requiredKernelLimits({
+      concurrency: config.queue.concurrency,
+      maxPids: config.maxima.pids,
+      nofile: config.sandbox.nofile,
+      maxMemoryMb: config.maxima.memoryMb,
+    }),
+    log,
+  );
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
       serverId,
       seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
+      hostsFilePath: writeSandboxHosts(join(dataDir, 'sandbox')),
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
@@ -139,7 +152,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     undefined,
     upstreamProxy,
   );
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
+  const logsDir = join(dataDir, 'tasks');
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
@@ -161,6 +175,9 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
+  // Finished tasks past retention.taskDays: record, log directory, egress decisions.
+  const retention = new RetentionSweeper(store, logsDir, config.retention, log);
+  retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
   let draining: Promise<Set<string>> | undefined;
 
@@ -178,14 +195,17 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     readiness,
     drain() {
       sweeper.stop();
+      retention.stop();
       draining ??= manager.close();
       return draining.then(() => undefined);
     },
     async close() {
       sweeper.stop();
+      retention.stop();
       draining ??= manager.close();
       const kept = await draining;
       await sweeper.idle();
+      await retention.idle();
       await workspaces.close(kept);
       store.close();
       await owned?.stop();

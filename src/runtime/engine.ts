@@ -58,8 +58,8 @@ export interface SandboxEgress {
 export interface SandboxExit {
   /** The container's exit code, or null when it never ran. */
   exitCode: number | null;
-  /** True when the kernel OOM killer ended the task (checked from more than Podman's flag). */
-  oomKilled: boolean;
+  /** Processes the kernel OOM killer killed in the container's memory cgroup (PID 1 or children). */
+  oomKills: number;
   /** When the container stopped (the engine's record), null when unknown. */
   finishedAt: Date | null;
   /** True when the container disappeared before its exit could be read. */

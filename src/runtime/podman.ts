@@ -162,11 +162,12 @@ export class PodmanEngine implements ContainerEngine {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
       await follower.finish();
       sock?.destroy();
-      if (state === 'vanished') return { exitCode: null, oomKilled: false, finishedAt: null, vanished: true };
-      // The OOM killer sends SIGKILL: only an exit of 128+9 can be its doing (and needs the log read).
-      const oomKilled = state.oomFlag || (state.exitCode === 137 && this.oom.wasOomKilled(id));
+      if (state === 'vanished') return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
+      // be killed while PID 1 goes on and exits 0.
+      const oomKills = Math.max(state.oomFlag ? 1 : 0, this.oom.oomKills(id));
       await this.remove(id);
-      return { exitCode: state.exitCode, oomKilled, finishedAt: state.finishedAt, vanished: false };
+      return { exitCode: state.exitCode, oomKills, finishedAt: state.finishedAt, vanished: false };
     });
     return {
       containerId: id,
@@ -300,7 +301,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** Raw hijacked attach to stdin only, sending no body: docker-modem would otherwise write its
-   * options JSON into the container's stdin (STACK-NOTES, "Stdin and a warm path"). */
+   * options JSON into the container's stdin. */
   private attachStdin(id: string): Promise<Socket> {
     return new Promise((resolve, reject) => {
       this.docker.modem.dial(

@@ -7,6 +7,8 @@ import { taskLabels } from './labels.js';
 export interface SandboxSettings {
   serverId: string;
   seccompProfilePath: string;
+  /** Host path of the /etc/hosts every task gets (localhost and the sandbox's name only). */
+  hostsFilePath: string;
   tmpfsMb: number;
   nofile: number;
   nproc: number;
@@ -26,6 +28,7 @@ export const TASK_HOME = '/workspace/.home';
  * task's socket directory is mounted, not the socket file: a socket the server listens on again
  * after a restart is a new inode, which a bind mount of the old file would not show.
  */
+export const SANDBOX_HOSTNAME = 'sandbox';
 export const EGRESS_DIR = '/run/sandboxshift/egress';
 export const EGRESS_SOCKET_NAME = 'egress.sock';
 export const EGRESS_SOCKET = `${EGRESS_DIR}/${EGRESS_SOCKET_NAME}`;
@@ -45,6 +48,9 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   const forced = { ...(egress ? proxyEnv(egress.port) : {}), ...(s.caBundlePath ? caEnv() : {}) };
   const userEnv = Object.entries(req.env).filter(([k]) => !(k in forced));
   const binds = [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`];
+  // Podman writes no /etc/hosts of its own when one is mounted: the task never sees
+  // host.containers.internal, the host's address or the host's names.
+  binds.push(`${s.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`);
   if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
   if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
   return {
@@ -56,7 +62,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
     Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
-    Hostname: 'sandbox',
+    Hostname: SANDBOX_HOSTNAME,
     Tty: false,
     AttachStdin: req.stdin,
     AttachStdout: true,
@@ -86,6 +92,8 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
         { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
       ],
       NetworkMode: 'none',
+      // A System V IPC / POSIX mqueue namespace of its own, which no other container can join.
+      IpcMode: 'private',
       // The server reads the task's output from this log, on the host, whether or not it was
       // running when the output was written; bounded, and removed with the container.
       LogConfig: { Type: 'k8s-file', Config: { 'max-size': String(s.logMaxBytes) } },

@@ -15,12 +15,12 @@ export function toSpecGenerator(spec: ContainerSpec, timeoutSeconds: number): Re
   ]);
   const knownHost = new Set([
     'Binds', 'ReadonlyRootfs', 'Tmpfs', 'CapDrop', 'CapAdd', 'Privileged', 'SecurityOpt', 'Init', 'Memory', 'MemorySwap',
-    'NanoCpus', 'PidsLimit', 'Ulimits', 'NetworkMode', 'LogConfig', 'AutoRemove', 'RestartPolicy',
+    'NanoCpus', 'PidsLimit', 'Ulimits', 'NetworkMode', 'IpcMode', 'LogConfig', 'AutoRemove', 'RestartPolicy',
   ]);
   for (const k of Object.keys(spec)) if (!known.has(k)) throw new Error(`toSpecGenerator: unknown field ${k}`);
   const h = spec.HostConfig;
   for (const k of Object.keys(h)) if (!knownHost.has(k)) throw new Error(`toSpecGenerator: unknown field HostConfig.${k}`);
-  if (spec.Tty || !spec.NetworkDisabled || h.NetworkMode !== 'none' || h.Privileged || h.AutoRemove || h.RestartPolicy.Name !== 'no') {
+  if (spec.Tty || !spec.NetworkDisabled || h.NetworkMode !== 'none' || h.IpcMode !== 'private' || h.Privileged || h.AutoRemove || h.RestartPolicy.Name !== 'no') {
     throw new Error('toSpecGenerator: the body is not the hardened task container');
   }
   const env: Record<string, string> = {};
@@ -57,6 +57,7 @@ export function toSpecGenerator(spec: ContainerSpec, timeoutSeconds: number): Re
     terminal: false,
     stdin: spec.OpenStdin,
     netns: { nsmode: 'none' },
+    ipcns: { nsmode: 'private' },
     mounts,
     read_only_filesystem: h.ReadonlyRootfs,
     cap_drop: h.CapDrop,

@@ -140,7 +140,7 @@ export class TaskManager {
     let projectText: string | null;
     if (ws && 'id' in ws) {
       existingId = this.workspaces.get(ws.id).id;
-      // Issue 3 part B: the stored workspace's root and its sandboxshift.yaml, read safely.
+      // The stored workspace's root and its sandboxshift.yaml, read safely.
       ({ rootEntries, projectFile: projectText } = await this.workspaces.inspect(existingId));
     } else {
       const files = ws?.files ?? {};
@@ -169,6 +169,7 @@ export class TaskManager {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
       workspaceId = this.workspaces.get(existingId).id;
+      this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
     } else {
       workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
@@ -191,6 +192,7 @@ export class TaskManager {
       finishedAt: null,
       durationMs: null,
       exitCode: null,
+      oomKills: 0,
       reason: null,
       error: null,
       output: { stdoutBytes: 0, stderrBytes: 0, truncated: false },
@@ -216,7 +218,7 @@ export class TaskManager {
    */
   async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
     this.refuseWhenClosing();
-    // The archive's sandboxshift.yaml (issue 3 part B): malformed, above a maximum or an allowlist
+    // The archive's sandboxshift.yaml: malformed, above a maximum or an allowlist
     // the policy refuses is refused here too, before the workspace is recorded.
     const project = projectText === null ? {} : parseProjectFile(projectText);
     resolveLimits(body, this.config, project);
@@ -473,6 +475,7 @@ export class TaskManager {
     if (exit === 'detached') return;
 
     task.output = a.finishOutput();
+    task.oomKills = exit.oomKills;
     if (exit.vanished) {
       task.error = 'the container disappeared before its exit could be read';
       this.finish(a, 'error', 'lost', null, started);
@@ -490,7 +493,7 @@ export class TaskManager {
     }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
-    // A failed task that left its workspace full filled its quota (reason disk_quota).
+    // A failed task that left its workspace full filled its quota: reason disk_quota.
     const usage = await this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };

@@ -14,6 +14,8 @@ export interface TaskStore {
 /** What the task code needs of workspaces. */
 export interface TaskWorkspaces {
   get(id: string): { id: string };
+  /** A workspace named by id in a request: a regular workspace from now on (not ephemeral). */
+  reuse(id: string): void;
   inspect(id: string): Promise<{ rootEntries: string[]; projectFile: string | null }>;
   createFromFiles(files: Record<string, string>, markers: string[]): Promise<{ id: string }>;
   delete(id: string, busy: (id: string) => boolean): Promise<unknown>;

@@ -39,7 +39,7 @@ class SlowEngine implements ContainerEngine {
           endStdin: () => undefined,
           stop: async () => {
             this.stops++;
-            exit({ exitCode: 137, oomKilled: false, finishedAt: null, vanished: false });
+            exit({ exitCode: 137, oomKills: 0, finishedAt: null, vanished: false });
           },
           detach: async () => undefined,
         };

@@ -15,7 +15,7 @@ const req = {
   stdin: true,
   backstopSeconds: 65,
 };
-const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', tmpfsMb: 64, nofile: 1024, nproc: 32768, logMaxBytes: 1 << 20 };
+const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', hostsFilePath: '/data/sandbox/hosts', tmpfsMb: 64, nofile: 1024, nproc: 32768, logMaxBytes: 1 << 20 };
 
 t.test('the libpod create body carries every setting of the compatible one, plus the backstop timeout', async (t) => {
   const g = toSpecGenerator(buildContainerSpec(req, settings), 65) as Record<string, any>;
@@ -29,6 +29,7 @@ t.test('the libpod create body carries every setting of the compatible one, plus
     terminal: false,
     stdin: true,
     netns: { nsmode: 'none' },
+    ipcns: { nsmode: 'private' },
     read_only_filesystem: true,
     cap_drop: ['ALL'],
     cap_add: [],
@@ -46,6 +47,7 @@ t.test('the libpod create body carries every setting of the compatible one, plus
   t.equal(g.labels['io.sandboxshift.task'], 'tsk_abc');
   t.same(g.mounts, [
     { type: 'bind', source: '/data/workspaces/ws_1', destination: '/workspace', options: ['rbind', 'ro', 'nosuid', 'nodev'] },
+    { type: 'bind', source: '/data/sandbox/hosts', destination: '/etc/hosts', options: ['rbind', 'ro', 'nosuid', 'nodev'] },
     { type: 'tmpfs', source: 'tmpfs', destination: '/tmp', options: ['rw', 'nosuid', 'nodev', 'size=64m', 'U'] },
     { type: 'tmpfs', source: 'tmpfs', destination: '/run', options: ['rw', 'nosuid', 'nodev', 'size=64m', 'U'] },
     { type: 'tmpfs', source: 'tmpfs', destination: '/var/tmp', options: ['rw', 'nosuid', 'nodev', 'size=64m', 'U'] },
@@ -55,7 +57,8 @@ t.test('the libpod create body carries every setting of the compatible one, plus
 t.test('a field the translation does not know is an error, never dropped', async (t) => {
   const spec = buildContainerSpec(req, settings);
   t.throws(() => toSpecGenerator({ ...spec, Domainname: 'x' } as never, 1), /unknown field Domainname/);
-  t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, IpcMode: 'private' } } as never, 1), /unknown field HostConfig.IpcMode/);
+  t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, ShmSize: 1 } } as never, 1), /unknown field HostConfig.ShmSize/);
+  t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, IpcMode: 'host' } } as never, 1), /hardened/);
   t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, SecurityOpt: ['no-new-privileges'] } }, 1), /seccomp/);
   t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, NetworkMode: 'bridge' } } as never, 1), /hardened/);
 });
