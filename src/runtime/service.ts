@@ -96,7 +96,7 @@ export class OwnedPodmanService {
       if (this.stopped || this.child !== child) return;
       this.child = null;
       this.log.error({ code, signal }, 'owned Podman API service exited; starting it again');
-      void this.restart();
+      void this.restart(child.pid);
     });
   }
 
@@ -105,10 +105,16 @@ export class OwnedPodmanService {
     this.restartListeners.push(listener);
   }
 
-  private async restart(): Promise<void> {
+  private async restart(pid: number | undefined): Promise<void> {
     // Back off a little when it keeps dying (at most 5 s between attempts).
-    await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** Math.min(this.restarts, 5))));
+    await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** Math.min(this.restarts, 3))));
     if (this.stopped) return;
+    // Ended by another server starting on this socket, which removed or replaced the record of
+    // the service: that server owns the socket now.
+    if (pid !== undefined && this.recordedPid() !== pid) {
+      this.log.warn({ socketPath: this.opts.socketPath }, 'another process took over the Podman API socket; not restarting the service');
+      return;
+    }
     this.restarts += 1;
     try {
       await this.start();
@@ -116,7 +122,15 @@ export class OwnedPodmanService {
       for (const l of this.restartListeners) l();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'owned Podman API service did not come back; trying again');
-      if (!this.stopped) void this.restart();
+      if (!this.stopped) void this.restart(undefined);
+    }
+  }
+
+  private recordedPid(): number | null {
+    try {
+      return Number.parseInt(readFileSync(this.pidFile, 'utf8'), 10);
+    } catch {
+      return null;
     }
   }
 

@@ -42,7 +42,7 @@ t.test('after kill -9 an allowlisted task still reaches its host; its workspace 
   // Every 0.3 s: fetch through the proxy, print and append the result to a workspace file.
   const py = [
     'import time, urllib.request',
-    'for i in range(24):',
+    'for i in range(40):',
     '    try:',
     `        r = "ok " + urllib.request.urlopen("http://ok.test:${web.port}/n%d" % i, timeout=2).read().decode().strip()`,
     '    except Exception as e:',
@@ -61,8 +61,8 @@ t.test('after kill -9 an allowlisted task still reaches its host; its workspace 
   const task = await waitDone(second.url, id);
   t.match(task, { status: 'succeeded', exitCode: 0 });
   const lines = (await api(second.url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text.trim().split('\n');
-  t.equal(lines.length, 24, 'every result line is in the log once');
-  t.equal(lines[23], 'ok hello /n23', 'after the restart the task reaches its allowed host again');
+  t.equal(lines.length, 40, 'every result line is in the log once');
+  t.equal(lines[39], 'ok hello /n39', 'after the restart the task reaches its allowed host again');
   const written = await api(second.url, 'GET', `/v1/workspaces/${workspaceId}/files/results.txt`);
   t.equal(written.status, 200);
   t.same(written.text.trim().split('\n'), lines, "the workspace stayed mounted: every write of the task is there");

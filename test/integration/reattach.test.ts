@@ -141,7 +141,7 @@ t.test('a 3 s timeout set before the crash fires 3 s after the task started, not
   const ran = Date.parse(task.finishedAt) - Date.parse(task.startedAt);
   t.ok(ran >= 2900 && ran < 6000, `the deadline stood: finished ${ran} ms after it started`);
   t.ok(Date.parse(task.finishedAt) < restartedAt + 2000, 'not a fresh 3 s counted from the restart');
-  t.equal((await api(second.url, 'GET', `/v1/tasks/${id}/logs`)).text, 'begun\n');
+  t.equal((await api(second.url, 'GET', `/v1/tasks/${id}/logs`)).text, 'begun\n', 'its output is kept');
 });
 
 t.test('with the server down past the deadline, the engine stops the container (backstop)', async (t) => {
