@@ -8,7 +8,9 @@ import {
   type SandboxExit,
   type SandboxHandlers,
   type SandboxRequest,
+  type EngineVersions,
 } from './engine.js';
+import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { StreamDemuxer } from './demux.js';
 import { LABEL_SERVER } from './labels.js';
 import type { OomProbe } from './oom.js';
@@ -68,6 +70,24 @@ export class PodmanEngine implements ContainerEngine {
       if ((err as HttpError).statusCode === 404) return null;
       throw new EngineError(`image inspect failed: ${describe(err)}`, isUnavailable(err));
     }
+  }
+
+  async versions(): Promise<EngineVersions> {
+    let version: Docker.DockerVersion;
+    let info: { Runtimes?: Record<string, { path?: string }> };
+    try {
+      [version, info] = await Promise.all([this.docker.version(), this.docker.info() as Promise<typeof info>]);
+    } catch (err) {
+      throw new EngineError(`version query failed: ${describe(err)}`, isUnavailable(err));
+    }
+    const components = (version.Components ?? []) as { Name: string; Version: string; Details?: { Package?: string } }[];
+    const runcComponent = components.find((c) => c.Name === 'OCI Runtime (runc)');
+    const pkg = runcComponent?.Details?.Package ?? null;
+    return {
+      podman: components.find((c) => c.Name === 'Podman Engine')?.Version ?? version.Version ?? null,
+      runc: runcComponent ? { text: runcComponent.Version, package: pkg, packageCves: await debianChangelogCves(pkg) } : null,
+      runsc: await runscVersion(info.Runtimes?.runsc?.path ?? null),
+    };
   }
 
   async start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox> {

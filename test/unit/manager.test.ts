@@ -24,6 +24,9 @@ class SlowEngine implements ContainerEngine {
   async reapOrphans() {
     return 0;
   }
+  async versions() {
+    return { podman: null, runc: null, runsc: null };
+  }
   start(): Promise<RunningSandbox> {
     return new Promise((resolve) => {
       this.release = () => {
