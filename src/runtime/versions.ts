@@ -92,7 +92,7 @@ export function runcWarnings(runc: RuncReport | null): string[] {
   const name = version ? `runc ${version.major}.${version.minor}.${version.patch}${version.rc !== null ? `-rc.${version.rc}` : version.pre ? `-${version.pre}` : ''}` : 'runc (version unreadable)';
   const pkg = runc.package ? ` (package ${runc.package})` : '';
   return [
-    `${name}${pkg} predates the fixes for ${cves} (container escapes through mount and /proc races); ` +
+    `${name}${pkg} predates the fixes for ${cves} (container escapes through mount races and /proc write redirection); ` +
       `its changelog does not name them as backported. Mitigation: ${RUNC_MITIGATION}`,
   ];
 }
