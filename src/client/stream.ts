@@ -33,6 +33,7 @@ export class TaskStream implements AsyncIterable<StreamFrame> {
   private pending: string[] = [];
   private failingSince: number | null = null;
   private closedByUs = false;
+  private connections = 0;
 
   constructor(
     private readonly url: string,
@@ -46,6 +47,11 @@ export class TaskStream implements AsyncIterable<StreamFrame> {
   /** The seq of the last frame delivered. */
   get seq(): number {
     return this.lastSeq;
+  }
+
+  /** How many times the stream was reopened after a dropped connection. */
+  get reconnects(): number {
+    return Math.max(0, this.connections - 1);
   }
 
   /** Sends UTF-8 text to the task's stdin (the task must have been submitted with stdin: true). */
@@ -98,6 +104,7 @@ export class TaskStream implements AsyncIterable<StreamFrame> {
     this.ws = ws;
     let refused = false;
     ws.on('open', () => {
+      this.connections++;
       this.failingSince = null;
       for (const text of this.pending.splice(0)) ws.send(text);
     });
