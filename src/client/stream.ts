@@ -22,7 +22,9 @@ type Item = { frame: StreamFrame } | { end: true } | { error: Error };
  * A task's frames over GET /v1/tasks/:id/stream, iterated with `for await`. A dropped connection
  * (any close before the exit frame) is reopened with `?after=<last seq>`, and frames at or below
  * the last seq seen are skipped, so the caller sees every frame once, in order, up to `exit`.
- * Stdin and cancel frames go over the current connection; sent while reconnecting, they wait.
+ * Stdin and cancel frames go over the current connection; sent while reconnecting, they wait for
+ * the next one. The protocol does not acknowledge them: one written into a connection that is
+ * dropping at that moment (before the client has noticed) can be lost.
  */
 export class TaskStream implements AsyncIterable<StreamFrame> {
   private lastSeq: number;
@@ -52,6 +54,11 @@ export class TaskStream implements AsyncIterable<StreamFrame> {
   /** How many times the stream was reopened after a dropped connection. */
   get reconnects(): number {
     return Math.max(0, this.connections - 1);
+  }
+
+  /** True while no connection is open and one is being (re)opened: what is sent now waits for it. */
+  get connecting(): boolean {
+    return !this.done && this.ws?.readyState !== WebSocket.OPEN;
   }
 
   /** Sends UTF-8 text to the task's stdin (the task must have been submitted with stdin: true). */
