@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { installDir } from '../../src/paths.js';
 import { startTestServer } from '../helpers/server.js';
@@ -71,9 +72,10 @@ function project(name: string, files: Record<string, string>): string {
 t.test('streams stdout and stderr live, forwards stdin, exits with the task exit code', async (t) => {
   const dir = project('live', { 'hello.txt': 'hi\n' });
   const run = cliRun(['run', dir, '--stdin', '--', 'sh', '-c', 'echo first-out; echo first-err >&2; read x; echo "got $x"; echo late-err >&2; exit 7']);
-  t.equal(await run.seen('stdout', 'first-out\n'), true, 'the first stdout line arrives while the task still runs (it waits for stdin)');
-  t.equal(await run.seen('stderr', 'first-err\n'), true, 'the first stderr line arrives while the task still runs');
+  // The task blocks on stdin: both first lines must arrive before it is let go (30 s at most).
+  const first = await Promise.race([Promise.all([run.seen('stdout', 'first-out\n'), run.seen('stderr', 'first-err\n')]), sleep(30_000).then(() => null)]);
   run.child.stdin!.end('go\n');
+  t.same(first, [true, true], 'the first stdout and stderr lines arrive while the task still runs');
   t.equal(await run.done, 7, `exit code 7 (stderr: ${run.stderr})`);
   t.equal(run.stdout, 'first-out\ngot go\n', 'stdout holds exactly the task stdout');
   t.match(run.stderr, /first-err\n(.|\n)*late-err\n/, 'stderr holds the task stderr');
