@@ -28,7 +28,7 @@ t.test('the iterator reconnects after the server drops the socket, losing and re
       dropped = server.dropStreams();
       // Stdin is not acknowledged by the protocol: a frame written into the dying connection
       // would be lost, so it goes once the client has reconnected (queued if it is still connecting).
-      while (stream.reconnects === 0 && !stream.connecting) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 1000 && stream.reconnects === 0 && !stream.connecting; i++) await new Promise((r) => setTimeout(r, 10));
       stream.sendStdin('go\n');
       stream.endStdin();
     } else if (dropped === 1 && stdout.includes('out-300\n')) {
