@@ -136,6 +136,23 @@ t.test('a refusal prints the code and message and exits 125; --json gives one re
   t.match(JSON.parse(lines[0]!), { status: 'failed', exitCode: 3, stdout: 'o\n', stderr: 'e\n' });
 });
 
+t.test('tasks, logs and cancel', async (t) => {
+  const dir = project('listed', { 'a.txt': 'a\n' });
+  const ran = cliRun(['run', dir, '--json', '--', 'echo listed-out; echo listed-err >&2']);
+  t.equal(await ran.done, 0);
+  const { taskId } = JSON.parse(ran.stdout) as { taskId: string };
+  const tasks = cliRun(['tasks', '--status', 'succeeded', '--json']);
+  t.equal(await tasks.done, 0);
+  t.ok((JSON.parse(tasks.stdout) as { tasks: { id: string }[] }).tasks.some((x) => x.id === taskId), 'tasks --status lists it');
+  const logs = cliRun(['logs', taskId]);
+  t.equal(await logs.done, 0);
+  t.equal(logs.stdout, 'listed-out\n');
+  t.equal(logs.stderr, 'listed-err\n');
+  const cancel = cliRun(['cancel', taskId]);
+  t.equal(await cancel.done, 125);
+  t.match(cancel.stderr, /^sandboxshift: TASK_NOT_ACTIVE: /);
+});
+
 t.test('an unreachable server exits 69', async (t) => {
   const child = spawn(process.execPath, [cli, '--url', 'http://127.0.0.1:9', 'tasks'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';

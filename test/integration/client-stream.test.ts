@@ -45,6 +45,14 @@ t.test('the iterator reconnects after the server drops the socket, losing and re
   t.match(frames.at(-1), { type: 'exit', status: 'succeeded', exitCode: 0 });
 });
 
+t.test('with a key: the Authorization header and the bearer subprotocol are accepted by the upgrade', async (t) => {
+  const keyed = new SandboxShiftClient({ url: server.url, key: 'k-123' });
+  const task = await keyed.submitTask({ command: 'echo keyed' });
+  let out = '';
+  for await (const f of keyed.events(task.id)) if (f.type === 'stdout') out += f.data;
+  t.equal(out, 'keyed\n');
+});
+
 t.test('errors carry the server code, status and details', async (t) => {
   const err = await client.getTask('tsk_nope').catch((e: unknown) => e);
   t.ok(err instanceof SandboxShiftError);
