@@ -6,7 +6,7 @@ export async function throughputSection(ctx: Context): Promise<SectionResult> {
   const { plan } = ctx;
   const figures: SectionResult['figures'] = {};
   for (const c of plan.concurrencies) {
-    const tasks = Math.max(plan.throughputTasks, c);
+    const tasks = plan.throughputTasks;
     const r = await interleave(
       plan.throughputRounds,
       () => ratePerSecond(tasks, c, () => serverRun(ctx.server, 'true')),
