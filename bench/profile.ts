@@ -14,7 +14,8 @@ export interface HotSpot {
   selfPct: number;
 }
 
-export function hotSpots(dir: string, top = 20): { total: number; spots: HotSpot[]; files: string[] } {
+/** Self time of the busiest functions, as a share of the samples in which the process was not idle. */
+export function hotSpots(dir: string, top = 20): { total: number; busyPct: number; spots: HotSpot[]; files: string[] } {
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   const self = new Map<string, number>();
   let total = 0;
@@ -23,17 +24,19 @@ export function hotSpots(dir: string, top = 20): { total: number; spots: HotSpot
     for (const n of p.nodes) {
       const hits = n.hitCount ?? 0;
       total += hits;
+      if (n.callFrame.functionName === '(idle)') continue;
       const url = n.callFrame.url.replace(/^file:\/\/.*?\/(node_modules|dist)\//, '$1/');
       const key = `${n.callFrame.functionName || '(anonymous)'}\t${url ? `${url}:${n.callFrame.lineNumber + 1}` : ''}`;
       self.set(key, (self.get(key) ?? 0) + hits);
     }
   }
+  const busy = [...self.values()].reduce((a, b) => a + b, 0);
   const spots = [...self.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, top)
     .map(([k, hits]) => {
       const [fn, where] = k.split('\t');
-      return { fn: fn!, where: where!, selfPct: (100 * hits) / Math.max(total, 1) };
+      return { fn: fn!, where: where!, selfPct: (100 * hits) / Math.max(busy, 1) };
     });
-  return { total, spots, files: files.map((f) => join(dir, f)) };
+  return { total, busyPct: (100 * busy) / Math.max(total, 1), spots, files: files.map((f) => join(dir, f)) };
 }

@@ -139,7 +139,7 @@ async function main(argv: string[]): Promise<number> {
   let hot: ReturnType<typeof hotSpots> | null = null;
   if (profile) {
     hot = hotSpots(join(tmp, 'cpu-prof'));
-    notes.push(`profile (${hot.files.length} file(s), ${hot.total} samples) kept in ${join(tmp, 'cpu-prof')}`);
+    notes.push(`profile: ${hot.total} samples, the server busy in ${hot.busyPct.toFixed(1)}% of them; kept in ${join(tmp, 'cpu-prof')}`);
   }
   const rs = ratios(figures);
   const ts = targets(figures);
@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
     `raw engine: the bare API path (create, attach, start, end of stream, inspect, remove) with the server's container spec, and podman run --rm --network none (runc, deploy/containers.conf)`,
   ];
   let text = render(figures, rs, ts, limits, header, notes);
-  if (hot) text += `\nServer CPU profile, self time (top ${hot.spots.length})\n${table(['self %', 'function', 'where'], hot.spots.map((s) => [s.selfPct.toFixed(1), s.fn, s.where]))}\n`;
+  if (hot) text += `\nServer CPU profile: self time as a share of the busy samples (top ${hot.spots.length})\n${table(['self %', 'function', 'where'], hot.spots.map((s) => [s.selfPct.toFixed(1), s.fn, s.where]))}\n`;
   process.stdout.write(text);
 
   const result = {
