@@ -327,7 +327,7 @@ export interface Frame {
 /**
  * One subscriber's view of the stream. Times are ms since the task's submit. A reconnecting
  * subscriber behaves like a correct client: closed with 4008 before the exit frame, it
- * reconnects with ?after=<last seq> (DESIGN.md section 9) and keeps counting.
+ * reconnects with ?after=<last seq> and keeps counting.
  */
 export class Subscriber {
   ws: WebSocket;

@@ -2,7 +2,7 @@
  * Upload-memory benchmark: does the server's memory stay flat while it takes a large archive
  * (default 200 MiB) as a workspace? And what does intake cost against plain `tar -xf` / `unzip`?
  *
- *   npm run build && node dist/bench/upload-memory.js [--mib 200] [--formats tar,tgz,zip] [--socket PATH|owned] [--keep]
+ *   npm run build && npm run bench -- upload-memory [--mib 200] [--formats tar,tgz,zip] [--socket PATH|owned] [--keep]
  *
  * Writes each archive to a temporary directory (random, incompressible file contents, 8 MiB per
  * file), starts the real server as a child process (temporary data directory, 127.0.0.1, a free
@@ -134,7 +134,7 @@ async function main(argv: readonly string[]): Promise<number> {
     f = parseFlags(argv, FLAGS);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`${err.message ? `${err.message}\n` : ''}usage: node dist/bench/upload-memory.js [flags]\n${usage(FLAGS)}\n`);
+      process.stderr.write(`${err.message ? `${err.message}\n` : ''}usage: npm run bench -- upload-memory [flags]\n${usage(FLAGS)}\n`);
       return err.message ? 2 : 0;
     }
     throw err;

@@ -25,7 +25,7 @@ export const MiB = 1024 * 1024;
 
 export const PLANS: Record<Plan['mode'], Plan> = {
   full: { mode: 'full', echoRounds: 20, throughputRounds: 3, throughputTasks: 16, concurrencies: [1, 2, 4, 8], burst: 50, streamRounds: 3, streamBytes: 256 * MiB, uploadRounds: 3, uploadBytes: 200e6, idleRounds: 3, subscribers: 1000, cpuRounds: 3, cpuTasks: 20 },
-  quick: { mode: 'quick', echoRounds: 6, throughputRounds: 1, throughputTasks: 8, concurrencies: [1, 2, 4, 8], burst: 50, streamRounds: 2, streamBytes: 256 * MiB, uploadRounds: 1, uploadBytes: 200e6, idleRounds: 1, subscribers: 1000, cpuRounds: 1, cpuTasks: 10 },
+  quick: { mode: 'quick', echoRounds: 5, throughputRounds: 1, throughputTasks: 8, concurrencies: [1, 2, 4, 8], burst: 50, streamRounds: 1, streamBytes: 256 * MiB, uploadRounds: 1, uploadBytes: 200e6, idleRounds: 1, subscribers: 1000, cpuRounds: 1, cpuTasks: 8 },
   smoke: { mode: 'smoke', echoRounds: 2, throughputRounds: 1, throughputTasks: 2, concurrencies: [1, 2, 4, 8], burst: 4, streamRounds: 1, streamBytes: 8 * MiB, uploadRounds: 1, uploadBytes: 10e6, idleRounds: 1, subscribers: 50, cpuRounds: 1, cpuTasks: 3 },
 };
 
