@@ -25,7 +25,7 @@ export async function cpuSection(ctx: Context): Promise<SectionResult> {
       'cpu.engine.apiPath.msPerTask': summarize(r.b.map((x) => x.engine), 'ms'),
     },
     notes: [
-      `cpu: utime+stime of the server process over ${n} echo tasks, per task; engine: the Podman API service (pid ${ctx.enginePid ?? 'not found'}) with the children it reaped — conmon and runc, which it does not reap, are not counted, so the engine figure is a lower bound`,
+      `cpu: utime+stime of the server process and the helpers it reaped (mkfs.ext4, mount) over ${n} echo tasks, per task; engine: the Podman API service (pid ${ctx.enginePid ?? 'not found'}) with the children it reaped — conmon and runc, which it does not reap, are not counted, so the engine figure is a lower bound`,
     ],
   };
 }
