@@ -26,12 +26,14 @@ import { throughputSection } from './suite/throughput.js';
 import { uploadSection } from './suite/upload.js';
 
 const DEEP_DIVES = ['output-memory', 'upload-memory', 'egress', 'workspace-storage'];
+// In this order: idle cost is read before the big streaming and upload sections, whose memory
+// the server's heap and allocator keep for a while.
 const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
   echo: echoSection,
+  idle: idleSection,
   throughput: throughputSection,
   streaming: streamingSection,
   upload: uploadSection,
-  idle: idleSection,
   cpu: cpuSection,
 };
 const FLAGS: readonly FlagSpec[] = [
