@@ -3,7 +3,7 @@
  * empty one, and every task mounts and unmounts its workspace. Measures, with the server's own
  * WorkspaceStorage, the median of N runs of each step, against a plain mkdir/rmdir.
  *
- *   npm run build && node dist/bench/workspace-storage.js [--runs 30] [--quota-mb 1024]
+ *   npm run build && npm run bench -- workspace-storage [--runs 30] [--quota-mb 1024]
  *
  * A benchmark, not a test: prints figures and exits 0. Needs root (mkfs, mount). Everything lives
  * in a temporary directory that is unmounted and removed at the end.
@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { packView, planView } from '../src/workspace/readback.js';
+import { packView } from '../src/workspace/readback.js';
 import { unmountAllUnder, WorkspaceStorage } from '../src/workspace/storage.js';
 
 const arg = (name: string, def: number) => {
@@ -74,9 +74,8 @@ try {
     const view = await storage.openView(id);
     const t0 = performance.now();
     let bytes = 0;
-    const plan = await planView(view.dir, Number.MAX_SAFE_INTEGER);
     await new Promise<void>((resolve, reject) => {
-      const s = packView(view.dir, plan, () => undefined);
+      const s = packView(view.dir, () => undefined);
       s.on('data', (c: Buffer) => (bytes += c.length));
       s.on('end', resolve);
       s.on('error', reject);
@@ -108,5 +107,5 @@ console.log(`  mount (loop)                 ${fmt(median(times.mount!))}`);
 console.log(`  read-back view (bind, remount ro,nosymfollow, unmount) ${fmt(median(times.view!))}`);
 console.log(`  unmount                      ${fmt(median(times.unmount!))}`);
 console.log(`  destroy (image + mount point) ${fmt(median(times.destroy!))}`);
-console.log(`  a task without a workspace pays create+mount+unmount = ${fmt(perTask)} (${(perTask / median(times.plain!)).toFixed(0)}x a plain directory; ~128 ms is the API path for \`echo hi\`, README "Performance")`);
+console.log(`  a task without a workspace pays create+mount+unmount = ${fmt(perTask)} (${(perTask / median(times.plain!)).toFixed(0)}x a plain directory)`);
 console.log(`  archive of ${archiveMib} MiB (half random): server walk ${fmt(median(times.archive!))} (${(archiveMib / (median(times.archive!) / 1000)).toFixed(0)} MiB/s), \`tar -czf\` ${fmt(median(times.tar!))}, ratio ${(median(times.archive!) / median(times.tar!)).toFixed(2)}x`);
