@@ -211,8 +211,22 @@ export const readinessReport = z
         build: z.string().describe('Command an operator runs to build it'),
       }),
     ),
+    runtime: z
+      .strictObject({
+        podman: z.string().nullable().describe('Podman version (null: the engine did not answer)'),
+        runc: z.string().nullable().describe("runc version, such as 1.1.5+ds1 (null: the engine did not answer or its default runtime is not runc)"),
+        runcPackage: z.string().nullable().describe('Distribution package of that runc, such as runc_1.1.5+ds1-1+deb12u1_amd64, when the engine names one'),
+        runsc: z.string().nullable().describe('Installed gVisor runsc version (null: none known to the engine)'),
+        kernel: z.string().describe('Host kernel release'),
+        warnings: z
+          .array(z.string())
+          .describe(
+            'Problems with these versions; a runc without the fixes for CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (runc 1.2.8, 1.3.3, 1.4.0-rc.3, or a distribution build whose changelog names all three) is one. Warnings do not affect `ready`',
+          ),
+      })
+      .describe('Engine, OCI runtime and kernel versions; logged at start-up'),
   })
-  .describe('Readiness: engine reachable, a hardened container starts, required images present');
+  .describe('Readiness: engine reachable, a hardened container starts, required images present; runtime versions and their warnings');
 
 const seq = z.int().min(1).describe('Starts at 1 for each task and increases by one per frame');
 

@@ -3,6 +3,8 @@
  * sandbox and receives ordered output events and exactly one exit. Only src/runtime/ knows that
  * Podman (through dockerode) sits behind it.
  */
+import type { RuncReport } from './versions.js';
+
 export type StreamName = 'stdout' | 'stderr';
 
 /** Where a reader of a container's log stands: the file (by inode) and the byte offset in it. */
@@ -118,6 +120,17 @@ export interface ContainerEngine {
   adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null>;
   /** Removes a container (force); a missing one is not an error. */
   remove(containerId: string): Promise<void>;
+  /** Versions of the engine and its OCI runtimes; throws EngineError when the engine does not answer. */
+  versions(): Promise<EngineVersions>;
+}
+
+export interface EngineVersions {
+  /** The engine's own version (Podman's), null when it names none. */
+  podman: string | null;
+  /** The runc the engine runs containers with, null when its default runtime is not runc. */
+  runc: RuncReport | null;
+  /** The installed gVisor runsc's version, null when the engine knows of no runsc binary. */
+  runsc: string | null;
 }
 
 export class EngineError extends Error {

@@ -11,8 +11,10 @@ import {
   type SandboxHandlers,
   type SandboxJob,
   type SandboxShape,
+  type EngineVersions,
 } from './engine.js';
 import { EngineLogFollower } from './enginelog.js';
+import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { LABEL_SERVER, LABEL_TASK } from './labels.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
@@ -79,6 +81,24 @@ export class PodmanEngine implements ContainerEngine {
       if ((err as HttpError).statusCode === 404) return null;
       throw new EngineError(`image inspect failed: ${describe(err)}`, isUnavailable(err));
     }
+  }
+
+  async versions(): Promise<EngineVersions> {
+    let version: Docker.DockerVersion;
+    let info: { Runtimes?: Record<string, { path?: string }> };
+    try {
+      [version, info] = await Promise.all([this.docker.version(), this.docker.info() as Promise<typeof info>]);
+    } catch (err) {
+      throw new EngineError(`version query failed: ${describe(err)}`, isUnavailable(err));
+    }
+    const components = (version.Components ?? []) as { Name: string; Version: string; Details?: { Package?: string } }[];
+    const runcComponent = components.find((c) => c.Name === 'OCI Runtime (runc)');
+    const pkg = runcComponent?.Details?.Package ?? null;
+    return {
+      podman: components.find((c) => c.Name === 'Podman Engine')?.Version ?? version.Version ?? null,
+      runc: runcComponent ? { text: runcComponent.Version, package: pkg, packageCves: await debianChangelogCves(pkg) } : null,
+      runsc: await runscVersion(info.Runtimes?.runsc?.path ?? null),
+    };
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {

@@ -28,6 +28,9 @@ class SlowEngine implements ContainerEngine {
     return null;
   }
   async remove() {}
+  async versions() {
+    return { podman: null, runc: null, runsc: null };
+  }
   start(): Promise<RunningSandbox> {
     return new Promise((resolve) => {
       this.release = () => {
