@@ -66,6 +66,8 @@ export class EgressProxy {
    */
   prepare(keep: ReadonlySet<string> = new Set()): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    // Root-only, also when a previous run left it (each task's directory is bind-mounted on its own).
+    chmodSync(this.dir, 0o700);
     for (const name of readdirSync(this.dir)) {
       if (!keep.has(name)) rmSync(join(this.dir, name), { recursive: true, force: true });
     }
