@@ -1,7 +1,7 @@
 /**
  * Egress benchmark: what an allowlist costs a task (start-up, and bytes through relay + proxy).
  *
- *   npm run build && node dist/bench/egress.js [--runs 10] [--mib 100] [--socket PATH]
+ *   npm run build && npm run bench -- egress [--runs 10] [--mib 100] [--socket PATH]
  *
  * Starts the real server as a child process (temporary data directory, 127.0.0.1), and an HTTP
  * server of its own on 127.0.0.1 that the tasks reach as `bench.test` (egress.testHosts). Prints:

@@ -327,7 +327,7 @@ export interface Frame {
 /**
  * One subscriber's view of the stream. Times are ms since the task's submit. A reconnecting
  * subscriber behaves like a correct client: closed with 4008 before the exit frame, it
- * reconnects with ?after=<last seq> (DESIGN.md section 9) and keeps counting.
+ * reconnects with ?after=<last seq> and keeps counting.
  */
 export class Subscriber {
   ws: WebSocket;
@@ -510,4 +510,104 @@ export function table(header: readonly string[], rows: readonly (readonly string
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i < leftCols ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+export interface Figure {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+  unit: string;
+}
+
+/** Median, min and max of the values of one figure over its rounds. */
+export function summarize(xs: readonly number[], unit: string): Figure {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length, unit };
+}
+
+/** Runs `a` and `b` once per round, alternating which goes first, and collects both. */
+export async function interleave<A, B>(rounds: number, a: () => Promise<A>, b: () => Promise<B>): Promise<{ a: A[]; b: B[] }> {
+  const out = { a: [] as A[], b: [] as B[] };
+  for (let i = 0; i < rounds; i++) {
+    if (i % 2 === 0) {
+      out.a.push(await a());
+      out.b.push(await b());
+    } else {
+      out.b.push(await b());
+      out.a.push(await a());
+    }
+  }
+  return out;
+}
+
+/** Resets the kernel's peak-RSS counter (VmHWM) of a process; false when not permitted. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** utime + stime (+ cutime + cstime: children it reaped) of a process, in ms. */
+export function procTreeCpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+  } catch {
+    return null;
+  }
+}
+
+/** Median VmRSS of a process over `n` samples 50 ms apart. */
+export async function settledRss(pid: number, n = 10): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    xs.push(procMemory(pid)?.rss ?? Number.NaN);
+    await sleep(50);
+  }
+  return median(xs);
+}
+
+/** Samples a process's VmRSS every 25 ms (and resets its VmHWM) until stopped; returns the peak. */
+export function peakRssWatch(pid: number): () => number {
+  resetPeakRss(pid);
+  let peak = procMemory(pid)?.rss ?? 0;
+  const timer = setInterval(() => (peak = Math.max(peak, procMemory(pid)?.rss ?? 0)), 25);
+  return () => {
+    clearInterval(timer);
+    const m = procMemory(pid);
+    return Math.max(peak, m?.rss ?? 0, m?.hwm ?? 0);
+  };
+}
+
+/** One task through REST + WebSocket: submit → first stdout frame, and submit → exit frame. */
+export async function serverRun(server: ServerChild, command: string, timeoutSeconds = 120): Promise<{ firstByteMs: number | null; exitMs: number; task: TaskRecord; status: string }> {
+  const t0 = now();
+  const task = await submit(server, command, timeoutSeconds);
+  const sub = new Subscriber(`${server.wsUrl}/v1/tasks/${task.id}/stream`, t0, false, true);
+  await sub.opened;
+  if ((await within(sub.exited, timeoutSeconds * 1000 + 30_000)) === 'timeout' || !sub.exit) throw new Error(`task ${task.id} (${command}) gave no exit frame`);
+  if (sub.exit.status !== 'succeeded') throw new Error(`task ${task.id} (${command}) ended ${sub.exit.status}`);
+  sub.ws.close();
+  return { firstByteMs: sub.firstStdoutAt, exitMs: sub.exitAt!, task, status: sub.exit.status };
+}
+
+/** Runs `count` calls of `fn` with at most `concurrency` in flight; returns tasks per second. */
+export async function ratePerSecond(count: number, concurrency: number, fn: () => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const t0 = now();
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      await fn();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return count / ((now() - t0) / 1000);
 }

@@ -2,7 +2,7 @@
  * Output-memory benchmark: does the server's memory stay flat while a task floods stdout and one
  * WebSocket subscriber stops reading? And what does the server cost against the raw engine?
  *
- *   npm run build && npm run bench -- [--mib 300] [--runs 10] [--socket PATH|owned]
+ *   npm run build && npm run bench -- output-memory [--mib 300] [--runs 10] [--socket PATH|owned]
  *
  * Starts the real server as a child process (temporary data directory, 127.0.0.1, a free port),
  * runs one task that writes --mib MiB to stdout with a normal and a stalled subscriber attached,
@@ -417,7 +417,7 @@ async function main(): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       const msg = err.message ? `output-memory: ${err.message}\n\n` : '';
-      process.stderr.write(`${msg}usage: npm run bench -- [flags]\n${usage(FLAGS)}\n`);
+      process.stderr.write(`${msg}usage: npm run bench -- output-memory [flags]\n${usage(FLAGS)}\n`);
       return err.message ? 2 : 0;
     }
     throw err;

@@ -2,7 +2,7 @@
  * Upload-memory benchmark: does the server's memory stay flat while it takes a large archive
  * (default 200 MiB) as a workspace? And what does intake cost against plain `tar -xf` / `unzip`?
  *
- *   npm run build && node dist/bench/upload-memory.js [--mib 200] [--formats tar,tgz,zip] [--socket PATH|owned] [--keep]
+ *   npm run build && npm run bench -- upload-memory [--mib 200] [--formats tar,tgz,zip] [--socket PATH|owned] [--keep]
  *
  * Writes each archive to a temporary directory (random, incompressible file contents, 8 MiB per
  * file), starts the real server as a child process (temporary data directory, 127.0.0.1, a free
@@ -13,11 +13,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, type WriteStream } from 'node:fs';
+import { makeTar as makeTarBytes, write } from './archive.js';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createGzip, crc32 } from 'node:zlib';
+import { crc32 } from 'node:zlib';
 import { fmtMiB, fmtMs, fmtRatio, median, MiB, now, parseFlags, procMemory, repoRoot, sleep, startServer, table, usage, UsageError, type FlagSpec, type ServerChild } from './lib.js';
 
 const FLAGS: readonly FlagSpec[] = [
@@ -30,43 +31,6 @@ const FILE_MIB = 8;
 const SAMPLE_MS = 50;
 type Format = 'tar' | 'tgz' | 'zip';
 const MEDIA: Record<Format, string> = { tar: 'application/x-tar', tgz: 'application/gzip', zip: 'application/zip' };
-
-function write(out: WriteStream, b: Buffer): Promise<void> {
-  return new Promise((r) => (out.write(b) ? r() : out.once('drain', () => r())));
-}
-
-function tarHeader(name: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  const oct = (n: number, w: number) => n.toString(8).padStart(w - 1, '0') + '\0';
-  h.write(name, 0);
-  h.write(oct(0o644, 8), 100);
-  h.write(oct(1000, 8), 108);
-  h.write(oct(1000, 8), 116);
-  h.write(oct(size, 12), 124);
-  h.write(oct(1_700_000_000, 12), 136);
-  h.write('0', 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  h.fill(' ', 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return h;
-}
-
-/** Writes a tar (optionally gzipped) of `mib` MiB of random files, streaming. */
-async function makeTar(path: string, mib: number, gzip: boolean): Promise<void> {
-  const file = createWriteStream(path);
-  const gz = gzip ? createGzip({ level: 1 }) : null;
-  if (gz) gz.pipe(file);
-  const out = (gz ?? file) as unknown as WriteStream;
-  for (let i = 0; i < mib / FILE_MIB; i++) {
-    await write(out, tarHeader(`data/f${i}.bin`, FILE_MIB * MiB));
-    for (let j = 0; j < FILE_MIB; j++) await write(out, randomBytes(MiB));
-  }
-  await write(out, Buffer.alloc(1024));
-  await new Promise<void>((r) => (gz ? (file.once('close', () => r()), gz.end()) : file.end(() => r())));
-}
 
 /** Writes a zip (stored entries) of `mib` MiB of random files, streaming. */
 async function makeZip(path: string, mib: number): Promise<void> {
@@ -170,7 +134,7 @@ async function main(argv: readonly string[]): Promise<number> {
     f = parseFlags(argv, FLAGS);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`${err.message ? `${err.message}\n` : ''}usage: node dist/bench/upload-memory.js [flags]\n${usage(FLAGS)}\n`);
+      process.stderr.write(`${err.message ? `${err.message}\n` : ''}usage: npm run bench -- upload-memory [flags]\n${usage(FLAGS)}\n`);
       return err.message ? 2 : 0;
     }
     throw err;
@@ -198,7 +162,7 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const fmt of formats) {
     say(`writing a ${mib} MiB ${fmt} (random content) to ${paths[fmt]}`);
     if (fmt === 'zip') await makeZip(paths[fmt], mib);
-    else await makeTar(paths[fmt], mib, fmt === 'tgz');
+    else await makeTarBytes(paths[fmt], mib * MiB, fmt === 'tgz', FILE_MIB * MiB);
   }
 
   const results: UploadResult[] = [];

@@ -1,9 +1,9 @@
 /**
- * What a workspace filesystem costs (issue 3 part B): every task without a workspace creates an
+ * What a workspace filesystem costs: every task without a workspace creates an
  * empty one, and every task mounts and unmounts its workspace. Measures, with the server's own
  * WorkspaceStorage, the median of N runs of each step, against a plain mkdir/rmdir.
  *
- *   npm run build && node dist/bench/workspace-storage.js [--runs 30] [--quota-mb 1024]
+ *   npm run build && npm run bench -- workspace-storage [--runs 30] [--quota-mb 1024]
  *
  * A benchmark, not a test: prints figures and exits 0. Needs root (mkfs, mount). Everything lives
  * in a temporary directory that is unmounted and removed at the end.
@@ -107,5 +107,5 @@ console.log(`  mount (loop)                 ${fmt(median(times.mount!))}`);
 console.log(`  read-back view (bind, remount ro,nosymfollow, unmount) ${fmt(median(times.view!))}`);
 console.log(`  unmount                      ${fmt(median(times.unmount!))}`);
 console.log(`  destroy (image + mount point) ${fmt(median(times.destroy!))}`);
-console.log(`  a task without a workspace pays create+mount+unmount = ${fmt(perTask)} (${(perTask / median(times.plain!)).toFixed(0)}x a plain directory; ~128 ms is the API path for \`echo hi\`, STACK-NOTES)`);
+console.log(`  a task without a workspace pays create+mount+unmount = ${fmt(perTask)} (${(perTask / median(times.plain!)).toFixed(0)}x a plain directory)`);
 console.log(`  archive of ${archiveMib} MiB (half random): server walk ${fmt(median(times.archive!))} (${(archiveMib / (median(times.archive!) / 1000)).toFixed(0)} MiB/s), \`tar -czf\` ${fmt(median(times.tar!))}, ratio ${(median(times.archive!) / median(times.tar!)).toFixed(2)}x`);

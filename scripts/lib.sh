@@ -5,7 +5,7 @@
 #
 # Sourcing sets SANDBOXSHIFT_ROOT (the repository root) and exports CONTAINERS_CONF pointing at
 # the project's own deploy/containers.conf, so every podman process the scripts start uses runc,
-# explicit ulimits and cgroupfs (DESIGN 4 and 10) without touching system-wide configuration.
+# explicit ulimits and cgroupfs without touching system-wide configuration.
 
 if [[ -n "${_SANDBOXSHIFT_LIB_SOURCED:-}" ]]; then
   return 0

@@ -3,11 +3,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { UpstreamProxy } from './egress/upstream.js';
+import { registerBodyDeadline } from './http/body-deadline.js';
 import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
+import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
@@ -42,10 +44,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
   }) as unknown as FastifyInstance;
   registerErrorHandling(app);
+  registerBodyDeadline(app, deps.config.requests.bodyTimeoutSeconds);
   // JSON, plus archives and multipart where the intake routes accept them: anything else is 415.
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir, deps.caBundlePath ?? null, deps.upstreamProxy ?? null);
   await app.register(websocket, { options: { maxPayload: 2 * 1024 * 1024 } });
+  // Host and Origin checks ahead of every route, body parser and WebSocket upgrade. After the
+  // websocket plugin's own onRequest hook (it only marks upgrade requests), so that a refused
+  // upgrade's socket is still closed once the JSON error has been written.
+  registerRequestGuard(app, {
+    listenHost: deps.config.listen.host,
+    allowedHosts: deps.config.http.allowedHosts,
+    allowedOrigins: deps.config.http.allowedOrigins,
+  });
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);

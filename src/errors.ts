@@ -9,8 +9,12 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'No such route' },
   TASK_NOT_FOUND: { status: 404, message: 'No task with this id' },
   WORKSPACE_NOT_FOUND: { status: 404, message: 'No workspace with this id' },
+  // Browser-facing checks made before any other work (src/http/request-guard.ts).
+  ORIGIN_NOT_ALLOWED: { status: 403, message: "The request comes from a web page of another origin (Origin or Sec-Fetch-Site) that http.allowedOrigins does not list" },
+  HOST_NOT_ALLOWED: { status: 421, message: 'The Host header names neither this server (its listen address, a loopback name) nor an entry of http.allowedHosts' },
   TASK_NOT_ACTIVE: { status: 409, message: 'The task has already finished' },
   STDIN_NOT_ENABLED: { status: 409, message: 'The task was not submitted with "stdin": true' },
+  BODY_TIMEOUT: { status: 408, message: 'The request body did not arrive within the configured time' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body exceeds the configured maximum' },
   WORKSPACE_TOO_MANY_FILES: { status: 413, message: 'The workspace has more files than allowed' },
   WORKSPACE_TOO_LARGE: { status: 413, message: 'The workspace content exceeds the allowed size' },
@@ -22,7 +26,7 @@ export const ERRORS = {
   IMAGE_UNKNOWN: { status: 422, message: 'The image is not in the configured image table' },
   IMAGE_AMBIGUOUS: { status: 422, message: 'The workspace markers need an explicit image' },
   IMAGE_MISSING: { status: 422, message: 'The image is not present on the engine' },
-  // Egress allowlists (issue 4): src/egress/policy.ts and the relay check in the task manager.
+  // Egress allowlists: src/egress/policy.ts and the relay check in the task manager.
   EGRESS_PATTERN_INVALID: { status: 400, message: 'An egress allowlist entry is not a host name or *.suffix' },
   EGRESS_PATTERN_TOO_BROAD: { status: 422, message: 'An egress allowlist entry covers a whole public suffix' },
   EGRESS_OUTSIDE_CEILING: { status: 422, message: "An egress allowlist entry is outside the server's ceiling" },
@@ -46,14 +50,15 @@ export const ERRORS = {
   GIT_TIMEOUT: { status: 422, message: 'Fetching the repository took longer than allowed' },
   GIT_TOO_LARGE: { status: 413, message: 'The repository is larger than allowed' },
   HOST_PATH_NOT_FOUND: { status: 404, message: 'No such directory under a configured host root' },
-  MULTIPART_INVALID: { status: 400, message: 'The multipart body needs a "task" JSON part followed by one "workspace" archive part' },
+  MULTIPART_INVALID: { status: 400, message: 'The multipart body needs a "task" JSON part followed by one "workspace" archive part, and nothing else' },
   INTERNAL: { status: 500, message: 'Internal server error' },
-  // Workspace storage, read-back, lifecycle and sandboxshift.yaml (issue 3, part B).
+  // Workspace storage, read-back, lifecycle and sandboxshift.yaml.
   WORKSPACE_BUSY: { status: 409, message: 'A task is queued or running on the workspace, or the server is reading it' },
   WORKSPACE_QUOTA_EXCEEDED: { status: 413, message: 'The workspace content exceeds the workspace disk quota' },
   WORKSPACE_FILE_NOT_FOUND: { status: 404, message: 'No such file in the workspace' },
   WORKSPACE_FILE_IS_LINK: { status: 422, message: 'The path is, or passes through, a symbolic link; links are never followed' },
   WORKSPACE_FILE_NOT_REGULAR: { status: 422, message: 'The path is not a regular file' },
+  WORKSPACE_FILE_TOO_LARGE: { status: 422, message: "The file is larger than the workspace's disk quota (a sparse file), so it is not sent" },
   PROJECT_FILE_INVALID: { status: 422, message: 'The workspace sandboxshift.yaml is not valid' },
   PROJECT_FILE_TOO_LARGE: { status: 413, message: 'The workspace sandboxshift.yaml is larger than allowed' },
 } as const satisfies Record<string, { status: number; message: string }>;

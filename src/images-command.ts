@@ -84,7 +84,7 @@ export async function imagesReport(configIn: Readonly<Config>, argv: readonly st
     else await waitForSocket(socketPath, config.engine.startTimeoutSeconds * 1000);
     const engine = PodmanEngine.forSocket(
       socketPath,
-      { serverId: 'images-command', seccompProfilePath: '', tmpfsMb: 1, nofile: 1024, nproc: 1024 },
+      { serverId: 'images-command', seccompProfilePath: '', hostsFilePath: '', tmpfsMb: 1, nofile: 1024, nproc: 1024 },
       new KernelLogOomProbe(),
       log,
     );

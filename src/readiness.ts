@@ -1,14 +1,17 @@
 import { mkdirSync, chownSync } from 'node:fs';
+import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config, ImagesConfig } from './config/schema.js';
 import { imageTable } from './detection/detect.js';
 import type { ContainerEngine } from './runtime/engine.js';
+import { runtimeReport, type RuntimeReport } from './runtime/versions.js';
 import { SANDBOX_UID } from './workspace/workspaces.js';
 
 export interface ReadinessReport {
   ready: boolean;
   engine: { reachable: boolean; canStartContainer: boolean; error: string | null; checkedAt: string | null };
   images: { name: string; present: boolean; required: boolean; build: string }[];
+  runtime: RuntimeReport;
 }
 
 /**
@@ -32,6 +35,8 @@ export function requiredImages(images: Readonly<ImagesConfig>): string[] {
  */
 export class Readiness {
   private lastProbe: { ok: boolean; error: string | null; at: number } | null = null;
+  /** Versions do not change while the engine runs: asked once, again only after a failed ask. */
+  private runtime: RuntimeReport | null = null;
 
   constructor(
     private readonly config: Readonly<Config>,
@@ -75,6 +80,18 @@ export class Readiness {
     }
   }
 
+  /** Podman, runc, runsc and kernel versions, and warnings about them (a runc without the CVE fixes). */
+  async runtimeVersions(): Promise<RuntimeReport> {
+    if (this.runtime) return this.runtime;
+    try {
+      this.runtime = runtimeReport(await this.engine.versions(), release());
+      return this.runtime;
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'runtime versions unavailable');
+      return runtimeReport(null, release());
+    }
+  }
+
   async check(force = false): Promise<ReadinessReport> {
     let reachable = true;
     let error: string | null = null;
@@ -114,6 +131,7 @@ export class Readiness {
         checkedAt: this.lastProbe ? new Date(this.lastProbe.at).toISOString() : null,
       },
       images,
+      runtime: reachable ? await this.runtimeVersions() : runtimeReport(null, release()),
     };
   }
 }

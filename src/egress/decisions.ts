@@ -1,4 +1,4 @@
-/** One egress decision of the proxy (DESIGN.md section 9: GET /v1/tasks/:id/egress). */
+/** One egress decision of the proxy (served by GET /v1/tasks/:id/egress). */
 export interface EgressDecision {
   time: string;
   host: string;

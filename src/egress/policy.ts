@@ -3,7 +3,7 @@ import { parse as parseDomain } from 'tldts';
 import { AppError } from '../errors.js';
 
 /**
- * Egress allowlist policy (DESIGN.md section 9), pure: which host names a task may reach.
+ * Egress allowlist policy, pure: which host names a task may reach.
  *
  * Entries are exact host names (`api.example.com`) or wildcards (`*.example.org`, matching
  * subdomains but not the apex). IP literals are never entries: the proxy resolves names itself,

@@ -130,8 +130,14 @@ const idParam = (what: 'task' | 'workspace') => ({
 
 const json = (schema: Json) => ({ 'application/json': { schema } });
 
+/**
+ * Codes every route (and an unmatched one) can answer before any other work: the Host and Origin
+ * checks of src/http/request-guard.ts.
+ */
+const GUARD_CODES: ErrorCode[] = ['ORIGIN_NOT_ALLOWED', 'HOST_NOT_ALLOWED'];
+
 /** Codes every route that parses a request body can produce (Fastify's content-type parsers). */
-const BODY_CODES: ErrorCode[] = ['MALFORMED_JSON', 'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];
+const BODY_CODES: ErrorCode[] = ['MALFORMED_JSON', 'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'BODY_TIMEOUT'];
 /** Codes of inline workspace files (checkInlineFiles / checkRelativePath). */
 const INLINE_FILE_CODES: ErrorCode[] = [
   'WORKSPACE_TOO_MANY_FILES',
@@ -440,7 +446,7 @@ const OPERATIONS: Operation[] = [
     responses: { '200': { description: 'The workspace', content: json(ref('Workspace')) } },
     errors: ['WORKSPACE_NOT_FOUND', 'INTERNAL'],
   },
-  // Issue 3 part B: lifecycle and read-back.
+  // Workspace lifecycle and read-back.
   {
     method: 'delete',
     path: '/v1/workspaces/{id}',
@@ -463,11 +469,18 @@ const OPERATIONS: Operation[] = [
       'Directories, regular files and symbolic links. Links come back as link entries and are never followed; FIFOs, sockets and devices are left out. Ownership reads 65532; setuid/setgid/sticky bits are not carried.',
       'The server reads through a read-only view of the workspace on which the kernel follows no symbolic link, so a link a task planted, or swapped in for a directory during the read, yields nothing from outside the workspace (such entries are skipped).',
       'Allowed while a task runs on the workspace: the archive then reflects the content as the walk finds it, file by file (each file is sent with the size it had when opened).',
+      "The archive never holds more file bytes than the workspace's disk quota (a sparse file can claim far more): a file larger than the quota, or one that would take the archive's total past it, is left out. The `X-SandboxShift-Omitted` header counts the files left out, and when there are any the archive's last entry is a regular file `.sandboxshift-omitted.txt` with one line per file: `<reason>\\t<size>\\t<path>`, reason `larger_than_quota` or `total_over_quota`. The header is counted by a walk before the body is sent; a file that grew past the budget while the archive was sent is left out too and listed, so the list is the complete account.",
     ].join('\n\n'),
     parameters: [idParam('workspace')],
     responses: {
       '200': {
         description: 'A gzip-compressed tar archive',
+        headers: {
+          'X-SandboxShift-Omitted': {
+            description: 'How many files the archive leaves out because they would pass the workspace quota (0: none); see `.sandboxshift-omitted.txt`',
+            schema: { type: 'integer', minimum: 0 },
+          },
+        },
         content: { 'application/gzip': { schema: { type: 'string', contentMediaType: 'application/gzip' } } },
       },
     },
@@ -480,7 +493,7 @@ const OPERATIONS: Operation[] = [
     tags: ['workspaces'],
     summary: "One file's bytes",
     description:
-      'The path is relative to the workspace root (its segments percent-encoded as needed). Only regular files are served: a path that is, or passes through, a symbolic link is 422 WORKSPACE_FILE_IS_LINK; a directory, FIFO, socket or device is 422 WORKSPACE_FILE_NOT_REGULAR (directories are not listed: use the archive); `..`, absolute or malformed paths are refused like inline file paths. Allowed while a task runs on the workspace.',
+      'The path is relative to the workspace root (its segments percent-encoded as needed). Only regular files are served: a path that is, or passes through, a symbolic link is 422 WORKSPACE_FILE_IS_LINK; a directory, FIFO, socket or device is 422 WORKSPACE_FILE_NOT_REGULAR (directories are not listed: use the archive); `..`, absolute or malformed paths are refused like inline file paths. A file larger than the workspace\'s disk quota (a sparse file) is 422 WORKSPACE_FILE_TOO_LARGE (details `size`, `limit`): a read-back never sends more bytes than the quota. Allowed while a task runs on the workspace.',
     parameters: [
       idParam('workspace'),
       { name: 'path', in: 'path', required: true, description: 'Relative path of a regular file in the workspace (may contain `/`)', schema: { type: 'string' } },
@@ -496,6 +509,7 @@ const OPERATIONS: Operation[] = [
       'WORKSPACE_FILE_NOT_FOUND',
       'WORKSPACE_FILE_IS_LINK',
       'WORKSPACE_FILE_NOT_REGULAR',
+      'WORKSPACE_FILE_TOO_LARGE',
       'WORKSPACE_PATH_INVALID',
       'WORKSPACE_PATH_ESCAPE',
       'WORKSPACE_PATH_TOO_DEEP',
@@ -537,7 +551,7 @@ const OPERATIONS: Operation[] = [
 ];
 
 function operationObject(op: Operation): Json {
-  const errors = errorResponses(op.errors);
+  const errors = errorResponses([...op.errors, ...GUARD_CODES]);
   if (op.path === '/v1/tasks/{id}/stream' && errors['404']) {
     errors['404'] = {
       ...errors['404'],
@@ -557,9 +571,11 @@ function operationObject(op: Operation): Json {
 }
 
 const DESCRIPTION = [
-  'Runs shell tasks in hardened Podman containers and streams their output live (DESIGN.md section 7 is the contract).',
+  'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 403 a request from a web page of another origin; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable; 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  '',
+  'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
   '',
   'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
 ].join('\n');
@@ -583,7 +599,7 @@ export function openapiDocument(): Json {
     components: {
       schemas: { ...components(RESPONSE_COMPONENTS, 'output'), ...components(REQUEST_COMPONENTS, 'input') },
     },
-    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND']) },
+    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', ...GUARD_CODES]) },
   };
 }
 

@@ -7,7 +7,7 @@ import type { publicTask } from '../tasks/model.js';
 import type { workspaceView } from './workspaces.js';
 
 /**
- * Zod schemas for every body the server sends (DESIGN.md sections 7 and 9). openapi.ts turns them
+ * Zod schemas for every body the server sends. openapi.ts turns them
  * into the components of the OpenAPI document; the type assertions at the end of this file keep
  * them in step with the values the routes actually build, so a field added to a task, a workspace
  * or the readiness report fails `tsc` here until its schema is updated (and then the openapi unit
@@ -36,7 +36,7 @@ export const taskReason = z
   .enum(['timeout', 'oom', 'disk_quota', 'cancelled', 'engine_error', 'image_missing', 'lost'])
   .nullable()
   .describe(
-    'Why the task ended as it did: `oom` (failed: memory limit), `disk_quota` (failed: it filled its workspace quota), `timeout` (timed_out), `cancelled` (cancelled), `engine_error`, `image_missing` or `lost` (error); null otherwise',
+    'Why the task ended as it did: `oom` (failed, and the OOM killer acted in it: memory limit), `disk_quota` (failed: it filled its workspace quota), `timeout` (timed_out), `cancelled` (cancelled), `engine_error`, `image_missing` or `lost` (error); null otherwise',
   );
 
 export const imageChoice = z
@@ -62,6 +62,9 @@ export const taskView = z
     finishedAt: isoTime.nullable().describe('When the task reached its final status'),
     durationMs: count.nullable().describe('Milliseconds from start to finish; null unless the task started and finished'),
     exitCode: z.int().nullable().describe("The container's exit code whenever the container ran (137 after a kill), else null"),
+    oomKills: count.describe(
+      "Processes the kernel OOM killer killed in the task's memory cgroup (PID 1 or any child), whatever the exit code; 0 until the task ends. A non-zero exit with kills has reason `oom`",
+    ),
     reason: taskReason,
     error: z.string().nullable().describe('What went wrong on the server side when the status is error (or the sandbox never started); null otherwise'),
     output: z
@@ -132,7 +135,10 @@ export const workspaceViewSchema = z
       .describe('Image detection for this workspace'),
     createdAt: isoTime,
     lastUsedAt: isoTime.describe('Last task, intake or read-back on the workspace'),
-    expiresAt: isoTime.describe('When the TTL sweep may remove it if it stays unused (lastUsedAt + workspaces.ttlSeconds)'),
+    ephemeral: z
+      .boolean()
+      .describe('Created for a single task (no workspace, inline files, or a multipart archive): it expires workspaces.ephemeralTtlSeconds after its last use; a later task that names it by id makes it regular (false)'),
+    expiresAt: isoTime.describe('When the TTL sweep may remove it if it stays unused (lastUsedAt + workspaces.ttlSeconds, or + workspaces.ephemeralTtlSeconds when ephemeral)'),
     usage: z
       .strictObject({
         usedBytes: count.describe("Bytes in use on the workspace's own filesystem (statfs), refreshed after each task"),
@@ -142,7 +148,7 @@ export const workspaceViewSchema = z
   })
   .describe('A workspace');
 
-/** GET /v1/tasks/:id/egress (issue 4). */
+/** GET /v1/tasks/:id/egress. */
 export const egressDecision = z
   .strictObject({
     time: isoTime,
@@ -205,8 +211,22 @@ export const readinessReport = z
         build: z.string().describe('Command an operator runs to build it'),
       }),
     ),
+    runtime: z
+      .strictObject({
+        podman: z.string().nullable().describe('Podman version (null: the engine did not answer)'),
+        runc: z.string().nullable().describe("runc version, such as 1.1.5+ds1 (null: the engine did not answer or its default runtime is not runc)"),
+        runcPackage: z.string().nullable().describe('Distribution package of that runc, such as runc_1.1.5+ds1-1+deb12u1_amd64, when the engine names one'),
+        runsc: z.string().nullable().describe('Installed gVisor runsc version (null: none known to the engine)'),
+        kernel: z.string().describe('Host kernel release'),
+        warnings: z
+          .array(z.string())
+          .describe(
+            'Problems with these versions; a runc without the fixes for CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (runc 1.2.8, 1.3.3, 1.4.0-rc.3, or a distribution build whose changelog names all three) is one. Warnings do not affect `ready`',
+          ),
+      })
+      .describe('Engine, OCI runtime and kernel versions; logged at start-up'),
   })
-  .describe('Readiness: engine reachable, a hardened container starts, required images present');
+  .describe('Readiness: engine reachable, a hardened container starts, required images present; runtime versions and their warnings');
 
 const seq = z.int().min(1).describe('Starts at 1 for each task and increases by one per frame');
 

@@ -125,12 +125,18 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   }
   // The image (unknown, ambiguous, missing) and queue room are checked on the extracted files
   // inside createWith: a refusal there removes them and records nothing.
-  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, async (rootFiles, dir) =>
-    manager.precheckImageAndQueue(body, rootFiles, await readProjectFile(dir, config.workspaces.projectFileBytes)),
-  );
+  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, async (rootFiles, dir) => {
+    // Nothing may follow the workspace part (a second workspace or task part): checked once the
+    // archive is read, before its workspace is recorded.
+    await noMoreParts(parts);
+    await manager.precheckImageAndQueue(body, rootFiles, await readProjectFile(dir, config.workspaces.projectFileBytes));
+  });
   try {
     // readonly left out: the archive's sandboxshift.yaml (workspace.readonly) may set it.
-    return await manager.submit({ ...body, workspace: { id: w.id } });
+    const task = await manager.submit({ ...body, workspace: { id: w.id } });
+    // The workspace was made for this task: it expires ephemeralTtlSeconds after its last use.
+    intake.markEphemeral(w.id);
+    return task;
   } catch (err) {
     // Only a check made by submit() alone (e.g. the network allowlist) or a queue that filled
     // meanwhile gets here: the workspace is complete and stays usable, so name it.
@@ -141,6 +147,20 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   }
 }
 
+const PART_LIMITS = new Set(['FST_PARTS_LIMIT', 'FST_FILES_LIMIT', 'FST_FIELDS_LIMIT']);
+
+/** The body must end after the workspace part; a further part (or the plugin's part limits) is MULTIPART_INVALID. */
+async function noMoreParts(parts: AsyncIterableIterator<{ fieldname: string }>): Promise<void> {
+  let next;
+  try {
+    next = await parts.next();
+  } catch (err) {
+    if (PART_LIMITS.has((err as { code?: string }).code ?? '')) throw new AppError('MULTIPART_INVALID', { rule: 'extra_part', reason: (err as Error).message });
+    throw err;
+  }
+  if (!next.done) throw new AppError('MULTIPART_INVALID', { rule: 'extra_part', got: next.value.fieldname });
+}
+
 /** @fastify/multipart's own errors → our codes. */
 function asMultipartError(err: unknown, config: Readonly<Config>): unknown {
   if (err instanceof AppError) return err;
@@ -149,6 +169,7 @@ function asMultipartError(err: unknown, config: Readonly<Config>): unknown {
   if (code === 'FST_REQ_FILE_TOO_LARGE') {
     return new AppError('ARCHIVE_TOO_LARGE', { limit: config.workspaces.archive.maxCompressedBytes, bound: 'workspaces.archive.maxCompressedBytes' });
   }
+  if (PART_LIMITS.has(code)) return new AppError('MULTIPART_INVALID', { rule: 'extra_part', reason: (err as Error).message });
   if (code.startsWith('FST_') || /multipart|boundary/i.test((err as Error).message ?? '')) {
     return new AppError('MULTIPART_INVALID', { rule: 'malformed', reason: (err as Error).message });
   }

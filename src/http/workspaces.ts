@@ -2,10 +2,11 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config/schema.js';
 import { detectImage } from '../detection/detect.js';
 import type { WorkspaceRecord } from '../store/sqlite.js';
-import { openViewFile, packView } from '../workspace/readback.js';
+import { openViewFile, packView, planView } from '../workspace/readback.js';
 import type { Workspaces } from '../workspace/workspaces.js';
 
 export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
+  const ttl = w.ephemeral ? config.workspaces.ephemeralTtlSeconds : config.workspaces.ttlSeconds;
   const detection = detectImage(w.markers, config.images);
   return {
     id: w.id,
@@ -14,10 +15,17 @@ export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
     image: { name: detection.name, markers: detection.markers },
     createdAt: w.createdAt,
     lastUsedAt: w.lastUsedAt,
-    expiresAt: new Date(Date.parse(w.lastUsedAt) + config.workspaces.ttlSeconds * 1000).toISOString(),
+    ephemeral: w.ephemeral,
+    expiresAt: new Date(Date.parse(w.lastUsedAt) + ttl * 1000).toISOString(),
     usage: { usedBytes: w.usedBytes, quotaBytes: w.quotaBytes },
   };
 }
+
+/** Header of GET /v1/workspaces/:id/archive: how many files the archive leaves out. */
+export const OMITTED_HEADER = 'x-sandboxshift-omitted';
+
+/** The most file bytes a read-back sends: the workspace's quota (a sparse file may claim more). */
+const readbackLimit = (w: WorkspaceRecord, config: Readonly<Config>) => w.quotaBytes || config.workspaces.quotaMb * 1024 * 1024;
 
 const idOf = (params: unknown) => (params as { id: string }).id;
 
@@ -40,12 +48,21 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
   app.get('/v1/workspaces/:id/archive', async (req, reply) => {
     const w = workspaces.get(idOf(req.params));
     const view = await workspaces.storage.openView(w.id);
+    let plan;
+    try {
+      plan = await planView(view.dir, readbackLimit(w, config));
+    } catch (err) {
+      await view.close();
+      throw err;
+    }
     workspaces.touch(w.id);
-    const stream = packView(view.dir, (r) => {
+    const stream = packView(view.dir, plan, (r) => {
       if (r.error) req.log.error({ workspaceId: w.id, err: r.error }, 'workspace archive failed');
-      else req.log.info({ workspaceId: w.id, entries: r.entries, skipped: r.skipped }, 'workspace archive sent');
+      else req.log.info({ workspaceId: w.id, entries: r.entries, skipped: r.skipped, omitted: r.omitted }, 'workspace archive sent');
       void view.close();
     });
+    // Counted before the body is sent; the archive's last entry lists every file left out.
+    reply.header(OMITTED_HEADER, String(plan.omitted.length));
     reply.raw.once('close', () => stream.destroy());
     cutOffWhenIdle(reply, config.workspaces.readbackIdleSeconds);
     return sendStream(reply, stream, 'application/gzip', `${w.id}.tar.gz`);
@@ -57,7 +74,7 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
     const view = await workspaces.storage.openView(w.id);
     let file;
     try {
-      file = await openViewFile(view.dir, path, config.workspaces);
+      file = await openViewFile(view.dir, path, config.workspaces, readbackLimit(w, config));
     } catch (err) {
       await view.close();
       throw err;

@@ -3,6 +3,8 @@
  * sandbox and receives ordered output events and exactly one exit. Only src/runtime/ knows that
  * Podman (through dockerode) sits behind it.
  */
+import type { RuncReport } from './versions.js';
+
 export type StreamName = 'stdout' | 'stderr';
 
 export interface SandboxRequest {
@@ -18,7 +20,7 @@ export interface SandboxRequest {
   pids: number;
   stdin: boolean;
   /**
-   * Egress (issue 4): present when the task has an allowlist. The container keeps NetworkMode none;
+   * Egress: present when the task has an allowlist. The container keeps NetworkMode none;
    * the proxy's per-task socket is bind-mounted read-only and the image's relay wraps the command.
    */
   egress?: SandboxEgress | undefined;
@@ -36,8 +38,8 @@ export interface SandboxEgress {
 export interface SandboxExit {
   /** The container's exit code, or null when it never ran. */
   exitCode: number | null;
-  /** True when the kernel OOM killer ended the task (checked from more than Podman's flag). */
-  oomKilled: boolean;
+  /** Processes the kernel OOM killer killed in the container's memory cgroup (PID 1 or children). */
+  oomKills: number;
 }
 
 export interface SandboxHandlers {
@@ -65,6 +67,17 @@ export interface ContainerEngine {
   start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox>;
   /** Remove every container this server left behind (by label). Returns how many. */
   reapOrphans(): Promise<number>;
+  /** Versions of the engine and its OCI runtimes; throws EngineError when the engine does not answer. */
+  versions(): Promise<EngineVersions>;
+}
+
+export interface EngineVersions {
+  /** The engine's own version (Podman's), null when it names none. */
+  podman: string | null;
+  /** The runc the engine runs containers with, null when its default runtime is not runc. */
+  runc: RuncReport | null;
+  /** The installed gVisor runsc's version, null when the engine knows of no runsc binary. */
+  runsc: string | null;
 }
 
 export class EngineError extends Error {

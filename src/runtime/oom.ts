@@ -1,26 +1,32 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 
 /**
- * Tells whether the kernel's OOM killer acted in a container's memory cgroup. On cgroup v1 Podman's
- * `OOMKilled` often reads false and the container's cgroup (and its counter) is gone once it has
- * exited, but the kernel log line `oom-kill:... oom_memcg=/.../libpod-<id>` names the container.
+ * Counts the kernel OOM killer's kills in a container's memory cgroup, whichever process it chose
+ * (PID 1 or a child). On cgroup v1 Podman's `OOMKilled` often reads false, the container's cgroup
+ * (and its `memory.oom_control` counter) is gone once it has exited, and parents do not add up
+ * their children's kills; but every kill writes one kernel log record
+ * `oom-kill:... oom_memcg=/.../libpod-<id>,...` naming the container, which outlives it.
+ * The kernel rate-limits that record (10 per 5 s host-wide): under a burst the count is a lower bound.
  */
 export interface OomProbe {
-  wasOomKilled(containerId: string): boolean;
+  oomKills(containerId: string): number;
 }
 
 export class KernelLogOomProbe implements OomProbe {
   constructor(private readonly path = '/dev/kmsg') {}
 
-  wasOomKilled(containerId: string): boolean {
-    const needle = `libpod-${containerId}`;
+  oomKills(containerId: string): number {
+    // The cgroup path ends with the id: `oom_memcg=/libpod_parent/libpod-<id>,task_memcg=...`.
+    const needle = `oom_memcg=`;
+    const name = `libpod-${containerId}`;
     let fd: number;
     try {
       fd = openSync(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch {
-      return false;
+      return 0;
     }
     const buf = Buffer.alloc(16 * 1024);
+    let kills = 0;
     try {
       // /dev/kmsg returns one record per read and EAGAIN at the end of the ring buffer.
       for (let i = 0; i < 1_000_000; i++) {
@@ -34,11 +40,14 @@ export class KernelLogOomProbe implements OomProbe {
         }
         if (n <= 0) break;
         const line = buf.toString('utf8', 0, n);
-        if (line.includes('oom_memcg=') && line.includes(needle)) return true;
+        const at = line.indexOf(needle);
+        if (at < 0 || !line.includes('oom-kill:')) continue;
+        const memcg = line.slice(at + needle.length).split(',')[0] ?? '';
+        if (memcg.endsWith(name)) kills++;
       }
     } finally {
       closeSync(fd);
     }
-    return false;
+    return kills;
   }
 }

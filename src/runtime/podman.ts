@@ -8,7 +8,9 @@ import {
   type SandboxExit,
   type SandboxHandlers,
   type SandboxRequest,
+  type EngineVersions,
 } from './engine.js';
+import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { StreamDemuxer } from './demux.js';
 import { LABEL_SERVER } from './labels.js';
 import type { OomProbe } from './oom.js';
@@ -70,6 +72,24 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
+  async versions(): Promise<EngineVersions> {
+    let version: Docker.DockerVersion;
+    let info: { Runtimes?: Record<string, { path?: string }> };
+    try {
+      [version, info] = await Promise.all([this.docker.version(), this.docker.info() as Promise<typeof info>]);
+    } catch (err) {
+      throw new EngineError(`version query failed: ${describe(err)}`, isUnavailable(err));
+    }
+    const components = (version.Components ?? []) as { Name: string; Version: string; Details?: { Package?: string } }[];
+    const runcComponent = components.find((c) => c.Name === 'OCI Runtime (runc)');
+    const pkg = runcComponent?.Details?.Package ?? null;
+    return {
+      podman: components.find((c) => c.Name === 'Podman Engine')?.Version ?? version.Version ?? null,
+      runc: runcComponent ? { text: runcComponent.Version, package: pkg, packageCves: await debianChangelogCves(pkg) } : null,
+      runsc: await runscVersion(info.Runtimes?.runsc?.path ?? null),
+    };
+  }
+
   async start(req: SandboxRequest, handlers: SandboxHandlers): Promise<RunningSandbox> {
     const spec = buildContainerSpec(req, this.settings);
     let container: Docker.Container;
@@ -81,7 +101,7 @@ export class PodmanEngine implements ContainerEngine {
     const id = container.id;
     let sock: Socket;
     try {
-      // Attach before start: attaching runs `runc create`, so OCI errors surface here (STACK-NOTES).
+      // Attach before start: attaching runs `runc create`, so OCI errors surface here.
       sock = await this.attach(id, req.stdin);
     } catch (err) {
       await this.remove(id);
@@ -136,7 +156,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** Raw hijacked attach that sends no body: docker-modem would otherwise write its options
-   * JSON into the container's stdin (STACK-NOTES, "Stdin and a warm path"). */
+   * JSON into the container's stdin. */
   private attach(id: string, stdin: boolean): Promise<Socket> {
     return new Promise((resolve, reject) => {
       this.docker.modem.dial(
@@ -175,10 +195,11 @@ export class PodmanEngine implements ContainerEngine {
     } catch (err) {
       this.log.warn({ containerId: container.id, err: describe(err) }, 'inspect after exit failed');
     }
-    // The OOM killer sends SIGKILL: only an exit of 128+9 can be its doing (and needs the log read).
-    const oomKilled = oomFlag || (exitCode === 137 && this.oom.wasOomKilled(container.id));
+    // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
+    // be killed while PID 1 goes on and exits 0.
+    const oomKills = Math.max(oomFlag ? 1 : 0, this.oom.oomKills(container.id));
     await this.remove(container.id);
-    return { exitCode, oomKilled };
+    return { exitCode, oomKills };
   }
 
   private async remove(id: string): Promise<void> {

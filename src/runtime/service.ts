@@ -43,7 +43,7 @@ export async function waitForSocket(socketPath: string, timeoutMs: number, child
 }
 
 /**
- * A Podman API service the server starts and owns (DESIGN.md section 10): runc, the project's
+ * A Podman API service the server starts and owns: runc, the project's
  * containers.conf through CONTAINERS_CONF, a socket under the data directory. Stopped by PID.
  */
 export class OwnedPodmanService {

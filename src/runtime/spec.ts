@@ -7,6 +7,8 @@ import { taskLabels } from './labels.js';
 export interface SandboxSettings {
   serverId: string;
   seccompProfilePath: string;
+  /** Host path of the /etc/hosts every task gets (localhost and the sandbox's name only). */
+  hostsFilePath: string;
   tmpfsMb: number;
   nofile: number;
   nproc: number;
@@ -22,6 +24,7 @@ export const TASK_HOME = '/workspace/.home';
  * Where a task with an allowlist finds the egress proxy's socket: outside /workspace, inside the
  * /run tmpfs (runc creates the mount point there; the bind mount itself is read-only).
  */
+export const SANDBOX_HOSTNAME = 'sandbox';
 export const EGRESS_SOCKET = '/run/sandboxshift/egress.sock';
 
 /**
@@ -39,6 +42,9 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   const forced = { ...(egress ? proxyEnv(egress.port) : {}), ...(s.caBundlePath ? caEnv() : {}) };
   const userEnv = Object.entries(req.env).filter(([k]) => !(k in forced));
   const binds = [`${req.workspaceDir}:${WORKSPACE_MOUNT}:${req.workspaceReadonly ? 'ro' : 'rw'},nosuid,nodev`];
+  // Podman writes no /etc/hosts of its own when one is mounted: the task never sees
+  // host.containers.internal, the host's address or the host's names.
+  binds.push(`${s.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`);
   if (egress) binds.push(`${egress.socketPath}:${EGRESS_SOCKET}:ro,nosuid,nodev`);
   if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
   return {
@@ -50,7 +56,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
     Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
-    Hostname: 'sandbox',
+    Hostname: SANDBOX_HOSTNAME,
     Tty: false,
     AttachStdin: req.stdin,
     AttachStdout: true,
@@ -80,6 +86,8 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
         { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
       ],
       NetworkMode: 'none',
+      // A System V IPC / POSIX mqueue namespace of its own, which no other container can join.
+      IpcMode: 'private',
       // The server records output itself; the engine's copy would be uncapped and slower.
       LogConfig: { Type: 'none', Config: {} },
       AutoRemove: false,

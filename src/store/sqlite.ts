@@ -14,6 +14,12 @@ export interface WorkspaceRecord {
   usedBytes: number;
   /** Size of the workspace's filesystem: the hard cap on what tasks may write. */
   quotaBytes: number;
+  /**
+   * Created for a single task (no workspace given, inline files, or a multipart archive): it
+   * expires workspaces.ephemeralTtlSeconds after its last use instead of ttlSeconds. A later task
+   * that names it by id makes it a regular workspace.
+   */
+  ephemeral: boolean;
 }
 
 export interface TaskPage {
@@ -49,7 +55,7 @@ export function decodeCursor(cursor: string): number | null {
 
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
-  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0 };
+  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false };
 }
 
 export class SqliteStore implements Store {
@@ -68,8 +74,9 @@ export class SqliteStore implements Store {
         data TEXT NOT NULL
       );
       CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
+      CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (json_extract(data, '$.finishedAt'));
       CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY, data TEXT NOT NULL);
-      -- Egress decisions (issue 4): bounded per task by egress.maxDecisionsPerTask.
+      -- Egress decisions: bounded per task by egress.maxDecisionsPerTask.
       CREATE TABLE IF NOT EXISTS egress_decisions (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         task_id TEXT NOT NULL,
@@ -119,6 +126,29 @@ export class SqliteStore implements Store {
       .prepare(`SELECT data FROM tasks WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY rowid`)
       .all(...statuses) as { data: string }[];
     return rows.map((r) => JSON.parse(r.data) as TaskRecord);
+  }
+
+  /** Ids of tasks in one of `statuses` that finished before `before` (an ISO time), oldest first. */
+  finishedBefore(statuses: TaskStatus[], before: string, limit: number): string[] {
+    const rows = this.db
+      .prepare(
+        `SELECT id FROM tasks WHERE json_extract(data, '$.finishedAt') < ? AND status IN (${statuses.map(() => '?').join(',')})
+         ORDER BY json_extract(data, '$.finishedAt') LIMIT ?`,
+      )
+      .all(before, ...statuses, limit) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  /** Removes task records with their egress decisions, in one transaction. */
+  deleteTasks(ids: string[]): void {
+    const del = [
+      this.db.prepare('DELETE FROM tasks WHERE id = ?'),
+      this.db.prepare('DELETE FROM egress_decisions WHERE task_id = ?'),
+      this.db.prepare('DELETE FROM egress_dropped WHERE task_id = ?'),
+    ];
+    this.db.transaction(() => {
+      for (const id of ids) for (const stmt of del) stmt.run(id);
+    })();
   }
 
   insertWorkspace(w: WorkspaceRecord): void {

@@ -65,7 +65,7 @@ export interface CaptureSink {
 }
 
 /**
- * One stream's output policy (DESIGN.md section 9): the first `headBytes` go out live; after
+ * One stream's output policy: the first `headBytes` go out live; after
  * that, bytes go to a bounded rolling tail that is emitted once, at exit, after a gap marker.
  */
 export class StreamCapture {

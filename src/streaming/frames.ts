@@ -2,7 +2,7 @@ import type { StreamName } from '../runtime/engine.js';
 
 export type TaskStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'error';
 
-/** Frames as the contract (DESIGN.md sections 7 and 9) defines them; `seq` is added on append. */
+/** Frames as the API serves them (openapi.yaml); `seq` is added on append. */
 export type FrameBody =
   | { type: 'status'; status: TaskStatus }
   | { type: StreamName; data: string }

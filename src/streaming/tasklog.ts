@@ -11,7 +11,7 @@ export const FRAMES_FILE = 'frames.ndjson';
 export const streamFile = (stream: StreamName) => `${stream}.bin`;
 
 /**
- * A task's event log (DESIGN.md section 6, the streaming seam): every frame is appended, with its
+ * A task's event log, the one source every reader streams from: every frame is appended, with its
  * sequence number, to `frames.ndjson` on disk before anyone is told about it, so replay, late
  * subscribers, restarts and slow clients all read from the same place. Exact stream bytes go to
  * `<stream>.bin`. Memory per log is a sparse seq→offset index, nothing else.

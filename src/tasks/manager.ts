@@ -56,7 +56,7 @@ export class TaskManager {
     private readonly logsDir: string,
     private readonly log: Logger,
     private readonly clock: Clock = { now: () => new Date() },
-    /** Egress proxy for tasks with an allowlist (issue 4); null refuses to run such tasks. */
+    /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
@@ -117,7 +117,7 @@ export class TaskManager {
     let projectText: string | null;
     if (ws && 'id' in ws) {
       existingId = this.workspaces.get(ws.id).id;
-      // Issue 3 part B: the stored workspace's root and its sandboxshift.yaml, read safely.
+      // The stored workspace's root and its sandboxshift.yaml, read safely.
       ({ rootEntries, projectFile: projectText } = await this.workspaces.inspect(existingId));
     } else {
       const files = ws?.files ?? {};
@@ -146,6 +146,7 @@ export class TaskManager {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
       workspaceId = this.workspaces.get(existingId).id;
+      this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
     } else {
       workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
@@ -168,6 +169,7 @@ export class TaskManager {
       finishedAt: null,
       durationMs: null,
       exitCode: null,
+      oomKills: 0,
       reason: null,
       error: null,
       output: { stdoutBytes: 0, stderrBytes: 0, truncated: false },
@@ -193,7 +195,7 @@ export class TaskManager {
    * leaves no workspace behind. submit() still makes every check itself.
    */
   async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
-    // The archive's sandboxshift.yaml (issue 3 part B): malformed, above a maximum or an allowlist
+    // The archive's sandboxshift.yaml: malformed, above a maximum or an allowlist
     // the policy refuses is refused here too, before the workspace is recorded.
     const project = projectText === null ? {} : parseProjectFile(projectText);
     resolveLimits(body, this.config, project);
@@ -304,7 +306,7 @@ export class TaskManager {
   }
 
   /**
-   * Issue 3 part B: the workspace's filesystem is mounted for the whole run (until the container
+   * The workspace's filesystem is mounted for the whole run (until the container
    * is removed), then its counts and usage are refreshed and it is unmounted.
    */
   private async run(a: Active): Promise<void> {
@@ -414,6 +416,7 @@ export class TaskManager {
       }
     }
     task.output = { stdoutBytes: captures.stdout.produced, stderrBytes: captures.stderr.produced, truncated };
+    task.oomKills = exit.oomKills;
     if (this.closing && !a.stoppedBy) {
       // The server stopped it on the way down: not the task's own failure.
       task.error = 'the server shut down while the task was running';
@@ -422,7 +425,7 @@ export class TaskManager {
     }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
-    // A failed task that left its workspace full filled its quota (DESIGN 9: reason disk_quota).
+    // A failed task that left its workspace full filled its quota: reason disk_quota.
     const usage = await this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };

@@ -27,6 +27,8 @@ export interface TaskRecord {
   finishedAt: string | null;
   durationMs: number | null;
   exitCode: number | null;
+  /** Processes the kernel OOM killer killed in the task's memory cgroup (0 until it ends). */
+  oomKills: number;
   reason: TaskReason;
   /** Server-side cause when the sandbox never started or was lost; never the task's own output. */
   error: string | null;
@@ -42,20 +44,22 @@ export interface TaskRecord {
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
-  return { ...rest, envKeys: Object.keys(env).sort() };
+  // Records written before the count existed read 0.
+  return { ...rest, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort() };
 }
 
 /**
- * Exit classification (DESIGN.md section 9). `stoppedBy` says whether the server itself stopped
- * the container (timeout or cancel); a 137 the server did not send is the task's own failure.
+ * Exit classification. `stoppedBy` says whether the server itself stopped the container (timeout
+ * or cancel); a 137 the server did not send is the task's own failure, and any non-zero exit of a
+ * task in which the OOM killer acted (PID 1 or a child) is `oom`.
  */
 export function classifyExit(
-  exit: { exitCode: number | null; oomKilled: boolean },
+  exit: { exitCode: number | null; oomKills: number },
   stoppedBy: 'timeout' | 'cancel' | null,
 ): { status: TaskStatus; reason: TaskReason } {
   if (stoppedBy === 'timeout') return { status: 'timed_out', reason: 'timeout' };
   if (stoppedBy === 'cancel') return { status: 'cancelled', reason: 'cancelled' };
   if (exit.exitCode === null) return { status: 'error', reason: 'engine_error' };
   if (exit.exitCode === 0) return { status: 'succeeded', reason: null };
-  return { status: 'failed', reason: exit.oomKilled ? 'oom' : null };
+  return { status: 'failed', reason: exit.oomKills > 0 ? 'oom' : null };
 }

@@ -1,6 +1,6 @@
 /**
  * FIFO admission with a concurrency limit, where a task whose workspace is busy waits without
- * blocking the tasks behind it (DESIGN.md section 9, "Queue").
+ * blocking the tasks behind it.
  */
 export class TaskQueue<T extends { id: string; workspaceId: string }> {
   private readonly waiting: T[] = [];

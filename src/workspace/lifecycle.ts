@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import type { Workspaces } from './workspaces.js';
 
 /**
- * The TTL sweep: every `sweepIntervalSeconds`, workspaces unused for `ttlSeconds` (no task queued
- * or running on them, nothing reading them, last used before the cutoff) are removed with their
- * image and mount point. One sweep at a time; `idle()` waits for the one in progress.
+ * The TTL sweep: every `sweepIntervalSeconds`, expired workspaces (unused for `ttlSeconds`, or
+ * `ephemeralTtlSeconds` for those created for a single task; no task queued or running on them,
+ * nothing reading them) are removed with their image and mount point. One sweep at a time; `idle()` waits for the one in progress.
  */
 export class WorkspaceSweeper {
   private timer: NodeJS.Timeout | undefined;
@@ -13,7 +13,7 @@ export class WorkspaceSweeper {
   constructor(
     private readonly workspaces: Workspaces,
     private readonly busy: (id: string) => boolean,
-    private readonly settings: { ttlSeconds: number; sweepIntervalSeconds: number },
+    private readonly settings: { sweepIntervalSeconds: number },
     private readonly log: Logger,
   ) {}
 
@@ -29,7 +29,7 @@ export class WorkspaceSweeper {
 
   /** Runs one sweep (after the one in progress); returns the ids removed. */
   sweepNow(): Promise<string[]> {
-    const next = this.running.then(() => this.workspaces.sweep(this.settings.ttlSeconds, this.busy));
+    const next = this.running.then(() => this.workspaces.sweep(this.busy));
     this.running = next.then(
       (removed) => {
         if (removed.length) this.log.info({ removed }, 'expired workspaces removed');

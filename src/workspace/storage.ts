@@ -14,7 +14,7 @@ export const SANDBOX_UID = 65532;
 /**
  * One filesystem per workspace: a sparse ext4 image `<root>/<id>.img` of the quota's size,
  * loop-mounted at `<root>/<id>` (nosuid, nodev) only while something uses it (a task, an intake,
- * a read-back). This kernel has no filesystem quotas (STACK-NOTES, "Quotas"): the image size is
+ * a read-back). This kernel has no filesystem quota formats (no project quotas): the image size is
  * the hard cap, a task writing past it gets ENOSPC, and hard links can never reach host files.
  *
  * Mounts are reference-counted per workspace and every mount/unmount of one workspace runs in
@@ -135,7 +135,7 @@ export class WorkspaceStorage {
 
   /**
    * A read-only view of a held workspace in which no symlink is ever followed: a bind mount
-   * remounted `ro,nosymfollow` (STACK-NOTES, "Host-side reads of a workspace"). Any path through
+   * remounted `ro,nosymfollow`. Any path through
    * a link a task planted, even one swapped in during the read, fails with ELOOP in the kernel.
    */
   async openView(id: string): Promise<{ dir: string; close: () => Promise<void> }> {

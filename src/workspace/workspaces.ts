@@ -15,10 +15,12 @@ export interface WorkspaceLimits extends PathLimits {
   maxBytes: number;
 }
 
-/** Storage and lifecycle settings (config `workspaces`, issue 3 part B). */
+/** Storage and lifecycle settings (config `workspaces`). */
 export interface WorkspaceStorageLimits extends WorkspaceLimits {
   quotaMb: number;
   projectFileBytes: number;
+  ttlSeconds: number;
+  ephemeralTtlSeconds: number;
 }
 
 /**
@@ -27,7 +29,7 @@ export interface WorkspaceStorageLimits extends WorkspaceLimits {
  */
 const FULL_BELOW_BYTES = 256 * 1024;
 
-/** The `.home` directory tasks get as HOME (DESIGN.md section 9). */
+/** The `.home` directory tasks get as HOME. */
 export const HOME_DIR = '.home';
 
 export const newWorkspaceId = () => `ws_${randomBytes(12).toString('base64url')}`;
@@ -149,10 +151,29 @@ export class Workspaces {
     return readProjectFile(this.dir(id), this.limits.projectFileBytes);
   }
 
-  /** Creates a workspace from an inline file map; nothing is left behind if it fails. */
+  /**
+   * Creates a task's own workspace from an inline file map (ephemeral: see WorkspaceRecord);
+   * nothing is left behind if it fails.
+   */
   async createFromFiles(files: Record<string, string>, markers: string[]): Promise<WorkspaceRecord> {
     checkInlineFiles(files, this.limits);
-    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers);
+    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true });
+  }
+
+  /** Sets whether a workspace is ephemeral (created for one task) or regular. */
+  setEphemeral(id: string, ephemeral: boolean): void {
+    const w = this.store.getWorkspace(id);
+    if (w && w.ephemeral !== ephemeral) this.store.updateWorkspace({ ...w, ephemeral });
+  }
+
+  /** A task names the workspace by id: from then on it is a regular workspace with the normal TTL. */
+  reuse(id: string): void {
+    this.setEphemeral(id, false);
+  }
+
+  /** When the TTL sweep may remove it: its last use plus the TTL of its kind. */
+  expiresAt(w: WorkspaceRecord): Date {
+    return new Date(Date.parse(w.lastUsedAt) + (w.ephemeral ? this.limits.ephemeralTtlSeconds : this.limits.ttlSeconds) * 1000);
   }
 
   /**
@@ -167,6 +188,7 @@ export class Workspaces {
   async createWith(
     populate: (dir: string) => Promise<void>,
     detectMarkers: (rootFiles: string[]) => string[],
+    opts: { ephemeral?: boolean } = {},
   ): Promise<WorkspaceRecord> {
     const id = newWorkspaceId();
     let held = false;
@@ -201,6 +223,7 @@ export class Workspaces {
         lastUsedAt: now,
         usedBytes: (await this.storage.usage(id)).usedBytes,
         quotaBytes: this.quotaBytes,
+        ephemeral: opts.ephemeral ?? false,
       };
       this.store.insertWorkspace(record);
       return record;
@@ -253,12 +276,12 @@ export class Workspaces {
     await this.storage.destroy(w.id);
   }
 
-  /** Removes workspaces unused for `ttlSeconds` that nothing uses; returns their ids. */
-  async sweep(ttlSeconds: number, busy: (id: string) => boolean): Promise<string[]> {
-    const cutoff = this.now().getTime() - ttlSeconds * 1000;
+  /** Removes expired workspaces (expiresAt: ttlSeconds, or ephemeralTtlSeconds) that nothing uses; returns their ids. */
+  async sweep(busy: (id: string) => boolean): Promise<string[]> {
+    const now = this.now().getTime();
     const removed: string[] = [];
     for (const w of this.store.listWorkspaces()) {
-      if (Date.parse(w.lastUsedAt) > cutoff || busy(w.id) || this.storage.inUse(w.id)) continue;
+      if (this.expiresAt(w).getTime() > now || busy(w.id) || this.storage.inUse(w.id)) continue;
       await this.delete(w.id, busy).then(
         () => removed.push(w.id),
         () => undefined, // became busy meanwhile: next sweep

@@ -19,7 +19,17 @@ t.test('killing PID 1 ends only this task, reported as its own failure', async (
 });
 
 t.test('processes outside the container cannot be seen or signalled', async (t) => {
-  const r = await runTask(srv.url, 'ls /proc | grep -E "^[0-9]+$" | wc -l; kill -0 2>/dev/null 1 && echo init-visible; ps -e -o pid= 2>/dev/null | wc -l');
-  const [count] = r.stdout.trim().split('\n');
-  t.ok(Number(count) < 10, `only the task's own few processes are visible (${count})`);
+  // This test's own process is on the host, outside the task's PID namespace.
+  const hostPid = process.pid;
+  const r = await runTask(
+    srv.url,
+    `ls /proc | grep -cE "^[0-9]+$"; test -e /proc/${hostPid} && echo host-pid-visible; kill -0 ${hostPid} 2>&1; echo rc=$?`,
+  );
+  const m = /^(\d+)\n([\s\S]*)rc=(\d+)\n$/.exec(r.stdout);
+  t.ok(m, `the probe ran to its end: ${JSON.stringify(r.stdout)}`);
+  const [count, said, rc] = [Number(m?.[1]), m?.[2] ?? '', Number(m?.[3])];
+  t.ok(count >= 1 && count < 10, `only the task's own few processes are visible (${count})`);
+  t.notMatch(said, /host-pid-visible/, "the host's process is not in the task's /proc");
+  t.match(said, /No such process/, 'signalling a host PID finds no such process (not merely "not permitted")');
+  t.not(rc, 0, 'kill fails');
 });

@@ -146,3 +146,42 @@ export function multipartBody(task: unknown, archive: Buffer, type = 'applicatio
     '\r\n--sbxboundary--\r\n',
   ].join('');
 }
+
+/**
+ * A zip whose central directory lists `records` entries (distinct names) that all point at the
+ * one local entry at offset 0: an overlapping zip bomb that expands `records` times from one copy.
+ */
+export function overlappingZip(data: Buffer, records: number): Buffer {
+  const one = zip([{ name: 'e0', data }]);
+  const cdStart = one.readUInt32LE(one.length - 22 + 16);
+  const cdLen = one.readUInt32LE(one.length - 22 + 12);
+  const central = one.subarray(cdStart, cdStart + cdLen);
+  const centrals: Buffer[] = [];
+  for (let i = 0; i < records; i++) {
+    const name = Buffer.from(`e${i}`.padEnd(6, '_'));
+    const c = Buffer.from(central.subarray(0, 46));
+    c.writeUInt16LE(name.length, 28);
+    centrals.push(c, name);
+  }
+  const cd = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(records, 8);
+  end.writeUInt16LE(records, 10);
+  end.writeUInt32LE(cd.length, 12);
+  end.writeUInt32LE(cdStart, 16);
+  return Buffer.concat([one.subarray(0, cdStart), cd, end]);
+}
+
+/** A well-formed zip whose central directory lists its entries in reverse order of their data. */
+export function reorderedZip(entries: ZipEntry[]): Buffer {
+  const z = zip(entries);
+  const cdStart = z.readUInt32LE(z.length - 22 + 16);
+  const records: Buffer[] = [];
+  for (let off = cdStart; off < z.length - 22; ) {
+    const len = 46 + z.readUInt16LE(off + 28) + z.readUInt16LE(off + 30) + z.readUInt16LE(off + 32);
+    records.push(z.subarray(off, off + len));
+    off += len;
+  }
+  return Buffer.concat([z.subarray(0, cdStart), ...records.reverse(), z.subarray(z.length - 22)]);
+}

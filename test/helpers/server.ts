@@ -23,6 +23,8 @@ export interface TestServer {
    * while in use: this holds it until the server closes (so a DELETE of it answers 409).
    */
   mountWorkspace(id: string): Promise<string>;
+  /** Drops every open WebSocket from the server side (no close handshake), as a lost connection would. */
+  dropStreams(): number;
   close(): Promise<void>;
 }
 
@@ -73,6 +75,11 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
         held.add(id);
       }
       return services.workspaces.dir(id);
+    },
+    dropStreams() {
+      const clients = [...app.websocketServer.clients];
+      for (const c of clients) c.terminate();
+      return clients.length;
     },
     async close() {
       await app.close();

@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
 import t from 'tap';
-import { api, submit, waitDone } from '../helpers/client.js';
+import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer();
@@ -13,6 +13,20 @@ t.test('an OOM kill reads failed with reason oom', async (t) => {
   });
   const task = await waitDone(srv.url, id);
   t.match(task, { status: 'failed', reason: 'oom', exitCode: 137 });
+  t.ok(task.oomKills >= 1, 'the kill is counted');
+});
+
+t.test('an OOM kill of a child is counted, whatever the exit code', async (t) => {
+  const hog = 'python3 -c "b = bytearray(400 * 1024 * 1024)"';
+  const survived = await runTask(srv.url, `${hog}; echo "child=$?"`, { resources: { memoryMb: 64 } });
+  t.equal(survived.stdout, 'child=137\n', 'the child was killed and the shell went on');
+  t.match(survived.task, { status: 'succeeded', exitCode: 0, reason: null });
+  t.ok(survived.task.oomKills >= 1, `the kill is on the task (oomKills ${survived.task.oomKills})`);
+  const failed = await runTask(srv.url, `${hog}; exit 3`, { resources: { memoryMb: 64 } });
+  t.match(failed.task, { status: 'failed', exitCode: 3, reason: 'oom' }, 'a non-zero exit after a kill in the tree is oom');
+  t.ok(failed.task.oomKills >= 1);
+  const plain = await runTask(srv.url, 'exit 3');
+  t.match(plain.task, { status: 'failed', exitCode: 3, reason: null, oomKills: 0 }, 'no kill, no oom');
 });
 
 t.test('a SIGKILL the server did not send is failed with no reason (not oom)', async (t) => {

@@ -1,4 +1,4 @@
-// The runtime image contract (DESIGN.md section 2, issue 5), checked on every configured image
+// The runtime image contract (images/README.md), checked on every configured image
 // that is present, started the way the server starts it: POST /v1/tasks with "image": name.
 // A default image (python, node, multi) that is missing FAILS this test: setup must build them.
 // Optional images (go, java, rust) are checked when present and listed when not.

@@ -251,6 +251,10 @@ t.test('operations', async (t) => {
   const ready = fromFetch(await api(base, 'GET', '/readyz'));
   t.ok([200, 503].includes(ready.status), `readyz answers 200 or 503 (got ${ready.status})`);
   check(t, 'GET', '/readyz', ready, 'readyz');
+  const foreign = { origin: 'https://evil.test' };
+  await call(t, base, 'POST', '/v1/tasks', '/v1/tasks', 'cross-origin submission', { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, { command: 'true' }, foreign);
+  await call(t, base, 'GET', '/healthz', '/healthz', 'cross-origin healthz', { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, undefined, foreign);
+  await call(t, base, 'GET', '/v1/nope', null, 'cross-origin unknown route', { status: 403, code: 'ORIGIN_NOT_ALLOWED' }, undefined, foreign);
 });
 
 t.test('unmatched routes', async (t) => {
@@ -293,7 +297,7 @@ t.test('workspaces', async (t) => {
   await call(t, base, 'POST', p, p, 'too many files', { status: 413, code: 'WORKSPACE_TOO_MANY_FILES' }, { files: Object.fromEntries([1, 2, 3, 4, 5, 6].map((i) => [`f${i}`, ''])) });
   await call(t, base, 'POST', p, p, 'too large', { status: 413, code: 'WORKSPACE_TOO_LARGE' }, { files: { big: 'x'.repeat(1500) } });
 
-  // Read-back and delete (issue 3 part B).
+  // Read-back and delete.
   const arch = '/v1/workspaces/{id}/archive';
   const file = '/v1/workspaces/{id}/files/{path}';
   await call(t, base, 'GET', `/v1/workspaces/${wsId}/archive`, arch, 'archive', { status: 200 });

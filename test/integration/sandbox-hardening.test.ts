@@ -1,3 +1,5 @@
+import Docker from 'dockerode';
+import { hostname } from 'node:os';
 import t from 'tap';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
@@ -43,7 +45,8 @@ t.test('of the host data, only the workspace is mounted (nosuid,nodev)', async (
       return { root: f[3]!, point: f[4]!, opts: f[5]!, fstype: post!.split(' ')[0]!, source: post!.split(' ')[1]! };
     });
   const hostMounts = mounts.filter((m) => !virtual.has(m.fstype));
-  // Podman's injected files are expected (DESIGN.md section 3, layer 5).
+  // Podman's injected files (hosts, hostname, resolv.conf, .containerenv, its init) are expected.
+  // /etc/hosts is the server's own file (localhost and the sandbox's name), mounted read-only.
   const injected = new Set(['/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/run/.containerenv', '/run/podman-init', '/dev/init']);
   const unexpected = hostMounts.filter((m) => m.point !== '/workspace' && !injected.has(m.point));
   t.same(unexpected, [], 'no host data besides the workspace and Podman-injected files');
@@ -108,4 +111,40 @@ t.test('a fork bomb is contained; the server stays healthy; a task beside it can
   t.equal(done.status, 'timed_out', 'the bomb is ended by its timeout');
   const after = await run('echo still-fine');
   t.equal(after.stdout, 'still-fine\n', 'the next task runs normally');
+});
+
+t.test("/etc/hosts names only localhost and the sandbox, nothing of the host", async (t) => {
+  const r = await run('cat /etc/hosts; echo "name=$(hostname)"; getent hosts host.containers.internal; echo "rc=$?"');
+  t.equal(r.stdout, '127.0.0.1\tlocalhost sandbox\n::1\tlocalhost sandbox\nname=sandbox\nrc=2\n');
+  t.notMatch(r.stdout, hostname(), "the host's name is not there");
+  t.notMatch(r.stdout, 'host.containers.internal');
+  const w = await run('echo "6.6.6.6 evil" >> /etc/hosts; echo "rc=$?"');
+  t.match(w.stdout, /rc=[1-9]/, 'and the task cannot change it');
+});
+
+t.test('each task has a private IPC namespace', async (t) => {
+  const docker = new Docker({ socketPath: srv.services.socketPath });
+  const a = await submit(srv.url, { command: 'readlink /proc/self/ns/ipc; sleep 30', timeoutSeconds: 60 });
+  const b = await runTask(srv.url, 'readlink /proc/self/ns/ipc');
+  let c: Docker.ContainerInfo | undefined;
+  for (let i = 0; i < 300 && !c; i++) {
+    [c] = await docker.listContainers({ filters: { label: [`io.sandboxshift.task=${a.id}`], status: ['running'] } });
+    if (!c) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.ok(c, 'the first task is running');
+  // Podman's inspect reads `shareable` whatever the mode; what private means is that the engine
+  // refuses to let another container join the namespace.
+  const join = await docker
+    .createContainer({ Image: 'sandboxshift/runtime-python:3.11', Cmd: ['true'], HostConfig: { IpcMode: `container:${c!.Id}` } })
+    .then(async (joined) => {
+      await joined.remove({ force: true });
+      return 'joined';
+    })
+    .catch((err: Error) => err.message);
+  t.match(join, /non-shareable IPC/, 'no other container can join the task IPC namespace');
+  await api(srv.url, 'POST', `/v1/tasks/${a.id}/cancel`);
+  await waitDone(srv.url, a.id);
+  const aOut = (await api(srv.url, 'GET', `/v1/tasks/${a.id}/logs?stream=stdout`)).text;
+  t.match(aOut, /^ipc:\[\d+\]\n$/);
+  t.not(aOut, b.stdout, 'two tasks see different IPC namespaces');
 });

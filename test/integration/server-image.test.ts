@@ -22,7 +22,7 @@ t.test('the server image builds offline and runs the CLI', { timeout: 600_000 },
 
   const help = podman(['run', '--rm', '--network', 'none', TAG, '--help']);
   t.equal(help.status, 0, help.stderr);
-  t.match(help.stdout, /usage: sandboxshift/);
+  t.match(help.stdout, /Usage: sandboxshift/);
 
   const example = join(root, 'deploy', 'sandboxshift.example.yaml');
   const check = podman(['run', '--rm', '--network', 'none', '-v', `${example}:/etc/sandboxshift/sandboxshift.yaml:ro`, TAG, 'check-config']);

@@ -1,6 +1,6 @@
 // Static checks of the registry (Chainguard/Wolfi) Dockerfiles. No registry is reachable where
 // this project is tested, so these images are never built here: this test pins their contract
-// (DESIGN.md section 2, issue 5) and the offline images prove it at run time.
+// (images/README.md) and the offline images prove it at run time.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import t from 'tap';

@@ -24,6 +24,9 @@ class SlowEngine implements ContainerEngine {
   async reapOrphans() {
     return 0;
   }
+  async versions() {
+    return { podman: null, runc: null, runsc: null };
+  }
   start(): Promise<RunningSandbox> {
     return new Promise((resolve) => {
       this.release = () => {
@@ -35,7 +38,7 @@ class SlowEngine implements ContainerEngine {
           endStdin: () => undefined,
           stop: async () => {
             this.stops++;
-            exit({ exitCode: 137, oomKilled: false });
+            exit({ exitCode: 137, oomKills: 0 });
           },
         };
         resolve(sandbox);

@@ -114,15 +114,22 @@ t.test('the routes the brief requires are documented with their main codes', asy
     [...codesOf('post', '/v1/tasks')].sort(),
     [
       'ARCHIVE_COMPRESSION_RATIO', 'ARCHIVE_CORRUPT', 'ARCHIVE_EXPANDED_TOO_LARGE', 'ARCHIVE_TOO_LARGE', 'ARCHIVE_TOO_MANY_ENTRIES',
-      'BODY_TOO_LARGE', 'EGRESS_OUTSIDE_CEILING', 'EGRESS_PATTERN_INVALID', 'EGRESS_PATTERN_TOO_BROAD', 'EGRESS_RELAY_MISSING',
-      'ENGINE_UNAVAILABLE', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
-      'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'MULTIPART_INVALID', 'PROJECT_FILE_INVALID', 'PROJECT_FILE_TOO_LARGE',
+      'BODY_TIMEOUT', 'BODY_TOO_LARGE', 'EGRESS_OUTSIDE_CEILING', 'EGRESS_PATTERN_INVALID', 'EGRESS_PATTERN_TOO_BROAD', 'EGRESS_RELAY_MISSING',
+      'ENGINE_UNAVAILABLE', 'HOST_NOT_ALLOWED', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
+      'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'MULTIPART_INVALID', 'ORIGIN_NOT_ALLOWED', 'PROJECT_FILE_INVALID', 'PROJECT_FILE_TOO_LARGE',
       'QUEUE_FULL', 'UNSUPPORTED_MEDIA_TYPE',
       'VALIDATION_FAILED', 'WORKSPACE_ENTRY_CONFLICT', 'WORKSPACE_LINK_ESCAPE', 'WORKSPACE_NOT_FOUND', 'WORKSPACE_PATH_ESCAPE', 'WORKSPACE_PATH_INVALID',
       'WORKSPACE_PATH_TOO_DEEP', 'WORKSPACE_QUOTA_EXCEEDED', 'WORKSPACE_SPECIAL_FILE', 'WORKSPACE_TOO_LARGE', 'WORKSPACE_TOO_MANY_FILES',
     ],
   );
   t.ok(doc.paths['/v1/tasks'].post.responses['429'].headers['Retry-After'], '429 documents Retry-After');
+  // The Host and Origin checks run before routing: every route, and an unmatched one, documents them.
+  for (const { where, responses } of responseMaps(doc)) {
+    t.same(responses['403']?.['x-error-codes'], ['ORIGIN_NOT_ALLOWED'], `${where}: 403 ORIGIN_NOT_ALLOWED`);
+    t.same(responses['421']?.['x-error-codes'], ['HOST_NOT_ALLOWED'], `${where}: 421 HOST_NOT_ALLOWED`);
+  }
+  t.ok(doc.paths['/v1/workspaces/{id}/archive'].get.responses['200'].headers['X-SandboxShift-Omitted'], 'the archive documents X-SandboxShift-Omitted');
+  t.ok(codesOf('get', '/v1/workspaces/{id}/files/{path}').includes('WORKSPACE_FILE_TOO_LARGE'));
   const logs = doc.paths['/v1/tasks/{id}/logs'].get.responses['200'].content;
   t.same(Object.keys(logs).sort(), ['application/octet-stream', 'application/x-ndjson', 'text/event-stream', 'text/plain']);
   const ws = doc.paths['/v1/tasks/{id}/stream'].get;

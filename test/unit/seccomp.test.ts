@@ -22,7 +22,7 @@ t.test('the shipped profile denies by default', async (t) => {
 });
 
 t.test('nested user namespaces, mount and keyctl are never allowed', async (t) => {
-  for (const name of ['unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'keyctl', 'add_key', 'request_key', 'fsopen', 'open_tree']) {
+  for (const name of ['unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'keyctl', 'add_key', 'request_key', 'fsopen', 'open_tree', 'mq_open']) {
     const rules = rulesFor(name);
     t.ok(rules.length > 0, `${name} has a rule`);
     t.ok(rules.every((r) => r.action === 'SCMP_ACT_ERRNO' && r.errnoRet === 1), `${name} → EPERM in every rule`);

@@ -13,7 +13,7 @@ const req = {
   pids: 128,
   stdin: false,
 };
-const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', tmpfsMb: 64, nofile: 1024, nproc: 32768 };
+const settings = { serverId: 'srv_1', seccompProfilePath: '/opt/sbx/deploy/seccomp.json', hostsFilePath: '/data/sandbox/hosts', tmpfsMb: 64, nofile: 1024, nproc: 32768 };
 
 t.test('the container spec pins every hardening field', async (t) => {
   const s = buildContainerSpec(req, settings);
@@ -29,7 +29,11 @@ t.test('the container spec pins every hardening field', async (t) => {
   t.equal(s.NetworkDisabled, true);
   t.same(s.Labels, { 'io.sandboxshift.managed': '1', 'io.sandboxshift.server': 'srv_1', 'io.sandboxshift.task': 'tsk_abc' });
   const h = s.HostConfig;
-  t.same(h.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev'], 'only the workspace is mounted');
+  t.same(
+    h.Binds,
+    ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', '/data/sandbox/hosts:/etc/hosts:ro,nosuid,nodev'],
+    "only the workspace and the server's own /etc/hosts (read-only) are mounted",
+  );
   t.equal(h.ReadonlyRootfs, true);
   t.same(h.Tmpfs, {
     '/tmp': 'rw,nosuid,nodev,size=64m,U',
@@ -50,6 +54,7 @@ t.test('the container spec pins every hardening field', async (t) => {
     { Name: 'nproc', Soft: 32768, Hard: 32768 },
   ]);
   t.equal(h.NetworkMode, 'none');
+  t.equal(h.IpcMode, 'private', 'an IPC namespace of its own, not shareable');
   t.same(h.LogConfig, { Type: 'none', Config: {} });
   t.equal(h.AutoRemove, false);
   t.same(Object.keys(s).sort(), [
@@ -57,14 +62,14 @@ t.test('the container spec pins every hardening field', async (t) => {
     'Labels', 'NetworkDisabled', 'OpenStdin', 'StdinOnce', 'Tty', 'User', 'WorkingDir',
   ], 'no other top-level field reaches the engine');
   t.same(Object.keys(h).sort(), [
-    'AutoRemove', 'Binds', 'CapAdd', 'CapDrop', 'Init', 'LogConfig', 'Memory', 'MemorySwap', 'NanoCpus', 'NetworkMode',
+    'AutoRemove', 'Binds', 'CapAdd', 'CapDrop', 'Init', 'IpcMode', 'LogConfig', 'Memory', 'MemorySwap', 'NanoCpus', 'NetworkMode',
     'PidsLimit', 'Privileged', 'ReadonlyRootfs', 'RestartPolicy', 'SecurityOpt', 'Tmpfs', 'Ulimits',
   ], 'no other HostConfig field reaches the engine');
 });
 
 t.test('read-only workspaces and stdin', async (t) => {
   const s = buildContainerSpec({ ...req, workspaceReadonly: true, stdin: true }, { ...settings, extraLabels: { 'io.sandboxshift.test': '1' } });
-  t.same(s.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:ro,nosuid,nodev']);
+  t.same(s.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:ro,nosuid,nodev', '/data/sandbox/hosts:/etc/hosts:ro,nosuid,nodev']);
   t.equal(s.OpenStdin, true);
   t.equal(s.AttachStdin, true);
   t.equal(s.Labels['io.sandboxshift.test'], '1');
@@ -79,6 +84,7 @@ t.test('egress: same hardened spec, plus the relay entrypoint, the read-only pro
   t.same(s.Cmd, plain.Cmd, 'the command is still one argument to /bin/sh -c');
   t.same(s.HostConfig.Binds, [
     '/data/workspaces/ws_1:/workspace:rw,nosuid,nodev',
+    '/data/sandbox/hosts:/etc/hosts:ro,nosuid,nodev',
     '/data/egress/tsk_abc.sock:/run/sandboxshift/egress.sock:ro,nosuid,nodev',
   ]);
   t.equal(s.HostConfig.NetworkMode, 'none', 'still no network: the socket is the only way out');
@@ -99,9 +105,13 @@ t.test('egress: same hardened spec, plus the relay entrypoint, the read-only pro
 
 t.test('operator CAs: the bundle mounted read-only at /run/sandboxshift/ca.pem, its variables winning over the request env', async (t) => {
   const s = buildContainerSpec({ ...req, env: { SSL_CERT_FILE: '/dev/null', KEEP: '1' } }, { ...settings, caBundlePath: '/data/trust/ca.pem' });
-  t.same(s.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', '/data/trust/ca.pem:/run/sandboxshift/ca.pem:ro,nosuid,nodev']);
+  t.same(s.HostConfig.Binds, [
+    '/data/workspaces/ws_1:/workspace:rw,nosuid,nodev',
+    `${settings.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`,
+    '/data/trust/ca.pem:/run/sandboxshift/ca.pem:ro,nosuid,nodev',
+  ]);
   const names = ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'PIP_CERT', 'npm_config_cafile', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'];
   t.same(s.Env, ['KEEP=1', ...names.map((n) => `${n}=/run/sandboxshift/ca.pem`), 'HOME=/workspace/.home']);
   const none = buildContainerSpec(req, { ...settings, caBundlePath: null });
-  t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev'], 'no bundle, no mount');
+  t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', `${settings.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`], 'no bundle, no mount');
 });

@@ -3,14 +3,16 @@ import { classifyExit } from '../../src/tasks/model.js';
 import { TaskQueue } from '../../src/tasks/queue.js';
 import { checkRelativePath } from '../../src/workspace/paths.js';
 
-t.test('exit classification (DESIGN.md section 9)', async (t) => {
-  t.same(classifyExit({ exitCode: 0, oomKilled: false }, null), { status: 'succeeded', reason: null });
-  t.same(classifyExit({ exitCode: 3, oomKilled: false }, null), { status: 'failed', reason: null });
-  t.same(classifyExit({ exitCode: 137, oomKilled: false }, null), { status: 'failed', reason: null }, 'a 137 we did not send is not oom');
-  t.same(classifyExit({ exitCode: 137, oomKilled: true }, null), { status: 'failed', reason: 'oom' });
-  t.same(classifyExit({ exitCode: 137, oomKilled: false }, 'timeout'), { status: 'timed_out', reason: 'timeout' });
-  t.same(classifyExit({ exitCode: 0, oomKilled: false }, 'cancel'), { status: 'cancelled', reason: 'cancelled' });
-  t.same(classifyExit({ exitCode: null, oomKilled: false }, null), { status: 'error', reason: 'engine_error' });
+t.test('exit classification', async (t) => {
+  t.same(classifyExit({ exitCode: 0, oomKills: 0 }, null), { status: 'succeeded', reason: null });
+  t.same(classifyExit({ exitCode: 3, oomKills: 0 }, null), { status: 'failed', reason: null });
+  t.same(classifyExit({ exitCode: 137, oomKills: 0 }, null), { status: 'failed', reason: null }, 'a 137 we did not send is not oom');
+  t.same(classifyExit({ exitCode: 137, oomKills: 1 }, null), { status: 'failed', reason: 'oom' });
+  t.same(classifyExit({ exitCode: 1, oomKills: 2 }, null), { status: 'failed', reason: 'oom' }, 'any non-zero exit after a kill in the tree is oom');
+  t.same(classifyExit({ exitCode: 0, oomKills: 1 }, null), { status: 'succeeded', reason: null }, 'a task that survived a child kill still succeeded');
+  t.same(classifyExit({ exitCode: 137, oomKills: 0 }, 'timeout'), { status: 'timed_out', reason: 'timeout' });
+  t.same(classifyExit({ exitCode: 0, oomKills: 0 }, 'cancel'), { status: 'cancelled', reason: 'cancelled' });
+  t.same(classifyExit({ exitCode: null, oomKills: 0 }, null), { status: 'error', reason: 'engine_error' });
 });
 
 t.test('the queue: concurrency, queue room, busy workspaces skipped without blocking', async (t) => {

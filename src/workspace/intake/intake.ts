@@ -63,6 +63,11 @@ export class WorkspaceIntake {
     }, this.markers());
   }
 
+  /** Marks a workspace as created for one task (a multipart submission), once that task is accepted. */
+  markEphemeral(id: string): void {
+    this.workspaces.setEphemeral(id, true);
+  }
+
   fromGit(source: GitSource): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
       (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir, caFile: this.caFile, upstreamProxy: this.upstreamProxy }),

@@ -8,7 +8,7 @@ const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 /**
  * Reads a tar stream with node-tar's Parser (headers, pax and GNU long names) and writes each
  * entry through the TreeWriter. Entries are handled one at a time on a promise chain; no
- * exception ever escapes a stream event (STACK-NOTES: that crashes the process). On the first
+ * exception ever escapes a stream event (one thrown there crashes the process). On the first
  * failure the input is destroyed, the current entry is abandoned, and the returned promise
  * rejects only after the chain has settled, so nothing is written after the caller cleans up.
  */

@@ -19,10 +19,53 @@ const corrupt = (reason: string, entry?: string) =>
   new AppError('ARCHIVE_CORRUPT', { format: 'zip', reason, ...(entry === undefined ? {} : { entry }) });
 
 /**
+ * Entries must lie one after another without sharing bytes: each local header starts at or after
+ * the end of the previous entry's data, and the last entry's data ends before the central
+ * directory. A central directory that points several records at the same data (an overlapping
+ * zip bomb, expanding many times from one copy) or back to earlier bytes is refused.
+ */
+class EntryLayout {
+  private end = 0;
+  private index = 0;
+
+  constructor(private readonly centralDirectoryOffset: number) {}
+
+  async check(zip: ZipFile, entry: Entry, name: string): Promise<void> {
+    const start = entry.relativeOffsetOfLocalHeader;
+    const index = this.index++;
+    if (start < this.end) {
+      throw new AppError('ARCHIVE_CORRUPT', {
+        format: 'zip',
+        rule: 'overlapping_entries',
+        entry: name,
+        index,
+        localHeaderOffset: start,
+        previousEntryEnd: this.end,
+      });
+    }
+    const header = await new Promise<{ fileDataStart: number }>((resolve, reject) =>
+      zip.readLocalFileHeader(entry, { minimal: true }, (err, h) => (err ? reject(corrupt(err.message, name)) : resolve(h))),
+    );
+    this.end = header.fileDataStart + entry.compressedSize;
+    if (this.end > this.centralDirectoryOffset) {
+      throw new AppError('ARCHIVE_CORRUPT', {
+        format: 'zip',
+        rule: 'overlapping_entries',
+        entry: name,
+        index,
+        entryEnd: this.end,
+        centralDirectoryOffset: this.centralDirectoryOffset,
+      });
+    }
+  }
+}
+
+/**
  * Extracts a zip that was spooled to `file` (zip needs random access to its central directory).
  * Sizes in the headers are not trusted: yauzl's size validation is off, and the bytes actually
  * inflated are counted against the expanded limit and the compression ratio (against the
  * spooled size), so entries that claim small sizes but inflate far more stop at the limit.
+ * Entries that share or reorder their data are refused (EntryLayout).
  */
 export async function extractZip(file: string, spooledBytes: number, writer: TreeWriter): Promise<void> {
   const zip = await new Promise<ZipFile>((resolve, reject) =>
@@ -31,11 +74,14 @@ export async function extractZip(file: string, spooledBytes: number, writer: Tre
     ),
   );
   try {
+    // Before the first readEntry yauzl's cursor is the central directory's offset.
+    const layout = new EntryLayout((zip as unknown as { readEntryCursor: number }).readEntryCursor);
     let inflated = 0;
     for (;;) {
       const entry = await nextEntry(zip);
       if (entry === null) return;
       const name = decodeName(entry);
+      await layout.check(zip, entry, name);
       const type = entryType(entry, name);
       if (type === 'dir') {
         await writer.dir(name, unixMode(entry) ?? 0o755);
