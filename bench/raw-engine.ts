@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { LABEL_SERVER } from '../src/runtime/labels.js';
+import { writeSandboxHosts } from '../src/runtime/hosts.js';
 import { buildContainerSpec, type SandboxSettings } from '../src/runtime/spec.js';
 import { now, sleep } from './lib.js';
 
@@ -38,7 +39,7 @@ export class RawApi {
   ) {
     this.docker = new Docker({ socketPath, timeout: 0 });
     // The server's defaults (sandbox.* in the config schema).
-    this.settings = { serverId: this.serverId, seccompProfilePath: join(root, 'deploy', 'seccomp.json'), tmpfsMb: 64, nofile: 1024, nproc: 32768, caBundlePath: null };
+    this.settings = { serverId: this.serverId, seccompProfilePath: join(root, 'deploy', 'seccomp.json'), hostsFilePath: writeSandboxHosts(join(workspaceDir, '..', 'sandbox')), tmpfsMb: 64, nofile: 1024, nproc: 32768, caBundlePath: null };
     mkdirSync(workspaceDir, { recursive: true });
     chownSync(workspaceDir, 65532, 65532);
   }

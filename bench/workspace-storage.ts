@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { packView } from '../src/workspace/readback.js';
+import { packView, planView } from '../src/workspace/readback.js';
 import { unmountAllUnder, WorkspaceStorage } from '../src/workspace/storage.js';
 
 const arg = (name: string, def: number) => {
@@ -74,8 +74,9 @@ try {
     const view = await storage.openView(id);
     const t0 = performance.now();
     let bytes = 0;
+    const plan = await planView(view.dir, Number.MAX_SAFE_INTEGER);
     await new Promise<void>((resolve, reject) => {
-      const s = packView(view.dir, () => undefined);
+      const s = packView(view.dir, plan, () => undefined);
       s.on('data', (c: Buffer) => (bytes += c.length));
       s.on('end', resolve);
       s.on('error', reject);
