@@ -28,7 +28,6 @@ const MAX_SOCKET_PATH = 107;
 const CLIENT_HELLO_MAX = 16384;
 const CLIENT_HELLO_SECONDS = 10;
 
-
 interface Conn {
   client: Socket;
   upstream: Socket | null;
@@ -37,8 +36,11 @@ interface Conn {
   up: number;
   down: number;
   done: boolean;
-  /** head: reading the request; connecting: resolving and connecting (own timeouts); tunnel. */
-  phase: 'head' | 'connecting' | 'tunnel';
+  /**
+   * head: reading the request; connecting: resolving and connecting (own timeouts); hello: after
+   * CONNECT, reading the client's first bytes (own timeout); tunnel: relaying.
+   */
+  phase: 'head' | 'connecting' | 'hello' | 'tunnel';
 }
 
 /**
@@ -99,7 +101,8 @@ export class EgressProxy {
     client.setTimeout(s.headerTimeoutSeconds * 1000, () => {
       if (conn.phase === 'head') reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
       else if (conn.phase === 'tunnel') this.end(task, conn);
-      // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds)
+      // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds);
+      // hello: the ClientHello wait has its own (see checkClientHello)
     });
     let buf = Buffer.alloc(0);
     // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
@@ -226,14 +229,16 @@ export class EgressProxy {
     viaUpstreamProxy: boolean,
   ): void {
     conn.upstream = upstream;
-    conn.phase = 'tunnel';
     const { client } = conn;
     upstream.on('error', () => undefined);
     upstream.once('close', () => this.end(task, conn));
     if (head.kind === 'connect') {
+      conn.phase = 'hello';
+      client.setTimeout(0);
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       return this.checkClientHello(task, conn, head.port, Buffer.from(rest), host, upstream, address);
     }
+    conn.phase = 'tunnel';
     conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
     // Idle in both directions: Node resets a socket's timer on reads and on writes.
     const idle = this.settings.idleTimeoutSeconds * 1000;
@@ -254,10 +259,11 @@ export class EgressProxy {
   }
 
   /**
-   * After CONNECT: the client's first bytes (at most CLIENT_HELLO_MAX, within CLIENT_HELLO_SECONDS)
-   * are read before anything reaches the destination. On 443 they must be a TLS ClientHello whose
-   * SNI names the CONNECT host (`sni_mismatch` otherwise; no SNI, not TLS, malformed or too slow:
-   * `sni_missing`). On other ports a ClientHello carrying an SNI must match it too; other
+   * After CONNECT: the client's first bytes (at most CLIENT_HELLO_MAX, within CLIENT_HELLO_SECONDS
+   * or the idle timeout when that is shorter) are read before anything reaches the destination.
+   * On 443 they must be a TLS ClientHello whose SNI names the CONNECT host (`sni_mismatch`
+   * otherwise; no SNI, not TLS, malformed, cut short or too slow: `sni_missing`). On other ports a
+   * ClientHello carrying an SNI must match it too and a partial one must complete; other
    * protocols, and clients silent for that long (the server may speak first), pass.
    */
   private checkClientHello(task: TaskEgress, conn: Conn, port: number, first: Buffer, host: string, upstream: Socket, address: string | null): void {
@@ -293,8 +299,14 @@ export class EgressProxy {
       buf = Buffer.concat([buf, c]);
       judge();
     };
-    const onEnd = () => settle(port === 443 ? 'sni_missing' : null);
-    const timer = setTimeout(() => settle(port === 443 || buf.length > 0 ? 'sni_missing' : null), CLIENT_HELLO_SECONDS * 1000);
+    // EOF before a verdict: nothing, or a ClientHello cut short (anything else was judged on arrival).
+    const onEnd = () => {
+      settle(port === 443 || buf.length > 0 ? 'sni_missing' : null);
+      // A client that half-closed having sent nothing: the destination sees the same.
+      if (!conn.done && conn.phase === 'tunnel') upstream.end();
+    };
+    const waitMs = Math.min(CLIENT_HELLO_SECONDS, this.settings.idleTimeoutSeconds) * 1000;
+    const timer = setTimeout(() => settle(port === 443 || buf.length > 0 ? 'sni_missing' : null), waitMs);
     client.on('data', onData);
     client.once('end', onEnd);
     client.resume();
@@ -304,6 +316,7 @@ export class EgressProxy {
   /** A CONNECT tunnel whose first bytes passed: record it, forward them, then relay. */
   private relay(task: TaskEgress, conn: Conn, port: number, host: string, upstream: Socket, address: string | null, first: Buffer): void {
     const { client } = conn;
+    conn.phase = 'tunnel';
     conn.decisionId = this.decide(task, { host, port, allowed: true, reason: 'allowlisted', address }, conn);
     const idle = this.settings.idleTimeoutSeconds * 1000;
     client.setTimeout(idle, () => this.end(task, conn));
