@@ -136,10 +136,11 @@ export class EgressProxy {
     };
     const checked = checkHost(head.host);
     const shown = head.host.slice(0, 253);
-    if (!checked.ok) return deny(403, checked.reason, shown);
+    if (!checked.ok && checked.reason !== 'port_not_allowed') return deny(403, checked.reason, shown);
     const host = checked.host;
     if (!hostAllowed(host, task.allow)) return deny(403, 'not_allowlisted', host);
-    if (!this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
+    // A second port inside the authority (`name:443:8443`) is no allowed port either.
+    if (!checked.ok || !this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
     if (head.kind === 'forward') {
       const hosts = head.headers.filter(([n]) => n.toLowerCase() === 'host').map(([, v]) => v);
       const named = hosts.map((v) => parseAuthority(v, -1)).map((a) => (a ? { ...a, c: checkHost(a.host) } : null));
