@@ -301,11 +301,9 @@ export class EgressProxy {
       judge();
     };
     // EOF before a verdict: nothing, or a ClientHello cut short (anything else was judged on arrival).
-    const onEnd = () => {
-      settle(port === 443 || buf.length > 0 ? 'sni_missing' : null);
-      // A client that half-closed having sent nothing: the destination sees the same.
-      if (!conn.done && conn.phase === 'tunnel') upstream.end();
-    };
+    // (Having sent nothing, the client's half-close reaches the destination: pipe() passes on an
+    // end that already happened.)
+    const onEnd = () => settle(port === 443 || buf.length > 0 ? 'sni_missing' : null);
     const waitMs = Math.min(CLIENT_HELLO_SECONDS, this.settings.idleTimeoutSeconds) * 1000;
     const timer = setTimeout(() => settle(port === 443 || buf.length > 0 ? 'sni_missing' : null), waitMs);
     client.on('data', onData);

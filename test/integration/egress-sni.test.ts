@@ -163,7 +163,7 @@ t.test('on 443 a client silent until the wait ends is sni_missing', async (t) =>
   e.close();
 });
 
-t.test('on other ports: a ClientHello with an SNI must match; no SNI, plain protocols and servers that speak first pass', async (t) => {
+t.test('on other ports: a ClientHello with an SNI must match, a partial one complete; no SNI, plain protocols and servers that speak first pass', async (t) => {
   const id = taskId();
   const e = await proxy({ idleTimeoutSeconds: 2 }).open(id, ['tls.test', 'ok.test']);
   const target = `tls.test:${secure.port}`;
@@ -173,6 +173,15 @@ t.test('on other ports: a ClientHello with an SNI must match; no SNI, plain prot
   const plain = await tunnel(e.socketPath, `ok.test:${echo.port}`);
   t.equal(await echoThrough(plain.sock, 'not tls at all'), 'not tls at all', 'a plain protocol passes');
   plain.sock.destroy();
+  // The start of a ClientHello, then EOF: its SNI can never be judged, so it is not forwarded.
+  const cut = await tunnel(e.socketPath, `ok.test:${echo.port}`);
+  const back = await new Promise<string>((resolve) => {
+    let b = '';
+    cut.sock.on('data', (c: Buffer) => (b += c.toString('latin1')));
+    cut.sock.on('close', () => resolve(b));
+    cut.sock.end(Buffer.from([22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3]));
+  });
+  t.equal(back, Buffer.from([21, 3, 3, 0, 2, 2, 49]).toString('latin1'), 'a ClientHello cut short: only the access_denied alert came back, no echo');
   // A server that speaks first: the client waits for it, the proxy's wait ends, the banner arrives.
   const banner = net.createServer((s) => s.end('220 banner\r\n'));
   await new Promise<void>((r) => banner.listen(0, '127.0.0.1', () => r()));
@@ -190,6 +199,7 @@ t.test('on other ports: a ClientHello with an SNI must match; no SNI, plain prot
     ['tls.test', secure.port, false, 'sni_mismatch'],
     ['tls.test', secure.port, true, 'allowlisted'],
     ['ok.test', echo.port, true, 'allowlisted'],
+    ['ok.test', echo.port, false, 'sni_missing'],
   ]);
   e.close();
 });
