@@ -6,8 +6,12 @@ export interface EgressDecision {
   allowed: boolean;
   /**
    * `allowlisted` when allowed; otherwise why not: `not_allowlisted`, `port_not_allowed`,
-   * `ip_literal`, `invalid_host`, `forbidden_address:<category>` (the name resolved only to
-   * loopback, private, link-local, ... addresses), `resolve_failed`, `connect_failed`.
+   * `ip_literal`, `invalid_host`, `host_mismatch` (an absolute-URI request whose Host names
+   * another host or port), `forbidden_address:<category>` (the name resolved only to loopback,
+   * private, link-local, ... addresses), `resolve_failed`, `connect_failed`, `sni_mismatch` (the
+   * ClientHello after CONNECT names another host), `sni_missing` (on 443: no SNI, not TLS,
+   * malformed or too slow), `upstream_refused:<status>`, `upstream_unreachable` (the operator's
+   * upstream proxy refused or did not answer).
    */
   reason: string;
   /** The address the proxy connected to (allowed), or the refused one (forbidden_address). */

@@ -38,16 +38,35 @@ export interface ResolvedAllowlist {
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
-export type HostCheck = { ok: true; host: string } | { ok: false; reason: 'ip_literal' | 'invalid_host' };
+export type HostCheck =
+  | { ok: true; host: string }
+  | { ok: false; reason: 'ip_literal' | 'invalid_host' }
+  /**
+   * A host name with a port still attached (`name:443`, what `CONNECT name:443:8443` leaves as
+   * its host): the name is `host`, and no port it names is a port the proxy would connect to.
+   */
+  | { ok: false; reason: 'port_not_allowed'; host: string };
 
 /**
  * A host name as the proxy and the policy compare it: lower case, no trailing dot, ASCII labels
  * (IDNs in their xn-- form). Anything that is or could be read as an IP address (`10.0.0.1`,
  * `[::1]`, `127.1`, `0x7f000001`, `2130706433`) is an `ip_literal`: resolvers accept such forms.
+ * Brackets hold IP literals only, so a bracketed name is an `invalid_host`.
  */
 export function checkHost(raw: string): HostCheck {
   let h = raw.toLowerCase();
-  if (h.startsWith('[') || h.includes(':') || isIP(h) !== 0) return { ok: false, reason: 'ip_literal' };
+  if (isIP(h) !== 0) return { ok: false, reason: 'ip_literal' };
+  if (h.startsWith('[')) {
+    const inner = h.endsWith(']') ? h.slice(1, -1) : '';
+    const c = inner === '' ? null : checkHost(inner);
+    return c && !c.ok && c.reason === 'ip_literal' ? c : { ok: false, reason: 'invalid_host' };
+  }
+  const colon = h.indexOf(':');
+  if (colon >= 0) {
+    const name = checkHost(h.slice(0, colon));
+    if (name.ok && /^(:\d{1,5})+$/.test(h.slice(colon))) return { ok: false, reason: 'port_not_allowed', host: name.host };
+    return { ok: false, reason: 'ip_literal' };
+  }
   if (h.endsWith('.')) h = h.slice(0, -1);
   if (h.length === 0 || h.length > 253) return { ok: false, reason: 'invalid_host' };
   const labels = h.split('.');
@@ -63,8 +82,14 @@ export function parsePattern(entry: string): Pattern {
   const wildcard = entry.startsWith('*.');
   const c = checkHost(wildcard ? entry.slice(2) : entry);
   if (!c.ok) {
-    const why = c.reason === 'ip_literal' ? 'IP addresses are not allowed: list host names' : 'not a host name or *.suffix';
-    throw new AppError('EGRESS_PATTERN_INVALID', { entry, reason: c.reason }, `Egress allowlist entry "${entry}": ${why}`);
+    const reason = c.reason === 'ip_literal' ? 'ip_literal' : 'invalid_host';
+    const why =
+      c.reason === 'ip_literal'
+        ? 'IP addresses are not allowed: list host names'
+        : c.reason === 'port_not_allowed'
+          ? 'an entry is a host name without a port (the operator sets the ports: egress.ports)'
+          : 'not a host name or *.suffix';
+    throw new AppError('EGRESS_PATTERN_INVALID', { entry, reason }, `Egress allowlist entry "${entry}": ${why}`);
   }
   return wildcard ? { kind: 'wildcard', suffix: c.host } : { kind: 'exact', host: c.host };
 }

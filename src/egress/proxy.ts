@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { destinationReason, localInterfaceAddresses, type ResolvedAddress, type Resolver } from './addresses.js';
 import type { DecisionSink, EgressDecision } from './decisions.js';
 import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
-import { parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
+import { parseClientHello, sniMatches } from './client-hello.js';
+import { parseAuthority, parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
 import { connectTo, reply, withTimeout } from './sockets.js';
 import { upstreamProxyHead, upstreamTunnel, connectUpstream, type UpstreamProxy } from './upstream.js';
 
@@ -25,7 +26,9 @@ const SANDBOX_UID = 65532;
 const SOCKET_NAME = 'egress.sock';
 /** sockaddr_un.sun_path holds 108 bytes including the NUL. */
 const MAX_SOCKET_PATH = 107;
-
+/** Bounds on the first bytes read from a CONNECT client before its SNI is judged. */
+const CLIENT_HELLO_MAX = 16384;
+const CLIENT_HELLO_SECONDS = 10;
 
 interface Conn {
   client: Socket;
@@ -35,8 +38,11 @@ interface Conn {
   up: number;
   down: number;
   done: boolean;
-  /** head: reading the request; connecting: resolving and connecting (own timeouts); tunnel. */
-  phase: 'head' | 'connecting' | 'tunnel';
+  /**
+   * head: reading the request; connecting: resolving and connecting (own timeouts); hello: after
+   * CONNECT, reading the client's first bytes (own timeout); tunnel: relaying.
+   */
+  phase: 'head' | 'connecting' | 'hello' | 'tunnel';
 }
 
 /**
@@ -116,7 +122,8 @@ export class EgressProxy {
     client.setTimeout(s.headerTimeoutSeconds * 1000, () => {
       if (conn.phase === 'head') reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
       else if (conn.phase === 'tunnel') this.end(task, conn);
-      // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds)
+      // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds);
+      // hello: the ClientHello wait has its own (see checkClientHello)
     });
     let buf = Buffer.alloc(0);
     // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
@@ -150,10 +157,17 @@ export class EgressProxy {
     };
     const checked = checkHost(head.host);
     const shown = head.host.slice(0, 253);
-    if (!checked.ok) return deny(403, checked.reason, shown);
+    if (!checked.ok && checked.reason !== 'port_not_allowed') return deny(403, checked.reason, shown);
     const host = checked.host;
     if (!hostAllowed(host, task.allow)) return deny(403, 'not_allowlisted', host);
-    if (!this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
+    // A second port inside the authority (`name:443:8443`) is no allowed port either.
+    if (!checked.ok || !this.settings.ports.includes(head.port)) return deny(403, 'port_not_allowed', host);
+    if (head.kind === 'forward') {
+      const hosts = head.headers.filter(([n]) => n.toLowerCase() === 'host').map(([, v]) => v);
+      const named = hosts.map((v) => parseAuthority(v, -1)).map((a) => (a ? { ...a, c: checkHost(a.host) } : null));
+      // Host must name the URI's host (and its port, when it gives one): no second destination hidden in the head.
+      if (hosts.length > 1 || named.some((a) => !a || !a.c.ok || a.c.host !== host || (a.port !== -1 && a.port !== head.port))) return deny(403, 'host_mismatch', host);
+    }
 
     if (this.upstreamProxy) return this.serveViaUpstream(task, conn, head, rest, host, deny);
 
@@ -237,27 +251,101 @@ export class EgressProxy {
     viaUpstreamProxy: boolean,
   ): void {
     conn.upstream = upstream;
-    conn.phase = 'tunnel';
-    conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
     const { client } = conn;
     upstream.on('error', () => undefined);
     upstream.once('close', () => this.end(task, conn));
+    if (head.kind === 'connect') {
+      conn.phase = 'hello';
+      client.setTimeout(0);
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      return this.checkClientHello(task, conn, head.port, Buffer.from(rest), host, upstream, address);
+    }
+    conn.phase = 'tunnel';
+    conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
     // Idle in both directions: Node resets a socket's timer on reads and on writes.
     const idle = this.settings.idleTimeoutSeconds * 1000;
     client.setTimeout(idle, () => this.end(task, conn));
     upstream.setTimeout(idle, () => this.end(task, conn));
     client.on('data', (c: Buffer) => (conn.up += c.length));
     upstream.on('data', (c: Buffer) => (conn.down += c.length));
-    if (head.kind === 'connect') {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    } else {
-      const h = viaUpstreamProxy ? upstreamProxyHead(head, this.upstreamProxy!, upstreamHead(head)) : upstreamHead(head);
-      conn.up += h.length;
-      upstream.write(h);
-    }
+    const h = viaUpstreamProxy ? upstreamProxyHead(head, this.upstreamProxy!, upstreamHead(head)) : upstreamHead(head);
+    conn.up += h.length;
+    upstream.write(h);
     if (rest.length) {
       conn.up += rest.length;
       upstream.write(rest);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  /**
+   * After CONNECT: the client's first bytes (at most CLIENT_HELLO_MAX, within CLIENT_HELLO_SECONDS
+   * or the idle timeout when that is shorter) are read before anything reaches the destination.
+   * On 443 they must be a TLS ClientHello whose SNI names the CONNECT host (`sni_mismatch`
+   * otherwise; no SNI, not TLS, malformed, cut short or too slow: `sni_missing`). On other ports a
+   * ClientHello carrying an SNI must match it too and a partial one must complete; other
+   * protocols, and clients silent for that long (the server may speak first), pass.
+   */
+  private checkClientHello(task: TaskEgress, conn: Conn, port: number, first: Buffer, host: string, upstream: Socket, address: string | null): void {
+    const { client } = conn;
+    let buf = first;
+    let settled = false;
+    const settle = (reason: string | null) => {
+      if (settled || conn.done) return;
+      settled = true;
+      clearTimeout(timer);
+      client.off('data', onData);
+      client.off('end', onEnd);
+      client.pause();
+      if (reason) {
+        this.decide(task, { host, port, allowed: false, reason, address });
+        // A fatal TLS alert (access_denied) when the client speaks TLS; then the tunnel closes.
+        if (buf[0] === 22) client.write(Buffer.from([21, 3, 3, 0, 2, 2, 49]));
+        client.end();
+        setTimeout(() => this.end(task, conn), 100).unref();
+        return;
+      }
+      this.relay(task, conn, port, host, upstream, address, buf);
+    };
+    const judge = () => {
+      const r = parseClientHello(buf, CLIENT_HELLO_MAX);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'hello' && r.sni !== null) return settle(sniMatches(r.sni, host) ? null : 'sni_mismatch');
+      if (port === 443) return settle('sni_missing');
+      if (r.kind === 'malformed') return settle('sni_missing');
+      return settle(null);
+    };
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      judge();
+    };
+    // EOF before a verdict: nothing, or a ClientHello cut short (anything else was judged on arrival).
+    // (Having sent nothing, the client's half-close reaches the destination: pipe() passes on an
+    // end that already happened.)
+    const onEnd = () => settle(port === 443 || buf.length > 0 ? 'sni_missing' : null);
+    const waitMs = Math.min(CLIENT_HELLO_SECONDS, this.settings.idleTimeoutSeconds) * 1000;
+    const timer = setTimeout(() => settle(port === 443 || buf.length > 0 ? 'sni_missing' : null), waitMs);
+    client.on('data', onData);
+    client.once('end', onEnd);
+    client.resume();
+    if (buf.length) judge();
+  }
+
+  /** A CONNECT tunnel whose first bytes passed: record it, forward them, then relay. */
+  private relay(task: TaskEgress, conn: Conn, port: number, host: string, upstream: Socket, address: string | null, first: Buffer): void {
+    const { client } = conn;
+    conn.phase = 'tunnel';
+    conn.decisionId = this.decide(task, { host, port, allowed: true, reason: 'allowlisted', address }, conn);
+    const idle = this.settings.idleTimeoutSeconds * 1000;
+    client.setTimeout(idle, () => this.end(task, conn));
+    upstream.setTimeout(idle, () => this.end(task, conn));
+    client.on('data', (c: Buffer) => (conn.up += c.length));
+    upstream.on('data', (c: Buffer) => (conn.down += c.length));
+    if (first.length) {
+      conn.up += first.length;
+      upstream.write(first);
     }
     client.pipe(upstream);
     upstream.pipe(client);

@@ -158,7 +158,7 @@ export const egressDecision = z
     reason: z
       .string()
       .describe(
-        '`allowlisted`, or why not: `not_allowlisted`, `port_not_allowed`, `ip_literal`, `invalid_host`, `forbidden_address:<category>` (e.g. loopback, private, link_local, local_interface), `resolve_failed`, `connect_failed`',
+        '`allowlisted`, or why not: `not_allowlisted`, `port_not_allowed`, `ip_literal`, `invalid_host`, `host_mismatch` (an absolute-URI request whose Host names another host or port), `forbidden_address:<category>` (e.g. loopback, private, link_local, local_interface), `resolve_failed`, `connect_failed`, `sni_mismatch` (the TLS ClientHello after CONNECT names another host), `sni_missing` (on port 443: no SNI, not TLS, malformed or too slow), `upstream_refused:<status>`, `upstream_unreachable` (the upstream proxy refused or did not answer)',
       ),
     address: z.string().nullable().describe('The address connected to (allowed) or refused (forbidden_address); null otherwise'),
     bytesUp: count.describe('Bytes from the task towards the destination (final once the connection closed)'),

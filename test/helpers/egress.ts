@@ -25,7 +25,13 @@ function track(server: net.Server, open: Set<net.Socket>): void {
 
 async function listen(server: net.Server, hosts: string[], port = 0): Promise<number> {
   // The first host picks the port; the others (e.g. 127.0.0.2) share it through extra listeners.
-  await new Promise<void>((r) => server.listen(port, hosts[0], r));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, hosts[0], () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   return (server.address() as AddressInfo).port;
 }
 
@@ -53,8 +59,11 @@ export async function httpUpstream(hosts = ['127.0.0.1']): Promise<Upstream> {
   };
 }
 
-/** A TLS server with a fresh self-signed certificate for `names`; `ca` is its PEM. */
-export async function httpsUpstream(names: string[]): Promise<Upstream & { ca: string }> {
+/**
+ * A TLS server with a fresh self-signed certificate for `names`; `ca` is its PEM. It listens on
+ * 127.0.0.1 and a free port unless `at` names another loopback address and port.
+ */
+export async function httpsUpstream(names: string[], at: { host: string; port: number } = { host: '127.0.0.1', port: 0 }): Promise<Upstream & { ca: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-egress-tls-'));
   try {
     execFileSync('openssl', [
@@ -71,7 +80,7 @@ export async function httpsUpstream(names: string[]): Promise<Upstream & { ca: s
       res.end(`secure hello ${req.url}\n`);
     });
     track(server, open);
-    const port = await listen(server, ['127.0.0.1']);
+    const port = await listen(server, [at.host], at.port);
     return {
       port,
       seen,

@@ -98,6 +98,12 @@ t.test('denied names, ports and literals are refused with a clear proxy error an
   t.match(await ask(`[::1]:${echo.port}`), /reason=ip_literal/, 'IPv6 literal');
   t.match(await ask(`2130706433:${echo.port}`), /reason=ip_literal/, 'inet_aton spelling');
   t.match(await ask(`sub.ok.test:${other.port}`), /reason=port_not_allowed/, 'a loopback service on a port the proxy does not serve');
+  // A port left in the host part (`name:p1:p2`): whichever of them is served, it is a port refusal.
+  t.match(await ask(`sub.ok.test:443:${other.port}`), /^HTTP\/1\.1 403 [\s\S]*reason=port_not_allowed/, 'a second port after the host');
+  t.match(await ask(`sub.ok.test:${other.port}:${echo.port}`), /reason=port_not_allowed/, 'even when the last port is served');
+  t.match(await exchange(e.socketPath, `GET http://sub.ok.test:${other.port}:80/ HTTP/1.1\r\n\r\n`), /reason=port_not_allowed/, 'absolute URI');
+  t.match(await ask(`evil.test:443:${other.port}`), /reason=not_allowlisted/, 'a name outside the list is that first');
+  t.match(await ask(`[sub.ok.test]:${echo.port}`), /reason=invalid_host/, 'brackets hold addresses only');
   await sleep(50);
   t.same(
     decisions(id).map((d) => [d.host, d.allowed, d.reason]),
@@ -109,6 +115,11 @@ t.test('denied names, ports and literals are refused with a clear proxy error an
       ['[::1]', false, 'ip_literal'],
       ['2130706433', false, 'ip_literal'],
       ['sub.ok.test', false, 'port_not_allowed'],
+      ['sub.ok.test', false, 'port_not_allowed'],
+      ['sub.ok.test', false, 'port_not_allowed'],
+      ['sub.ok.test', false, 'port_not_allowed'],
+      ['evil.test', false, 'not_allowlisted'],
+      ['[sub.ok.test]', false, 'invalid_host'],
     ],
   );
   t.equal(echo.open.size, 0, 'no refused request reached the upstream');

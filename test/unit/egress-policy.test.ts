@@ -25,6 +25,25 @@ t.test('host names are normalised; IP literals in any spelling are refused', asy
   }
 });
 
+t.test('a host name with a port left in it is port_not_allowed (naming the host), not ip_literal', async (t) => {
+  // What `CONNECT allowed.test:443:8443` or `http://allowed.test:8443:80/` leave as their host.
+  t.same(checkHost('Allowed.Test:443'), { ok: false, reason: 'port_not_allowed', host: 'allowed.test' });
+  t.same(checkHost('allowed.test.:8443:443'), { ok: false, reason: 'port_not_allowed', host: 'allowed.test' });
+  // Still literals: an address, with or without brackets, with ports left in it.
+  for (const ip of ['10.0.0.1:443', '127.1:80', '2130706433:443', '[10.0.0.1]', '[127.1]', '::ffff:127.0.0.1', 'fe80::1:443', 'a:b', 'x.com:']) {
+    t.same(checkHost(ip), { ok: false, reason: 'ip_literal' }, ip);
+  }
+  // Brackets hold IP literals only: a bracketed name is no host name.
+  for (const bad of ['[allowed.test]', '[allowed.test', '[]']) t.same(checkHost(bad), { ok: false, reason: 'invalid_host' }, bad);
+  try {
+    parsePattern('x.com:80');
+    t.fail('a port in an allowlist entry is refused');
+  } catch (err) {
+    t.match((err as AppError).details, { entry: 'x.com:80', reason: 'invalid_host' });
+    t.match((err as AppError).message, /without a port/);
+  }
+});
+
 t.test('wildcards match subdomains, never the apex; exact names match only themselves', async (t) => {
   const w = parsePattern('*.example.org');
   t.ok(matchesPattern('a.example.org', w));
