@@ -43,6 +43,19 @@ export async function cancelCommand(client: SandboxShiftClient, id: string, out:
   return 0;
 }
 
+/** `workspaces list`: newest first, one line each (or the page as JSON). */
+export async function workspaceListCommand(client: SandboxShiftClient, opts: { limit?: number; json?: boolean }, out: Out): Promise<number> {
+  const page = await client.listWorkspaces({ limit: opts.limit });
+  if (opts.json) {
+    out(`${JSON.stringify(page)}\n`);
+    return 0;
+  }
+  const widths = [28, 8, 12, 24];
+  out(`${row(['ID', 'FILES', 'BYTES', 'CREATED', 'EXPIRES'], widths)}\n`);
+  for (const w of page.workspaces) out(`${row([w.id, String(w.files), String(w.bytes), w.createdAt, w.expiresAt], widths)}\n`);
+  return 0;
+}
+
 const ARCHIVE_TYPES: [RegExp, ArchiveType][] = [
   [/\.(tar\.gz|tgz)$/i, 'application/gzip'],
   [/\.tar$/i, 'application/x-tar'],

@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { SandboxShiftClient, DEFAULT_URL } from '../client/client.js';
 import { ConfigError, configPath, loadConfig } from '../config/load.js';
-import { cancelCommand, guarded, logsCommand, tasksCommand, workspaceCreateCommand, workspaceDeleteCommand, workspaceGetCommand } from './commands.js';
+import { cancelCommand, guarded, logsCommand, tasksCommand, workspaceCreateCommand, workspaceDeleteCommand, workspaceGetCommand, workspaceListCommand } from './commands.js';
 import { EXIT } from './exit-codes.js';
 import { runCommand, type RunOptions } from './run.js';
 
@@ -150,7 +150,12 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
     .argument('<id>', 'task id')
     .action((id: string, _opts: unknown, cmd: Command) => act(() => cancelCommand(client(cmd), id, write)));
 
-  const ws = program.command('workspaces').description('create, show and delete workspaces');
+  const ws = program.command('workspaces').description('create, list, show and delete workspaces');
+  ws.command('list')
+    .description('list workspaces, newest first')
+    .option('--limit <n>', 'page size', (v) => Number(v))
+    .option('--json', 'print the page as JSON')
+    .action((opts: { limit?: number; json?: boolean }, cmd: Command) => act(() => workspaceListCommand(client(cmd), opts, write)));
   ws.command('create')
     .description('create a workspace from a directory (packed like run) or an archive (.tar, .tar.gz/.tgz, .zip)')
     .argument('<path>', 'directory or archive file')

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { ConnectionError, errorFromBody, SandboxShiftError } from './errors.js';
 import { packDirectory, type PackedDirectory } from './pack.js';
 import { TaskStream, type TaskStreamOptions } from './stream.js';
-import type { SubmittedTask, Task, TaskPage, TaskRequest, TaskStatus, Workspace } from './types.js';
+import type { SubmittedTask, Task, TaskPage, TaskRequest, TaskStatus, Workspace, WorkspacePage } from './types.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
@@ -136,6 +136,13 @@ export class SandboxShiftClient {
     } finally {
       await packed.cleanup();
     }
+  }
+
+  listWorkspaces(q: { limit?: number; cursor?: string } = {}): Promise<WorkspacePage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    return this.json(`/v1/workspaces${qs ? `?${qs}` : ''}`);
   }
 
   getWorkspace(id: string): Promise<Workspace> {

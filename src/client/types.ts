@@ -7,6 +7,7 @@ import type {
   taskList,
   taskStatus,
   taskView,
+  workspaceList,
   workspaceViewSchema,
 } from '../http/responses.js';
 import type { createTaskBody } from '../tasks/schemas.js';
@@ -18,6 +19,7 @@ export type TaskStatus = z.infer<typeof taskStatus>;
 export type TaskPage = z.infer<typeof taskList>;
 export type SubmittedTask = z.infer<typeof submitAccepted>;
 export type Workspace = z.infer<typeof workspaceViewSchema>;
+export type WorkspacePage = z.infer<typeof workspaceList>;
 export type StreamFrame = z.infer<typeof streamFrame>;
 export type ExitFrame = z.infer<typeof exitFrame>;
 export type ErrorFrame = z.infer<typeof errorFrame>;

@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { ERRORS, type ErrorCode } from '../errors.js';
-import { afterQuery, createTaskBody, createWorkspaceBody, listTasksQuery, logsQuery, stdinFrame, workspaceRef } from '../tasks/schemas.js';
+import { afterQuery, createTaskBody, createWorkspaceBody, listTasksQuery, listWorkspacesQuery, logsQuery, stdinFrame, workspaceRef } from '../tasks/schemas.js';
 import {
   egressDecision,
   egressReport,
@@ -19,6 +19,7 @@ import {
   submitAccepted,
   taskLinks,
   taskList,
+  workspaceList,
   taskReason,
   taskStatus,
   taskView,
@@ -47,6 +48,7 @@ const RESPONSE_COMPONENTS: [string, z.ZodType][] = [
   ['TaskLinks', taskLinks],
   ['TaskAccepted', submitAccepted],
   ['TaskList', taskList],
+  ['WorkspaceList', workspaceList],
   ['Workspace', workspaceViewSchema],
   ['EgressDecision', egressDecision],
   ['EgressReport', egressReport],
@@ -436,6 +438,20 @@ const OPERATIONS: Operation[] = [
     requestBody: { required: true, content: { ...json(ref('CreateWorkspaceRequest')), ...ARCHIVE_CONTENT } },
     responses: { '201': { description: 'Created', content: json(ref('Workspace')) } },
     errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, ...ARCHIVE_CODES, ...SOURCE_CODES, 'WORKSPACE_QUOTA_EXCEEDED', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/v1/workspaces',
+    operationId: 'listWorkspaces',
+    tags: ['workspaces'],
+    summary: 'List workspaces, newest first',
+    description: "Unknown query parameters are refused with VALIDATION_FAILED. A `limit` above the server's page maximum (`requests.listLimit`) is LIMIT_ABOVE_MAXIMUM; a `cursor` this server did not issue is VALIDATION_FAILED.",
+    parameters: queryParameters(listWorkspacesQuery, {
+      limit: 'Page size',
+      cursor: '`nextCursor` of the previous page',
+    }),
+    responses: { '200': { description: 'A page of workspaces', content: json(ref('WorkspaceList')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'INTERNAL'],
   },
   {
     method: 'get',

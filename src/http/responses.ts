@@ -148,6 +148,14 @@ export const workspaceViewSchema = z
   })
   .describe('A workspace');
 
+/** GET /v1/workspaces. */
+export const workspaceList = z
+  .strictObject({
+    workspaces: z.array(workspaceViewSchema).describe('Newest first'),
+    nextCursor: z.string().nullable().describe('Pass as `cursor` for the next page; null on the last page'),
+  })
+  .describe('A page of workspaces');
+
 /** GET /v1/tasks/:id/egress. */
 export const egressDecision = z
   .strictObject({

@@ -4,6 +4,9 @@ import { detectImage } from '../detection/detect.js';
 import type { WorkspaceRecord } from '../store/sqlite.js';
 import { openViewFile, packView, planView } from '../workspace/readback.js';
 import type { Workspaces } from '../workspace/workspaces.js';
+import { AppError } from '../errors.js';
+import { listWorkspacesQuery } from '../tasks/schemas.js';
+import { parse } from './errors.js';
 
 export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
   const ttl = w.ephemeral ? config.workspaces.ephemeralTtlSeconds : config.workspaces.ttlSeconds;
@@ -27,16 +30,45 @@ export const OMITTED_HEADER = 'x-sandboxshift-omitted';
 /** The most file bytes a read-back sends: the workspace's quota (a sparse file may claim more). */
 const readbackLimit = (w: WorkspaceRecord, config: Readonly<Config>) => w.quotaBytes || config.workspaces.quotaMb * 1024 * 1024;
 
+/**
+ * One page of workspaces, newest first (createdAt, then id). The cursor is the last item's
+ * position, so a page stays right while workspaces are added or removed.
+ */
+export function workspacePage(all: readonly WorkspaceRecord[], limit: number, cursor?: string) {
+  const key = (w: WorkspaceRecord) => `${w.createdAt}|${w.id}`;
+  const sorted = [...all].sort((a, b) => (key(a) < key(b) ? 1 : key(a) > key(b) ? -1 : 0));
+  let after: string | null = null;
+  if (cursor !== undefined) {
+    after = Buffer.from(cursor, 'base64url').toString('utf8');
+    if (!/^\d{4}-\d\d-\d\dT[\d:.]+Z\|ws_[A-Za-z0-9_-]{1,64}$/.test(after)) {
+      throw new AppError('VALIDATION_FAILED', { issues: [{ path: 'cursor', message: 'not a cursor this server issued' }] });
+    }
+  }
+  const rest = after === null ? sorted : sorted.filter((w) => key(w) < after!);
+  const items = rest.slice(0, limit);
+  const nextCursor = rest.length > limit ? Buffer.from(key(items[items.length - 1]!)).toString('base64url') : null;
+  return { items, nextCursor };
+}
+
 const idOf = (params: unknown) => (params as { id: string }).id;
 
 /**
- * Workspace routes: get, delete, and read-back (archive, one file).
+ * Workspace routes: list, get, delete, and read-back (archive, one file).
  * `busy` says whether a task is queued or running on a workspace (the task manager knows).
  * Read-back is allowed while a task runs on the workspace: it reads through a read-only,
  * nosymfollow view, so it sees the content as it is at that moment and never follows a link.
  */
 export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, config: Readonly<Config>, busy: (id: string) => boolean): void {
   // POST /v1/workspaces (every intake kind) lives in ./workspace-intake.ts.
+  app.get('/v1/workspaces', async (req) => {
+    const q = parse(listWorkspacesQuery, req.query, 'query');
+    if (q.limit > config.requests.listLimit) {
+      throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: config.requests.listLimit });
+    }
+    const page = workspacePage(workspaces.list(), q.limit, q.cursor);
+    return { workspaces: page.items.map((w) => workspaceView(w, config)), nextCursor: page.nextCursor };
+  });
+
   app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get(idOf(req.params)), config));
 
   app.delete('/v1/workspaces/:id', async (req, reply) => {

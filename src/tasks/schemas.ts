@@ -81,6 +81,11 @@ export const listTasksQuery = z.strictObject({
   cursor: z.string().min(1).max(64).optional(),
 });
 
+export const listWorkspacesQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).default(20),
+  cursor: z.string().min(1).max(128).optional(),
+});
+
 export const afterQuery = z.strictObject({
   after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
 });

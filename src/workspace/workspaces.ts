@@ -128,6 +128,11 @@ export class Workspaces {
     return w;
   }
 
+  /** Every workspace record (for the list route). */
+  list(): WorkspaceRecord[] {
+    return this.store.listWorkspaces();
+  }
+
   /** Mounts the workspace for a task or a read (reference-counted); pair with `release`. */
   async hold(id: string): Promise<string> {
     return this.storage.acquire(id);

@@ -386,6 +386,11 @@ t.test('a tiny task end to end, lists, logs, stream replay', async (t) => {
   t.not(page2.json.tasks[0].id, page1.json.tasks[0].id);
   await call(t, base, 'GET', '/v1/tasks?status=succeeded', '/v1/tasks', 'list by status', { status: 200 });
   await call(t, base, 'GET', '/v1/tasks', '/v1/tasks', 'list', { status: 200 });
+  const wsPage = await call(t, base, 'GET', '/v1/workspaces?limit=1', '/v1/workspaces', 'list workspaces', { status: 200 });
+  t.equal(wsPage.json.workspaces.length, 1);
+  await call(t, base, 'GET', `/v1/workspaces?limit=1&cursor=${wsPage.json.nextCursor}`, '/v1/workspaces', 'list workspaces page 2', { status: 200 });
+  await call(t, base, 'GET', '/v1/workspaces?limit=5000', '/v1/workspaces', 'workspace list limit far above the maximum', { status: 422, code: 'LIMIT_ABOVE_MAXIMUM' });
+  await call(t, base, 'GET', '/v1/workspaces?cursor=bm9wZQ', '/v1/workspaces', 'workspace list cursor not issued', { status: 400, code: 'VALIDATION_FAILED' });
   const listBad = (label: string, q: string, status: number, code: ErrorCode) => call(t, base, 'GET', `/v1/tasks?${q}`, '/v1/tasks', label, { status, code });
   await listBad('limit far above the maximum', 'limit=5000', 422, 'LIMIT_ABOVE_MAXIMUM');
   await listBad('limit below 1', 'limit=0', 400, 'VALIDATION_FAILED');

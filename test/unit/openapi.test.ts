@@ -102,6 +102,7 @@ t.test('the routes the brief requires are documented with their main codes', asy
       'GET /v1/tasks/{id}/egress',
       'GET /v1/tasks/{id}/logs',
       'GET /v1/tasks/{id}/stream',
+      'GET /v1/workspaces',
       'GET /v1/workspaces/{id}',
       'GET /v1/workspaces/{id}/archive',
       'GET /v1/workspaces/{id}/files/{path}',
