@@ -41,8 +41,17 @@ export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 /** A connected socket to exactly `a` (no name lookup), or null. */
 export function connectTo(a: ResolvedAddress, port: number, timeoutMs: number): Promise<Socket | null> {
+  return connectWithin({ host: a.address, port, family: a.family }, timeoutMs);
+}
+
+/** A connected socket to `host` (looked up by the system resolver), or null: for operator-given hosts. */
+export function connectByName(host: string, port: number, timeoutMs: number): Promise<Socket | null> {
+  return connectWithin({ host, port }, timeoutMs);
+}
+
+function connectWithin(target: { host: string; port: number; family?: number }, timeoutMs: number): Promise<Socket | null> {
   return new Promise((resolve) => {
-    const sock = connect({ host: a.address, port, family: a.family, allowHalfOpen: true });
+    const sock = connect({ ...target, allowHalfOpen: true });
     const timer = setTimeout(() => {
       sock.destroy();
       resolve(null);

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { ParsedHead } from './request-head.js';
+import { connectByName } from './sockets.js';
 
 /**
  * An operator's upstream (corporate) HTTP proxy. After its own checks the egress proxy sends
@@ -57,23 +58,7 @@ export function loadUpstreamProxy(cfg: { url: string; credentialsFile: string | 
 
 /** Connects to the upstream proxy itself (by its configured name), or null. */
 export function connectUpstream(up: UpstreamProxy, timeoutMs: number): Promise<Socket | null> {
-  return new Promise((resolve) => {
-    const sock = connect({ host: up.host, port: up.port, allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      resolve(null);
-    }, timeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      resolve(sock);
-    });
-    sock.once('error', () => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(null);
-    });
-  });
+  return connectByName(up.host, up.port, timeoutMs);
 }
 
 /**
