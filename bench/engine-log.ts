@@ -12,10 +12,10 @@
  * It prints MiB/s per way (median of the runs) and the ratio to attach/none. Traffic goes only to
  * the Podman unix socket. It is a benchmark: it asserts nothing and exits 0 once it has figures.
  */
-import type { Socket } from 'node:net';
 import Docker from 'dockerode';
 import { EngineLogFollower } from '../src/runtime/enginelog.js';
 import { StreamDemuxer } from '../src/runtime/demux.js';
+import { rawAttach } from '../src/runtime/raw-attach.js';
 import { MiB, median, now, parseFlags, table, usage, UsageError, type FlagSpec } from './lib.js';
 
 const FLAGS: FlagSpec[] = [
@@ -27,24 +27,6 @@ const FLAGS: FlagSpec[] = [
 
 type Way = 'attach/none' | 'attach/k8s' | 'follow/k8s';
 
-function attach(docker: Docker, id: string, streams: boolean): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    docker.modem.dial(
-      {
-        path: `/containers/${id}/attach?`,
-        method: 'POST',
-        options: { _query: { stream: true, stdout: streams, stderr: streams, stdin: false } },
-        isStream: true,
-        hijack: true,
-        openStdin: false,
-        file: Buffer.alloc(0),
-        headers: { 'Content-Type': 'application/vnd.docker.raw-stream' },
-        statusCodes: { 101: true, 200: true, 404: 'no such container', 409: 'container not running', 500: 'server error' },
-      },
-      (err: unknown, sock: unknown) => (err ? reject(err) : resolve(sock as Socket)),
-    );
-  });
-}
 
 async function once(docker: Docker, image: string, way: Way, mib: number): Promise<{ seconds: number; bytes: number }> {
   const bytes = mib * MiB;
@@ -74,7 +56,7 @@ async function once(docker: Docker, image: string, way: Way, mib: number): Promi
       await container.wait();
       await follower.finish();
     } else {
-      const sock = await attach(docker, container.id, true);
+      const sock = await rawAttach(docker, container.id, { stdin: false, stdout: true, stderr: true });
       const closed = new Promise<void>((r) => {
         sock.once('close', () => r());
         sock.once('error', () => r());

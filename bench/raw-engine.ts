@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { LABEL_SERVER } from '../src/runtime/labels.js';
+import { rawAttach } from '../src/runtime/raw-attach.js';
 import { writeSandboxHosts } from '../src/runtime/hosts.js';
 import { buildContainerSpec, type SandboxSettings } from '../src/runtime/spec.js';
 import { now, sleep } from './lib.js';
@@ -80,22 +81,7 @@ export class RawApi {
   }
 
   private attach(id: string): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      this.docker.modem.dial(
-        {
-          path: `/containers/${id}/attach?`,
-          method: 'POST',
-          options: { _query: { stream: true, stdout: true, stderr: true, stdin: false } },
-          isStream: true,
-          hijack: true,
-          openStdin: false,
-          file: Buffer.alloc(0),
-          headers: { 'Content-Type': 'application/vnd.docker.raw-stream' },
-          statusCodes: { 101: true, 200: true, 404: 'no such container', 409: 'container not running', 500: 'server error' },
-        },
-        (err: unknown, sock: unknown) => (err ? reject(err) : resolve(sock as Socket)),
-      );
-    });
+    return rawAttach(this.docker, id, { stdin: false, stdout: true, stderr: true });
   }
 
   /** Removes whatever this process's raw runs left behind (after an error). */

@@ -16,6 +16,7 @@ import {
 import { EngineLogFollower } from './enginelog.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { LABEL_SERVER, LABEL_TASK } from './labels.js';
+import { rawAttach } from './raw-attach.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
 import { toSpecGenerator } from './specgen.js';
@@ -320,25 +321,9 @@ export class PodmanEngine implements ContainerEngine {
     });
   }
 
-  /** Raw hijacked attach to stdin only, sending no body: docker-modem would otherwise write its
-   * options JSON into the container's stdin. */
+  /** Attach to stdin only (the output comes from the engine's log). */
   private attachStdin(id: string): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      this.docker.modem.dial(
-        {
-          path: `/containers/${id}/attach?`,
-          method: 'POST',
-          options: { _query: { stream: true, stdout: false, stderr: false, stdin: true } },
-          isStream: true,
-          hijack: true,
-          openStdin: false,
-          file: Buffer.alloc(0),
-          headers: { 'Content-Type': 'application/vnd.docker.raw-stream' },
-          statusCodes: { 101: true, 200: true, 404: 'no such container', 409: 'container not running', 500: 'server error' },
-        },
-        (err: unknown, sock: unknown) => (err ? reject(err) : resolve(sock as Socket)),
-      );
-    });
+    return rawAttach(this.docker, id, { stdin: true, stdout: false, stderr: false });
   }
 
   async listOurs(): Promise<OwnContainer[]> {
