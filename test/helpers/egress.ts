@@ -5,6 +5,20 @@ import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ProxySettings } from '../../src/egress/proxy.js';
+
+/** The proxy settings egress tests use: the defaults of a server, with the ports a test serves. */
+export function proxySettings(ports: number[]): ProxySettings {
+  return {
+    ports,
+    maxConnectionsPerTask: 16,
+    idleTimeoutSeconds: 30,
+    headerTimeoutSeconds: 10,
+    connectTimeoutSeconds: 5,
+    maxHeaderBytes: 4096,
+    maxDecisionsPerTask: 1000,
+  };
+}
 
 /** Test servers for egress tests: the test owns them, on loopback (or 0.0.0.0 where stated). */
 export interface Upstream {

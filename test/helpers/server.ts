@@ -14,6 +14,19 @@ import { unmountAllUnder } from '../../src/workspace/storage.js';
 
 export const TEST_LABEL = { 'io.sandboxshift.test': '1' };
 
+/**
+ * A data directory that outlives one server (restart tests start several on it), removed at the
+ * test's end with whatever workspace mounts are left in it.
+ */
+export function keptDataDir(t: { teardown(fn: () => unknown): void }, prefix: string): string {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(async () => {
+    await unmountAllUnder(dataDir);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return dataDir;
+}
+
 export interface TestServer {
   url: string;
   wsUrl: string;

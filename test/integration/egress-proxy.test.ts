@@ -13,7 +13,7 @@ import t from 'tap';
 import { buildRangeList, createResolver } from '../../src/egress/addresses.js';
 import { EgressProxy, type ProxySettings } from '../../src/egress/proxy.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import { closed, echoThrough, echoUpstream, exchange, httpUpstream, tunnel } from '../helpers/egress.js';
+import { closed, echoThrough, echoUpstream, exchange, httpUpstream, proxySettings, tunnel } from '../helpers/egress.js';
 import { sleep } from '../helpers/host.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sbx-egress-proxy-'));
@@ -37,15 +37,7 @@ const hosts = {
   'metadata.test': ['169.254.169.254'],
   'private.test': ['10.1.2.3', 'fd00::1'],
 };
-const base: ProxySettings = {
-  ports: [80, 443, echo.port, web.port],
-  maxConnectionsPerTask: 16,
-  idleTimeoutSeconds: 30,
-  headerTimeoutSeconds: 10,
-  connectTimeoutSeconds: 5,
-  maxHeaderBytes: 4096,
-  maxDecisionsPerTask: 1000,
-};
+const base = proxySettings([80, 443, echo.port, web.port]);
 let n = 0;
 function proxy(over: Partial<ProxySettings> = {}, ranges = ['127.0.0.1/32']) {
   const p = new EgressProxy(join(dir, `p${n++}`), { ...base, ...over }, createResolver(hosts), buildRangeList(ranges), store, pino({ level: 'silent' }));

@@ -19,7 +19,7 @@ import { EgressProxy, type ProxySettings } from '../../src/egress/proxy.js';
 import { loadUpstreamProxy } from '../../src/egress/upstream.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { api, runTask } from '../helpers/client.js';
-import { echoThrough, echoUpstream, exchange, httpUpstream, httpsUpstream, tunnel } from '../helpers/egress.js';
+import { echoThrough, echoUpstream, exchange, httpsUpstream, httpUpstream, proxySettings, tunnel } from '../helpers/egress.js';
 import { sleep } from '../helpers/host.js';
 import { startTestServer } from '../helpers/server.js';
 import { testUpstreamProxy } from '../helpers/upstream-proxy.js';
@@ -64,15 +64,7 @@ const hosts = {
   'tls.test': ['127.0.0.1'],
   'ok.test': ['127.0.0.1'],
 };
-const settings: ProxySettings = {
-  ports: [443, secure.port, echo.port, web.port],
-  maxConnectionsPerTask: 16,
-  idleTimeoutSeconds: 30,
-  headerTimeoutSeconds: 10,
-  connectTimeoutSeconds: 5,
-  maxHeaderBytes: 4096,
-  maxDecisionsPerTask: 1000,
-};
+const settings = proxySettings([443, secure.port, echo.port, web.port]);
 const ranges = ['127.0.0.1/32', `${secure443.host}/32`, `${plain443.host}/32`];
 let n = 0;
 const taskId = () => `tsk_sni${String(n++).padStart(13, '0')}`;

@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
 import { buildRangeList, createResolver } from '../../src/egress/addresses.js';
-import { EgressProxy, type ProxySettings } from '../../src/egress/proxy.js';
+import { EgressProxy } from '../../src/egress/proxy.js';
 import { loadUpstreamProxy } from '../../src/egress/upstream.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { api, runTask } from '../helpers/client.js';
-import { echoThrough, echoUpstream, exchange, httpUpstream, tunnel } from '../helpers/egress.js';
+import { echoThrough, echoUpstream, exchange, httpUpstream, proxySettings, tunnel } from '../helpers/egress.js';
 import { serveGit } from '../helpers/git-server.js';
 import { startTestServer } from '../helpers/server.js';
 import { testUpstreamProxy } from '../helpers/upstream-proxy.js';
@@ -38,15 +38,7 @@ t.teardown(async () => {
 });
 
 const localHosts = { 'ok.test': ['127.0.0.1'], 'metadata.test': ['169.254.169.254'] };
-const settings: ProxySettings = {
-  ports: [80, 443, echo.port, web.port],
-  maxConnectionsPerTask: 16,
-  idleTimeoutSeconds: 30,
-  headerTimeoutSeconds: 10,
-  connectTimeoutSeconds: 5,
-  maxHeaderBytes: 4096,
-  maxDecisionsPerTask: 1000,
-};
+const settings = proxySettings([80, 443, echo.port, web.port]);
 let n = 0;
 const taskId = () => `tsk_up${String(n++).padStart(14, '0')}`;
 function proxy(credentialsFile: string | null = join(dir, 'creds')) {

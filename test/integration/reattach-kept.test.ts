@@ -6,28 +6,20 @@
  * and its tasks complete with their full output.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import t from 'tap';
 import { api, submit, waitDone } from '../helpers/client.js';
 import { httpUpstream } from '../helpers/egress.js';
 import { sleep, taskContainers } from '../helpers/host.js';
-import { startServerProcess, startTestServer, TEST_LABEL } from '../helpers/server.js';
-import { mountsUnder, unmountAllUnder } from '../../src/workspace/storage.js';
+import { keptDataDir, startServerProcess, startTestServer, TEST_LABEL } from '../helpers/server.js';
+import { mountsUnder } from '../../src/workspace/storage.js';
 
 const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
 const docker = new Docker({ socketPath });
 
-function tempData(t: Tap.Test): string {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sbx-kept-'));
-  t.teardown(async () => {
-    await unmountAllUnder(dataDir);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return dataDir;
-}
+const tempData = (t: Tap.Test) => keptDataDir(t, 'sbx-kept-');
 
 t.test('after kill -9 an allowlisted task still reaches its host; its workspace stays mounted and keeps its writes', async (t) => {
   const web = await httpUpstream();

@@ -4,27 +4,16 @@
  * adopted: every line exactly once and in order (those printed while no server ran included), the
  * real exit code, the original deadline; queued tasks run after it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import Docker from 'dockerode';
 import t from 'tap';
 import { api, collectStream, submit, waitDone, type Frame } from '../helpers/client.js';
 import { sleep, taskContainers } from '../helpers/host.js';
-import { startServerProcess, startTestServer, type ServerProcess } from '../helpers/server.js';
-import { unmountAllUnder } from '../../src/workspace/storage.js';
+import { keptDataDir, type ServerProcess, startServerProcess, startTestServer } from '../helpers/server.js';
 
 const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
 const docker = new Docker({ socketPath });
 
-function tempData(t: Tap.Test): string {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sbx-reattach-'));
-  t.teardown(async () => {
-    await unmountAllUnder(dataDir);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return dataDir;
-}
+const tempData = (t: Tap.Test) => keptDataDir(t, 'sbx-reattach-');
 
 /** A server process, ended (SIGKILL) at teardown if the test did not end it. */
 async function server(t: Tap.Test, dataDir: string, extra: Record<string, unknown> = {}): Promise<ServerProcess> {
