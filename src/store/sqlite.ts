@@ -1,10 +1,13 @@
 import Database from 'better-sqlite3';
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { DecisionSink, EgressDecision } from '../egress/decisions.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { TaskRecord, TaskStatus } from '../tasks/model.js';
 
 export interface WorkspaceRecord {
   id: string;
+  /** The tenant that created it. */
+  tenant: string;
   createdAt: string;
   files: number;
   bytes: number;
@@ -50,7 +53,7 @@ export { decodeCursor, encodeCursor };
 
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
-  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false };
+  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false, tenant: w.tenant ?? DEFAULT_TENANT };
 }
 
 export class SqliteStore implements Store {
