@@ -11,12 +11,14 @@ import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
+import { registerAuthFailureLimit, registerTenantRateLimit } from './http/rate-limit.js';
 import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
 import { workspaceRoutes } from './http/workspaces.js';
 import type { Readiness } from './readiness.js';
+import { tenantLimits } from './tenants/limits.js';
 import type { TaskManager } from './tasks/manager.js';
 import { WorkspaceIntake } from './workspace/intake/intake.js';
 import type { Workspaces } from './workspace/workspaces.js';
@@ -69,7 +71,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     allowedHosts: deps.config.http.allowedHosts,
     allowedOrigins: deps.config.http.allowedOrigins,
   });
+  // Failed authentication is limited per client address (before the key is looked at), requests
+  // per tenant after it.
+  registerAuthFailureLimit(app, deps.config.requests.authFailuresPerMinute);
   registerAuthentication(app, deps.keys ?? new ConfigKeys(deps.config.auth.keys));
+  registerTenantRateLimit(app, (tenant) => tenantLimits(deps.config, tenant).requestsPerMinute);
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);

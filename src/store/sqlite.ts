@@ -4,6 +4,9 @@ import type { DecisionSink, EgressDecision } from '../egress/decisions.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { TaskRecord, TaskStatus } from '../tasks/model.js';
 
+/** A task's tenant in SQL (records from before tenants have none: the default tenant). */
+const TASK_TENANT = `coalesce(json_extract(data, '$.tenant'), '${DEFAULT_TENANT}')`;
+
 export interface WorkspaceRecord {
   id: string;
   /** The tenant that created it. */
@@ -36,7 +39,7 @@ export interface Store extends DecisionSink {
   insertTask(t: TaskRecord): void;
   updateTask(t: TaskRecord): void;
   getTask(id: string): TaskRecord | null;
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage;
+  listTasks(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: number }): TaskPage;
   tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
   insertWorkspace(w: WorkspaceRecord): void;
   getWorkspace(id: string): WorkspaceRecord | null;
@@ -72,6 +75,7 @@ export class SqliteStore implements Store {
         data TEXT NOT NULL
       );
       CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
+      CREATE INDEX IF NOT EXISTS tasks_tenant ON tasks (${TASK_TENANT}, rowid);
       CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (json_extract(data, '$.finishedAt'));
       CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY, data TEXT NOT NULL);
       -- Egress decisions: bounded per task by egress.maxDecisionsPerTask.
@@ -98,9 +102,13 @@ export class SqliteStore implements Store {
     return row ? (JSON.parse(row.data) as TaskRecord) : null;
   }
 
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage {
+  listTasks(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: number }): TaskPage {
     const where: string[] = [];
     const args: (string | number)[] = [];
+    if (q.tenant !== undefined) {
+      where.push(`${TASK_TENANT} = ?`);
+      args.push(q.tenant);
+    }
     if (q.status) {
       where.push('status = ?');
       args.push(q.status);

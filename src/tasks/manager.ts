@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DEFAULT_TENANT } from '../auth/principal.js';
+import type { Principal } from '../auth/principal.js';
 import type { Config } from '../config/schema.js';
 import { detectImage, imageTable, resolveImage } from '../detection/detect.js';
 import type { EgressProxy } from '../egress/proxy.js';
@@ -13,6 +13,7 @@ import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
 import { composeCommand, parseProjectFile, PROJECT_FILE } from '../workspace/projectfile.js';
 import { checkInlineFiles } from '../workspace/workspaces.js';
+import { tenantLimits } from '../tenants/limits.js';
 import { resolveLimits } from './limits.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
@@ -56,7 +57,7 @@ export class TaskManager {
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
   ) {
-    this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
+    this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued, (tenant) => tenantLimits(config, tenant));
     this.lifecycle = new TaskLifecycle(store, log, clock);
   }
 
@@ -113,7 +114,8 @@ export class TaskManager {
     return t;
   }
 
-  list(q: { status?: TaskStatus; limit: number; cursor?: string }) {
+  /** A page of tasks, newest first; `tenant` narrows it to that tenant's. */
+  list(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: string }) {
     let cursor: number | undefined;
     if (q.cursor !== undefined) {
       const c = decodeCursor(q.cursor);
@@ -123,7 +125,12 @@ export class TaskManager {
     if (q.limit > this.config.requests.listLimit) {
       throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: this.config.requests.listLimit });
     }
-    return this.store.listTasks({ ...(q.status ? { status: q.status } : {}), limit: q.limit, ...(cursor !== undefined ? { cursor } : {}) });
+    return this.store.listTasks({
+      ...(q.status ? { status: q.status } : {}),
+      ...(q.tenant !== undefined ? { tenant: q.tenant } : {}),
+      limit: q.limit,
+      ...(cursor !== undefined ? { cursor } : {}),
+    });
   }
 
   /** The log of a task (live, or opened from disk for finished ones). */
@@ -132,7 +139,11 @@ export class TaskManager {
     return this.active.get(task.id)?.log ?? TaskLog.open(this.logDir(task.id));
   }
 
-  async submit(body: CreateTaskBody): Promise<TaskRecord> {
+  /**
+   * Admits a task for `owner` (the tenant and key of the request): a workspace named by id must
+   * be the owner's tenant's (another tenant's reads as WORKSPACE_NOT_FOUND).
+   */
+  async submit(body: CreateTaskBody, owner: Pick<Principal, 'tenant' | 'keyId'>): Promise<TaskRecord> {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
@@ -140,7 +151,7 @@ export class TaskManager {
     let existingId: string | null = null;
     let projectText: string | null;
     if (ws && 'id' in ws) {
-      existingId = this.workspaces.get(ws.id).id;
+      existingId = this.ownWorkspace(ws.id, owner.tenant);
       // The stored workspace's root and its sandboxshift.yaml, read safely.
       ({ rootEntries, projectFile: projectText } = await this.workspaces.inspect(existingId));
     } else {
@@ -160,29 +171,27 @@ export class TaskManager {
     const image = resolveImage(body.image, detection, this.config.images);
     await this.requireImage(image);
     if (network.allow.length > 0) await this.requireRelay(image);
-    const queueFull = () =>
-      new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
-        'retry-after': String(this.config.queue.retryAfterSeconds),
-      });
-    if (!this.queue.hasRoom()) throw queueFull();
+    this.requireRoom(owner.tenant);
     let workspaceId: string;
     if (existingId) {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
-      workspaceId = this.workspaces.get(existingId).id;
+      workspaceId = this.ownWorkspace(existingId, owner.tenant);
       this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
     } else {
-      workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
+      workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers, owner.tenant)).id;
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
-      if (!this.queue.hasRoom()) {
+      try {
+        this.requireRoom(owner.tenant);
+      } catch (err) {
         await this.workspaces.delete(workspaceId, () => false);
-        throw queueFull();
+        throw err;
       }
     }
     const task: TaskRecord = {
       id: newTaskId(),
-      tenant: DEFAULT_TENANT,
-      keyId: null,
+      tenant: owner.tenant,
+      keyId: owner.keyId,
       status: 'queued',
       command: body.command,
       setup,
@@ -214,12 +223,19 @@ export class TaskManager {
     return accepted;
   }
 
+  /** The id of workspace `id` if it is `tenant`'s; another tenant's reads as one that does not exist. */
+  private ownWorkspace(id: string, tenant: string): string {
+    const w = this.workspaces.get(id);
+    if (w.tenant !== tenant) throw new AppError('WORKSPACE_NOT_FOUND', { id });
+    return w.id;
+  }
+
   /**
    * Workspace intake (multipart task submission): the image and queue checks submit() makes,
    * run on the extracted files before their workspace is recorded, so that a task refused there
    * leaves no workspace behind. submit() still makes every check itself.
    */
-  async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
+  async precheckImageAndQueue(body: CreateTaskBody, tenant: string, rootEntries: string[], projectText: string | null = null): Promise<void> {
     this.refuseWhenClosing();
     // The archive's sandboxshift.yaml: malformed, above a maximum or an allowlist
     // the policy refuses is refused here too, before the workspace is recorded.
@@ -228,11 +244,22 @@ export class TaskManager {
     const image = resolveImage(body.image, detectImage(rootEntries, this.config.images), this.config.images);
     await this.requireImage(image);
     if (this.allowlist(body, project.allow).allow.length > 0) await this.requireRelay(image);
-    if (!this.queue.hasRoom()) {
-      throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
-        'retry-after': String(this.config.queue.retryAfterSeconds),
-      });
+    this.requireRoom(tenant);
+  }
+
+  /**
+   * 429 (with Retry-After) when the tenant's queue is at its limit (TENANT_QUEUED_LIMIT) or the
+   * whole queue is (QUEUE_FULL).
+   */
+  private requireRoom(tenant: string): void {
+    const full = this.queue.roomFor(tenant);
+    if (full === null) return;
+    const headers = { 'retry-after': String(this.config.queue.retryAfterSeconds) };
+    if (full === 'tenant') {
+      const limits = tenantLimits(this.config, tenant);
+      throw new AppError('TENANT_QUEUED_LIMIT', { tenant, ...this.queue.tenantCounts(tenant), maxQueued: limits.maxQueued, maxRunning: limits.maxRunning }, undefined, headers);
     }
+    throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, headers);
   }
 
   /** New work is refused with 503 SHUTTING_DOWN once the server is stopping. */
