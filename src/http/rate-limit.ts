@@ -29,7 +29,9 @@ export class RateBuckets {
   /** Seconds until `key` has a token again (0: it has one now). */
   waitSeconds(key: string, perMinute: number): number {
     const b = this.refill(key, perMinute);
-    return b.tokens >= 1 ? 0 : Math.max(1, Math.ceil(((1 - b.tokens) * 60) / perMinute));
+    if (b.tokens >= 1) return 0;
+    const ms = Math.round(((1 - b.tokens) * 60_000) / perMinute);
+    return Math.max(1, Math.ceil(ms / 1000));
   }
 
   /** Takes a token if there is one; otherwise the seconds until there is. */
