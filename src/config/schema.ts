@@ -137,7 +137,7 @@ const configuredKey = z
  */
 const TENANT_LIMITS = {
   maxRunning: [1, 256, 256, "Tasks of one tenant running at once; more wait in the queue (queue.concurrency still bounds all tenants' together)"],
-  maxQueued: [0, 100_000, 100, "Tasks of one tenant waiting to run; past it the tenant's submissions get 429 TENANT_QUEUED_LIMIT"],
+  maxQueued: [0, 100_000, 100, "Tasks of one tenant waiting to run; past it (and with its running and waiting tasks at maxRunning) the tenant's submissions get 429 TENANT_QUEUED_LIMIT"],
   workspaceBytes: [
     0,
     2 ** 50,
