@@ -1,6 +1,7 @@
 import t from 'tap';
 import WebSocket from 'ws';
 import { hashKey } from '../../src/auth/keys.js';
+import { multipartBody, tar } from '../helpers/archives.js';
 import { startTestServer } from '../helpers/server.js';
 
 // Tenant scoping on a real server with real Podman: tenant A's key never reaches tenant B's
@@ -118,13 +119,35 @@ t.test('tenant A cannot see, stream, cancel, list or delete tenant B\'s work; ad
   sameAsMissing(onForeign, 'WORKSPACE_NOT_FOUND', wsB, "a task on B's workspace");
   t.equal((await call(base, KEY_B, 'GET', `/v1/workspaces/${wsB}`)).status, 200, "B's workspace is still there");
 
+  // Intake and multipart submission record the caller's tenant too.
+  const up = await fetch(`${base}/v1/workspaces`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/x-tar' },
+    body: tar([{ name: 'a.txt', data: 'a' }]),
+  });
+  const upJson = (await up.json()) as { id: string; tenant: string };
+  t.equal(up.status, 201);
+  t.equal(upJson.tenant, 'team-a', 'an uploaded archive is the uploading tenant\'s');
+  const mp = await fetch(`${base}/v1/tasks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'multipart/form-data; boundary=sbxboundary' },
+    body: Buffer.from(multipartBody({ command: 'cat a.txt' }, tar([{ name: 'a.txt', data: 'mp' }])), 'latin1'),
+  });
+  const mpJson = (await mp.json()) as { id: string; workspaceId: string };
+  t.equal(mp.status, 202, JSON.stringify(mpJson));
+  const mpTask = await waitStatus(base, KEY_A, mpJson.id, ['succeeded', 'failed', 'error']);
+  t.match(mpTask, { tenant: 'team-a', keyId: 'ka' }, 'a multipart task carries the tenant and key');
+  t.equal((await call(base, KEY_A, 'GET', `/v1/workspaces/${mpJson.workspaceId}`)).json.tenant, 'team-a', 'and so does its workspace');
+  t.equal((await call(base, KEY_B, 'GET', `/v1/workspaces/${upJson.id}`)).status, 404, "B cannot see A's uploaded workspace");
+  t.equal((await call(base, KEY_B, 'GET', `/v1/tasks/${mpJson.id}`)).status, 404, "nor A's multipart task");
+
   // Tenant A's own work, and the lists.
   const mine = await call(base, KEY_A, 'POST', '/v1/tasks', { command: 'echo a' });
   t.equal(mine.status, 202, mine.text);
   const aTasks = await call(base, KEY_A, 'GET', '/v1/tasks?limit=100');
-  t.same(aTasks.json.tasks.map((x: { id: string }) => x.id), [mine.json.id], "A's list holds only A's task");
+  t.same(aTasks.json.tasks.map((x: { id: string }) => x.id).sort(), [mine.json.id, mpJson.id].sort(), "A's list holds only A's tasks");
   const aWs = await call(base, KEY_A, 'GET', '/v1/workspaces?limit=100');
-  t.same(aWs.json.workspaces.map((w: { tenant: string }) => w.tenant), ['team-a'], "A's workspace list holds only A's (its task's own workspace)");
+  t.same(aWs.json.workspaces.map((w: { tenant: string }) => w.tenant), ['team-a', 'team-a', 'team-a'], "A's workspace list holds only A's three");
   const bTasks = await call(base, KEY_B, 'GET', '/v1/tasks?limit=100');
   t.same(bTasks.json.tasks.map((x: { id: string }) => x.id).sort(), [doneB, liveB].sort(), "B's list holds only B's tasks");
   const sneaky = await call(base, KEY_A, 'GET', '/v1/tasks?tenant=team-b');
@@ -135,7 +158,7 @@ t.test('tenant A cannot see, stream, cancel, list or delete tenant B\'s work; ad
 
   // Admin: sees everything, filters by tenant, reads B's task and stream, cancels and deletes.
   const all = await call(base, KEY_ADMIN, 'GET', '/v1/tasks?limit=100');
-  t.same(all.json.tasks.map((x: { id: string }) => x.id).sort(), [doneB, liveB, mine.json.id].sort(), 'admin lists every tenant');
+  t.same(all.json.tasks.map((x: { id: string }) => x.id).sort(), [doneB, liveB, mine.json.id, mpJson.id].sort(), 'admin lists every tenant');
   const onlyB = await call(base, KEY_ADMIN, 'GET', '/v1/tasks?limit=100&tenant=team-b');
   t.same(onlyB.json.tasks.map((x: { id: string }) => x.id).sort(), [doneB, liveB].sort(), 'admin ?tenant=team-b');
   const wsOnlyB = await call(base, KEY_ADMIN, 'GET', '/v1/workspaces?limit=100&tenant=team-b');
