@@ -2,17 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { detectImage, imageTable, resolveImage } from '../detection/detect.js';
 import type { EgressProxy } from '../egress/proxy.js';
-import { resolveAllowlist } from '../egress/policy.js';
 import { AppError } from '../errors.js';
 import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress } from '../runtime/engine.js';
 import { LABEL_RELAY } from '../runtime/labels.js';
 import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
-import { composeCommand, parseProjectFile, PROJECT_FILE } from '../workspace/projectfile.js';
+import { composeCommand, PROJECT_FILE } from '../workspace/projectfile.js';
 import { checkInlineFiles } from '../workspace/workspaces.js';
-import { resolveLimits } from './limits.js';
+import { imageRelay, planTask, requireImage, requireRelay, type TaskPlan, type WorkspaceFacts } from './admission.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
@@ -135,58 +133,60 @@ export class TaskManager {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
-    let rootEntries: string[];
-    let existingId: string | null = null;
-    let projectText: string | null;
-    if (ws && 'id' in ws) {
-      existingId = this.workspaces.get(ws.id).id;
-      // The stored workspace's root and its sandboxshift.yaml, read safely.
-      ({ rootEntries, projectFile: projectText } = await this.workspaces.inspect(existingId));
-    } else {
-      const files = ws?.files ?? {};
-      rootEntries = checkInlineFiles(files, this.config.workspaces).rootEntries;
-      projectText = files[PROJECT_FILE] ?? null;
-    }
-    // The workspace's sandboxshift.yaml supplies defaults; the request overrides; maxima bound both.
-    const project = projectText === null ? {} : parseProjectFile(projectText);
-    const { resources, timeoutSeconds, env, setup, fromFile } = resolveLimits(body, this.config, project);
-    const readonly = (ws && 'id' in ws ? ws.readonly : undefined) ?? project.readonly ?? false;
-    if (ws && 'id' in ws && ws.readonly === undefined && project.readonly !== undefined) fromFile.push('workspace.readonly');
-    // Egress allowlist: the request's list replaces the file's, which replaces the server default.
-    const network = this.allowlist(body, project.allow);
-    if (body.network === undefined && project.allow !== undefined) fromFile.push('network.allow');
-    const detection = detectImage(rootEntries, this.config.images);
-    const image = resolveImage(body.image, detection, this.config.images);
-    await this.requireImage(image);
-    if (network.allow.length > 0) await this.requireRelay(image);
-    const queueFull = () =>
-      new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
-        'retry-after': String(this.config.queue.retryAfterSeconds),
-      });
-    if (!this.queue.hasRoom()) throw queueFull();
-    let workspaceId: string;
-    if (existingId) {
+    const named = ws && 'id' in ws ? this.workspaces.get(ws.id).id : null;
+    const files = ws && 'files' in ws ? ws.files : {};
+    const facts: WorkspaceFacts = named
+      ? // The stored workspace's root and its sandboxshift.yaml, read safely.
+        { ...(await this.workspaces.inspect(named)), stored: true }
+      : { rootEntries: checkInlineFiles(files, this.config.workspaces).rootEntries, projectFile: files[PROJECT_FILE] ?? null, stored: false };
+    const plan = await this.admit(body, facts);
+    if (named) {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
-      workspaceId = this.workspaces.get(existingId).id;
-      this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
-    } else {
-      workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
-      // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
-      if (!this.queue.hasRoom()) {
-        await this.workspaces.delete(workspaceId, () => false);
-        throw queueFull();
-      }
+      const task = this.accept(body, plan, this.workspaces.get(named).id);
+      this.workspaces.reuse(named); // named by id: a regular workspace from now on
+      return task;
     }
+    const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers)).id;
+    try {
+      // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
+      return this.accept(body, plan, workspaceId);
+    } catch (err) {
+      await this.workspaces.delete(workspaceId, () => false);
+      throw err;
+    }
+  }
+
+  /**
+   * Admission: planTask, then what the engine must have (the image; its egress relay for a task
+   * with an allowlist), then room in the queue. Nothing is created here.
+   */
+  async admit(body: CreateTaskBody, facts: WorkspaceFacts): Promise<TaskPlan> {
+    this.refuseWhenClosing();
+    const plan = planTask(body, facts, this.config);
+    await requireImage(this.engine, plan.image, this.config);
+    if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
+    this.requireRoom();
+    return plan;
+  }
+
+  /**
+   * Records an admitted task on its workspace and queues it (the queue's room is checked again:
+   * the workspace's creation may have awaited, and so is shutdown). Returns the task as it was
+   * accepted.
+   */
+  accept(body: CreateTaskBody, plan: TaskPlan, workspaceId: string): TaskRecord {
+    this.refuseWhenClosing();
+    this.requireRoom();
     const task: TaskRecord = {
       id: newTaskId(),
       status: 'queued',
       command: body.command,
-      setup,
-      fromProjectFile: fromFile,
-      image: { name: image, markers: detection.markers },
+      setup: plan.setup,
+      fromProjectFile: plan.fromFile,
+      image: { name: plan.image, markers: plan.detection.markers },
       workspaceId,
-      workspaceReadonly: readonly,
+      workspaceReadonly: plan.readonly,
       createdAt: this.clock.now().toISOString(),
       startedAt: null,
       finishedAt: null,
@@ -196,11 +196,11 @@ export class TaskManager {
       reason: null,
       error: null,
       output: { stdoutBytes: 0, stderrBytes: 0, truncated: false },
-      resources,
-      timeoutSeconds,
+      resources: plan.resources,
+      timeoutSeconds: plan.timeoutSeconds,
       stdin: body.stdin,
-      network: { allow: network.allow, unrestricted: network.unrestricted },
-      env,
+      network: plan.network,
+      env: plan.env,
     };
     const log = TaskLog.open(this.logDir(task.id));
     this.lifecycle.queued(task, log);
@@ -211,74 +211,18 @@ export class TaskManager {
     return accepted;
   }
 
-  /**
-   * Workspace intake (multipart task submission): the image and queue checks submit() makes,
-   * run on the extracted files before their workspace is recorded, so that a task refused there
-   * leaves no workspace behind. submit() still makes every check itself.
-   */
-  async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
-    this.refuseWhenClosing();
-    // The archive's sandboxshift.yaml: malformed, above a maximum or an allowlist
-    // the policy refuses is refused here too, before the workspace is recorded.
-    const project = projectText === null ? {} : parseProjectFile(projectText);
-    resolveLimits(body, this.config, project);
-    const image = resolveImage(body.image, detectImage(rootEntries, this.config.images), this.config.images);
-    await this.requireImage(image);
-    if (this.allowlist(body, project.allow).allow.length > 0) await this.requireRelay(image);
-    if (!this.queue.hasRoom()) {
-      throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
-        'retry-after': String(this.config.queue.retryAfterSeconds),
-      });
-    }
+  /** QUEUE_FULL (with Retry-After) when neither a run slot nor a place in the queue is free. */
+  private requireRoom(): void {
+    if (this.queue.hasRoom()) return;
+    throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
+      'retry-after': String(this.config.queue.retryAfterSeconds),
+    });
   }
 
   /** New work is refused with 503 SHUTTING_DOWN once the server is stopping. */
   refuseWhenClosing(): void {
     if (!this.closing) return;
     throw new AppError('SHUTTING_DOWN', undefined, undefined, { 'retry-after': String(this.config.shutdown.retryAfterSeconds) });
-  }
-
-  private async requireImage(image: string): Promise<void> {
-    let present: boolean;
-    try {
-      present = await this.engine.imagePresent(image);
-    } catch (err) {
-      throw new AppError('ENGINE_UNAVAILABLE', { reason: (err as Error).message });
-    }
-    if (!present) {
-      const build = imageTable(this.config.images).get(image)?.build ?? '';
-      throw new AppError('IMAGE_MISSING', { image, build }, `Image ${image} is not present; build it with: ${build}`);
-    }
-  }
-
-  /**
-   * The task's egress allowlist (policy errors are 4xx): the request's list replaces the workspace
-   * file's, which replaces the server default.
-   * `workspace` is the network.allow of the workspace's sandboxshift.yaml (undefined: none).
-   */
-  private allowlist(body: CreateTaskBody, workspace?: string[]) {
-    return resolveAllowlist({ request: body.network?.allow, workspace, serverDefault: this.config.egress.defaultAllow }, this.config.egress);
-  }
-
-  private async requireRelay(image: string): Promise<void> {
-    if ((await this.relayOf(image)) !== null) return;
-    throw new AppError(
-      'EGRESS_RELAY_MISSING',
-      { image, label: LABEL_RELAY },
-      `Image ${image} has no egress relay (label ${LABEL_RELAY}), so a task in it cannot have an allowlist`,
-    );
-  }
-
-  /** The relay path the image declares (label io.sandboxshift.relay), or null. */
-  private async relayOf(image: string): Promise<string | null> {
-    let labels: Record<string, string> | null;
-    try {
-      labels = await this.engine.imageLabels(image);
-    } catch (err) {
-      throw new AppError('ENGINE_UNAVAILABLE', { reason: (err as Error).message });
-    }
-    const relay = labels?.[LABEL_RELAY];
-    return relay && /^\/[A-Za-z0-9._\/-]+$/.test(relay) ? relay : null;
   }
 
   /** A task's recorded egress decisions (GET /v1/tasks/:id/egress). */
@@ -517,7 +461,7 @@ export class TaskManager {
   /** Opens the task's proxy listener before its container exists (closed in finish()). */
   private async openEgress(a: Active): Promise<SandboxEgress> {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
-    const relay = await this.relayOf(a.task.image.name);
+    const relay = await imageRelay(this.engine, a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
     a.egress = await this.egress.open(a.task.id, a.task.network.allow);
     return { socketDir: a.egress.socketDir, relay, port: this.config.egress.relayPort };
