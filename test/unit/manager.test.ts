@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { ContainerEngine, RunningSandbox, SandboxExit } from '../../src/runtime/engine.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { TaskManager } from '../../src/tasks/manager.js';
+import { SqliteTaskStore } from '../../src/tasks/sqlite-store.js';
 import { createTaskBody } from '../../src/tasks/schemas.js';
 import { Workspaces } from '../../src/workspace/workspaces.js';
 
@@ -57,7 +58,7 @@ function setup(t: Test, leaveRunning = false) {
   const config = parseConfig({ dataDir: dir, shutdown: { leaveRunning } });
   const store = new SqliteStore(join(dir, 'db.sqlite'));
   const engine = new SlowEngine();
-  const manager = new TaskManager(config, engine, store, new Workspaces(join(dir, 'ws'), store, config.workspaces), join(dir, 'tasks'), pino({ level: 'silent' }));
+  const manager = new TaskManager(config, engine, new SqliteTaskStore(store), new Workspaces(join(dir, 'ws'), store, config.workspaces), join(dir, 'tasks'), pino({ level: 'silent' }));
   t.teardown(() => {
     store.close();
     rmSync(dir, { recursive: true, force: true });
