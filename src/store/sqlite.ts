@@ -1,9 +1,12 @@
 import Database from 'better-sqlite3';
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { DecisionSink, EgressDecision } from '../egress/decisions.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 
 export interface WorkspaceRecord {
   id: string;
+  /** The tenant that created it. */
+  tenant: string;
   createdAt: string;
   files: number;
   bytes: number;
@@ -42,7 +45,7 @@ export { decodeCursor, encodeCursor };
 
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
-  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false };
+  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false, tenant: w.tenant ?? DEFAULT_TENANT };
 }
 
 export class SqliteStore implements Store {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { AppError } from '../errors.js';
@@ -167,6 +168,8 @@ export class TaskManager {
     this.scheduler.requireRoom();
     const task: TaskRecord = {
       id: newTaskId(),
+      tenant: DEFAULT_TENANT,
+      keyId: null,
       status: 'queued',
       command: body.command,
       setup: plan.setup,
