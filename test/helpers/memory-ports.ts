@@ -1,5 +1,6 @@
 import type { EgressDecision } from '../../src/egress/decisions.js';
 import { AppError } from '../../src/errors.js';
+import { DEFAULT_TENANT } from '../../src/auth/principal.js';
 import { encodeCursor } from '../../src/store/cursor.js';
 import type { Store, WorkspaceRecord } from '../../src/store/sqlite.js';
 import type { TaskRecord, TaskStatus } from '../../src/tasks/model.js';
@@ -129,6 +130,7 @@ export class MemoryWorkspaces implements TaskWorkspaces {
     const id = newWorkspaceId();
     this.store.insertWorkspace({
       id,
+      tenant: DEFAULT_TENANT,
       createdAt: now,
       files: Object.keys(files).length,
       bytes,
