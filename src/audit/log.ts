@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { chainFiles, firstLine, lastLines } from './files.js';
@@ -25,6 +25,8 @@ export function auditPath(config: Readonly<Pick<Config, 'audit' | 'dataDir'>>, c
 export class AuditLog {
   readonly path: string;
   private readonly lockPath: string;
+  /** The current file as this process left it after its last append: unchanged since, its tail need not be read again. */
+  private last: { ino: number; size: number; seq: number; hash: string } | null = null;
 
   constructor(
     path: string,
@@ -53,6 +55,11 @@ export class AuditLog {
         // A torn last line (a crash mid-write) stays what it is, on a line of its own.
         if (!tail.endsWithNewline && fstatSync(fd).size > 0) writeSync(fd, '\n');
         writeSync(fd, line);
+        const st = fstatSync(fd);
+        this.last = { ino: st.ino, size: st.size, seq: record.seq, hash: record.hash };
+      } catch (err) {
+        this.last = null;
+        throw err;
       } finally {
         closeSync(fd);
       }
@@ -62,6 +69,13 @@ export class AuditLog {
 
   /** The chain's last record (seq and hash) and the current file's size; call under the lock. */
   private tail(): { seq: number; hash: string; currentBytes: number; endsWithNewline: boolean } {
+    if (this.last) {
+      // Nobody else has appended, rotated or replaced the file since this process's last append.
+      const st = statSync(this.path, { throwIfNoEntry: false });
+      if (st && st.ino === this.last.ino && st.size === this.last.size) {
+        return { seq: this.last.seq, hash: this.last.hash, currentBytes: st.size, endsWithNewline: true };
+      }
+    }
     const files = chainFiles(this.path);
     let current: { size: number; endsWithNewline: boolean } | null = null;
     for (const f of files.reverse()) {
