@@ -47,6 +47,7 @@ export class Readiness {
     private readonly probeDir: string,
     private readonly log: Logger,
     private readonly probeTtlMs = 30_000,
+    private readonly failedProbeRetryMs = FAILED_PROBE_RETRY_MS,
   ) {}
 
   requiredImages(): string[] {
@@ -113,7 +114,7 @@ export class Readiness {
     }
     const probeImagePresent = images.some((i) => i.name === this.probeImage() && i.present);
     // A failed probe is retried after a few seconds, not the whole TTL: readiness comes back by itself.
-    const ttl = this.lastProbe?.ok === false ? Math.min(this.probeTtlMs, FAILED_PROBE_RETRY_MS) : this.probeTtlMs;
+    const ttl = this.lastProbe?.ok === false ? Math.min(this.probeTtlMs, this.failedProbeRetryMs) : this.probeTtlMs;
     if (reachable && probeImagePresent && (force || !this.lastProbe || Date.now() - this.lastProbe.at > ttl)) {
       try {
         await this.probeContainer();
