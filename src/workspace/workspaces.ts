@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -66,7 +67,13 @@ export function checkInlineFiles(files: Record<string, string>, limits: Workspac
  * Mount discipline: `dir(id)` is only a real workspace while it is held (`hold`/`release`, or
  * inside `createWith`). rootEntries, ensureHome and readProjectFile need it held.
  */
-export class Workspaces {
+/** What Workspaces emits (for the audit log): a workspace recorded, and one removed (by a request, or expired). */
+export interface WorkspaceEvents {
+  created: [workspace: Readonly<WorkspaceRecord>];
+  deleted: [workspace: Readonly<WorkspaceRecord>, cause: 'request' | 'expired'];
+}
+
+export class Workspaces extends EventEmitter<WorkspaceEvents> {
   readonly storage: WorkspaceStorage;
   private readonly quotaBytes: number;
   /** Quota bytes of workspaces being created, by tenant (counted against the tenant's limit). */
@@ -80,6 +87,7 @@ export class Workspaces {
     /** The disk a tenant's workspaces may take together (tenants workspaceBytes), in bytes. */
     private readonly tenantBytes: (tenant: string) => number = () => Number.MAX_SAFE_INTEGER,
   ) {
+    super();
     mkdirSync(root, { recursive: true, mode: 0o711 });
     this.quotaBytes = limits.quotaMb * 1024 * 1024;
     this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes);
@@ -250,6 +258,7 @@ export class Workspaces {
         ephemeral: opts.ephemeral ?? false,
       };
       this.store.insertWorkspace(record);
+      this.emit('created', record);
       return record;
     } catch (err) {
       if (held) await this.release(id);
@@ -310,7 +319,7 @@ export class Workspaces {
    * afterwards), then its mount, image and mount point. `busy` says whether a task is queued or
    * running on it; then, or while anything holds it, the delete is refused with WORKSPACE_BUSY.
    */
-  async delete(id: string, busy: (id: string) => boolean, waitMs = 0): Promise<void> {
+  async delete(id: string, busy: (id: string) => boolean, waitMs = 0, cause: 'request' | 'expired' = 'request'): Promise<void> {
     const w = this.get(id);
     if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
     // A task that just finished may still be releasing it (its container being removed), or a
@@ -321,6 +330,7 @@ export class Workspaces {
     if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
     if (this.storage.inUse(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'it is being read or written by the server' });
     this.store.deleteWorkspace(w.id);
+    this.emit('deleted', w, cause);
     await this.storage.destroy(w.id);
   }
 
@@ -330,7 +340,7 @@ export class Workspaces {
     const removed: string[] = [];
     for (const w of this.store.listWorkspaces()) {
       if (this.expiresAt(w).getTime() > now || busy(w.id) || this.storage.inUse(w.id)) continue;
-      await this.delete(w.id, busy).then(
+      await this.delete(w.id, busy, 0, 'expired').then(
         () => removed.push(w.id),
         () => undefined, // became busy meanwhile: next sweep
       );
