@@ -69,7 +69,7 @@ export async function imagesReport(configIn: Readonly<Config>, argv: readonly st
       const service = new OwnedPodmanService(
         {
           podmanBinary: config.engine.podmanBinary,
-          runtime: config.engine.runtime,
+          runtime: 'runc',
           socketPath,
           containersConf: fromInstall('deploy/containers.conf'),
           timeoutMs: config.engine.startTimeoutSeconds * 1000,

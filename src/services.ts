@@ -14,8 +14,10 @@ import { writeSandboxHosts } from './runtime/hosts.js';
 import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
+import { setUpGvisor, type GvisorService } from './runtime/gvisor.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
+import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
@@ -90,7 +92,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     owned = new OwnedPodmanService(
       {
         podmanBinary: config.engine.podmanBinary,
-        runtime: config.engine.runtime,
+        runtime: 'runc',
         socketPath: choice.socketPath,
         containersConf: fromInstall('deploy/containers.conf'),
         timeoutMs: config.engine.startTimeoutSeconds * 1000,
@@ -104,6 +106,26 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     await waitForSocket(choice.socketPath, config.engine.startTimeoutSeconds * 1000);
   }
   log.info({ socket: choice.socketPath }, 'engine answers');
+  // gVisor, when the operator allows it: a Podman API service that creates its containers.
+  const isolations = new IsolationAvailability();
+  let gvisor: GvisorService | null = null;
+  if (config.engine.allowedIsolation.includes('gvisor')) {
+    gvisor = await setUpGvisor(
+      {
+        configured: config.engine.gvisorSocket,
+        podmanBinary: config.engine.podmanBinary,
+        ownedPath: join(dataDir, 'podman', 'gvisor.sock'),
+        containersConf: fromInstall('deploy/containers.conf'),
+        timeoutMs: config.engine.startTimeoutSeconds * 1000,
+      },
+      log,
+    );
+    const owned = gvisor.owned;
+    if (owned) undo.push(() => owned.stop());
+    isolations.set('gvisor', { usable: gvisor.missing === null, reason: gvisor.missing });
+    if (gvisor.missing) log.warn({ reason: gvisor.missing }, 'gVisor isolation is allowed but unusable: tasks asking for it get 503 ISOLATION_UNAVAILABLE');
+    else log.info({ socket: gvisor.socketPath }, 'gVisor isolation ready (containers created through its own Podman API service)');
+  }
 
   // Operator CAs (tasks.caBundle): checked and combined with the public CAs before any task runs.
   let caBundlePath: string | null = null;
@@ -137,6 +159,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     },
     new KernelLogOomProbe(),
     log,
+    gvisor?.socketPath ?? null,
   );
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
   // Egress proxy: per-task socket directories under the data directory.
@@ -153,7 +176,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress, isolations);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
@@ -178,7 +201,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // Finished tasks past retention.taskDays: record, log directory, egress decisions.
   const retention = new RetentionSweeper(store, logsDir, config.retention, log);
   retention.start();
-  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
+  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log, isolations);
   let draining: Promise<Set<string>> | undefined;
 
   return {
@@ -208,6 +231,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await retention.idle();
       await workspaces.close(kept);
       store.close();
+      await gvisor?.owned?.stop();
       await owned?.stop();
     },
   };

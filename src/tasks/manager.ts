@@ -16,6 +16,7 @@ import { resolveLimits } from './limits.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
+import { chooseIsolation, IsolationAvailability } from './isolation.js';
 import { TaskQueue } from './queue.js';
 import { TaskRun, type Checkpoint } from './run.js';
 import type { CreateTaskBody } from './schemas.js';
@@ -54,6 +55,8 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
+    /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
+    private readonly isolations: IsolationAvailability = new IsolationAvailability(),
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
     this.lifecycle = new TaskLifecycle(store, log, clock);
@@ -134,6 +137,7 @@ export class TaskManager {
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
+    const isolation = chooseIsolation(body.isolation, this.config.engine, this.isolations);
     const ws = body.workspace;
     let rootEntries: string[];
     let existingId: string | null = null;
@@ -200,6 +204,7 @@ export class TaskManager {
       timeoutSeconds,
       stdin: body.stdin,
       network: { allow: network.allow, unrestricted: network.unrestricted },
+      isolation,
       env,
     };
     const log = TaskLog.open(this.logDir(task.id));
@@ -218,6 +223,7 @@ export class TaskManager {
    */
   async precheckImageAndQueue(body: CreateTaskBody, rootEntries: string[], projectText: string | null = null): Promise<void> {
     this.refuseWhenClosing();
+    chooseIsolation(body.isolation, this.config.engine, this.isolations);
     // The archive's sandboxshift.yaml: malformed, above a maximum or an allowlist
     // the policy refuses is refused here too, before the workspace is recorded.
     const project = projectText === null ? {} : parseProjectFile(projectText);
@@ -380,7 +386,7 @@ export class TaskManager {
       this.workspaces.ensureHome(task.workspaceId);
       const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
       starting = this.engine.start(
-        { image: task.image.name, ...task.resources },
+        { image: task.image.name, ...task.resources, isolation: task.isolation ?? 'runc' },
         {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),

@@ -1,3 +1,4 @@
+import type { Isolation } from '../config/schema.js';
 import type { TaskStatus } from '../streaming/frames.js';
 
 export type { TaskStatus };
@@ -37,6 +38,8 @@ export interface TaskRecord {
   timeoutSeconds: number;
   stdin: boolean;
   network: { allow: string[]; unrestricted: boolean };
+  /** The runtime that runs (or ran) the task's container. */
+  isolation: Isolation;
   /** Kept for the run; never served back (values may be secrets). */
   env: Record<string, string>;
 }
@@ -44,8 +47,8 @@ export interface TaskRecord {
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
-  // Records written before the count existed read 0.
-  return { ...rest, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort() };
+  // Records written before the count (the isolation) existed read 0 (runc).
+  return { ...rest, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort() };
 }
 
 /**
