@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import { api, runTask, submit } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
@@ -46,4 +47,29 @@ t.test('/readyz lists each allowed isolation and whether it starts a hardened co
     { name: 'gvisor', default: false, canStartContainer: true, error: null },
   ]);
   t.match(r.json.runtime, { runsc: /\S/ }, 'the installed runsc version');
+});
+
+t.test('gVisor allowed but unusable: its tasks get 503 ISOLATION_UNAVAILABLE, /readyz lists why and fails only when it is the default', async (t) => {
+  // A gVisor service socket that nothing answers on.
+  const gone = { gvisorSocket: join(srv.dataDir, 'nothing-here.sock'), startTimeoutSeconds: 1 };
+  const other = await startTestServer({ engine: { allowedIsolation: ['runc', 'gvisor'], ...gone } });
+  t.teardown(() => other.close());
+  const r = await api(other.url, 'POST', '/v1/tasks', { command: 'true', isolation: 'gvisor' });
+  t.equal(r.status, 503);
+  t.match(r.json.error, { code: 'ISOLATION_UNAVAILABLE', details: { isolation: 'gvisor', reason: /engine.gvisorSocket does not answer/ } });
+  t.equal((await api(other.url, 'GET', '/v1/tasks')).json.tasks.length, 0, 'no task was recorded');
+  t.match((await runTask(other.url, 'echo runc-ok')).stdout, 'runc-ok\n', 'runc tasks still run');
+  const ready = await api(other.url, 'GET', '/readyz');
+  t.equal(ready.status, 200, 'ready: the default isolation works');
+  t.match(ready.json.isolation, [
+    { name: 'runc', default: true, canStartContainer: true },
+    { name: 'gvisor', default: false, canStartContainer: false, error: /engine.gvisorSocket does not answer/ },
+  ]);
+
+  const gvDefault = await startTestServer({ engine: { isolation: 'gvisor', allowedIsolation: ['gvisor'], ...gone } });
+  t.teardown(() => gvDefault.close());
+  const notReady = await api(gvDefault.url, 'GET', '/readyz');
+  t.equal(notReady.status, 503, 'not ready when the default isolation cannot start a container');
+  t.match(notReady.json, { ready: false, engine: { canStartContainer: false, error: /gvisorSocket/ } });
+  t.equal((await api(gvDefault.url, 'POST', '/v1/tasks', { command: 'true' })).json.error.code, 'ISOLATION_UNAVAILABLE', 'a task without isolation gets the default, unusable');
 });
