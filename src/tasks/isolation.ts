@@ -26,10 +26,9 @@ export class IsolationAvailability {
 
 /**
  * A task's isolation: the request's, else the server default. One the operator's
- * engine.allowedIsolation does not list is 422 ISOLATION_NOT_ALLOWED (naming the allowed values);
- * one allowed but unusable is 503 ISOLATION_UNAVAILABLE.
+ * engine.allowedIsolation does not list is 422 ISOLATION_NOT_ALLOWED (naming the allowed values).
  */
-export function chooseIsolation(requested: string | undefined, engine: Readonly<Config['engine']>, availability: IsolationAvailability): Isolation {
+export function allowedIsolation(requested: string | undefined, engine: Readonly<Config['engine']>): Isolation {
   const isolation = requested ?? engine.isolation;
   const allowed: readonly string[] = engine.allowedIsolation;
   if (!allowed.includes(isolation)) {
@@ -39,10 +38,20 @@ export function chooseIsolation(requested: string | undefined, engine: Readonly<
       `Isolation "${isolation}" is not allowed on this server; allowed: ${engine.allowedIsolation.join(', ')}`,
     );
   }
-  const chosen = isolation as Isolation;
-  const state = availability.get(chosen);
+  return isolation as Isolation;
+}
+
+/** An allowed isolation that cannot start containers here now is 503 ISOLATION_UNAVAILABLE. */
+export function requireUsable(isolation: Isolation, availability: IsolationAvailability): void {
+  const state = availability.get(isolation);
   if (!state.usable) {
-    throw new AppError('ISOLATION_UNAVAILABLE', { isolation: chosen, reason: state.reason }, `Isolation "${chosen}" cannot run tasks on this server now: ${state.reason}`);
+    throw new AppError('ISOLATION_UNAVAILABLE', { isolation, reason: state.reason }, `Isolation "${isolation}" cannot run tasks on this server now: ${state.reason}`);
   }
-  return chosen;
+}
+
+/** Both checks: the isolation a task runs under, or the error that refuses it. */
+export function chooseIsolation(requested: string | undefined, engine: Readonly<Config['engine']>, availability: IsolationAvailability): Isolation {
+  const isolation = allowedIsolation(requested, engine);
+  requireUsable(isolation, availability);
+  return isolation;
 }

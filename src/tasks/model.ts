@@ -1,3 +1,4 @@
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { Isolation } from '../config/schema.js';
 import type { TaskStatus } from '../streaming/frames.js';
 
@@ -14,6 +15,10 @@ export interface ImageChoice {
 
 export interface TaskRecord {
   id: string;
+  /** The tenant that submitted the task. */
+  tenant: string;
+  /** The API key it was submitted with; null on a server without keys. */
+  keyId: string | null;
   status: TaskStatus;
   command: string;
   /** sandbox.setup from the workspace's sandboxshift.yaml: the task runs `setup && command`. */
@@ -47,8 +52,8 @@ export interface TaskRecord {
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
-  // Records written before the count (the isolation) existed read 0 (runc).
-  return { ...rest, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort() };
+  // Records written before the count (tenants, the isolation) existed read 0 (the default tenant, runc).
+  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort() };
 }
 
 /**
