@@ -6,12 +6,11 @@ import type { Config } from '../config/schema.js';
 import { fromInstall } from '../paths.js';
 import { Readiness } from '../readiness.js';
 import { IsolationAvailability } from '../tasks/isolation.js';
-import { setUpGvisor } from './gvisor.js';
+import { RUNSC_BINARY, setUpGvisor } from './gvisor.js';
 import { runscVersion } from './host-versions.js';
 import { writeSandboxHosts } from './hosts.js';
 import { KernelLogOomProbe } from './oom.js';
 import { PodmanEngine } from './podman.js';
-import { RUNSC_BINARY } from './gvisor.js';
 
 export interface GvisorCheck {
   /** Whether engine.allowedIsolation lists gvisor. */
