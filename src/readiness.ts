@@ -46,6 +46,9 @@ export function requiredImages(images: Readonly<ImagesConfig>): string[] {
   return [...new Set(names)];
 }
 
+/** How soon a failed container probe is tried again. */
+const FAILED_PROBE_RETRY_MS = 5_000;
+
 /**
  * Ready means: the engine answers, it has been seen to start a hardened container (the same spec
  * tasks get) with the default isolation, and the required images are present. Every other allowed
@@ -62,8 +65,9 @@ export class Readiness {
     private readonly engine: ContainerEngine,
     private readonly probeDir: string,
     private readonly log: Logger,
-    private readonly isolations = new IsolationAvailability(),
     private readonly probeTtlMs = 30_000,
+    private readonly failedProbeRetryMs = FAILED_PROBE_RETRY_MS,
+    private readonly isolations = new IsolationAvailability(),
   ) {}
 
   requiredImages(): string[] {
@@ -160,7 +164,9 @@ export class Readiness {
     const setUp = this.isolations.get(name);
     if (setUp.usable || this.probes.has(name)) {
       const last = this.probes.get(name);
-      if (reachable && probeImagePresent && (force || !last || Date.now() - last.at > this.probeTtlMs)) {
+      // A failed probe is retried after a few seconds, not the whole TTL: readiness comes back by itself.
+      const ttl = last?.ok === false ? Math.min(this.probeTtlMs, this.failedProbeRetryMs) : this.probeTtlMs;
+      if (reachable && probeImagePresent && (force || !last || Date.now() - last.at > ttl)) {
         let probe: Probe;
         try {
           await this.probeContainer(name);

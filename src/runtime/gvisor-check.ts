@@ -59,7 +59,7 @@ export async function checkGvisor(config: Readonly<Config>, mainSocket: string, 
       log,
       service.socketPath,
     );
-    const probe = new Readiness(config, engine, join(dir, 'probe'), log, new IsolationAvailability());
+    const probe = new Readiness(config, engine, join(dir, 'probe'), log, undefined, undefined, new IsolationAvailability());
     try {
       await probe.probeContainer('gvisor');
       return { allowed, runsc, canStartContainer: true, error: null };
