@@ -13,6 +13,7 @@ import { checkInlineFiles } from '../workspace/workspaces.js';
 import { planTask, requireImage, requireRelay, type TaskPlan, type WorkspaceFacts } from './admission.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
+import { IsolationAvailability, requireUsable } from './isolation.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
 import { planRecovery, type RecoveryPlan } from './recovery.js';
 import { TaskRun } from './run.js';
@@ -50,6 +51,8 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     egress: EgressProxy | null = null,
+    /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
+    private readonly isolations: IsolationAvailability = new IsolationAvailability(),
   ) {
     this.lifecycle = new TaskLifecycle(store, log, clock);
     this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.active.delete(id));
@@ -159,13 +162,14 @@ export class TaskManager {
   }
 
   /**
-   * Admission: planTask, then what the engine must have (the image; its egress relay for a task
-   * with an allowlist), then room in the queue for one more of `tenant`'s tasks. Nothing is
-   * created here.
+   * Admission: planTask, then whether its isolation can run here now, then what the engine must
+   * have (the image; its egress relay for a task with an allowlist), then room in the queue for
+   * one more of `tenant`'s tasks. Nothing is created here.
    */
   async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string): Promise<TaskPlan> {
     this.refuseWhenClosing();
     const plan = planTask(body, facts, this.config);
+    requireUsable(plan.isolation, this.isolations);
     await requireImage(this.engine, plan.image, this.config);
     if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
     this.scheduler.requireRoom(tenant);
@@ -211,6 +215,7 @@ export class TaskManager {
       timeoutSeconds: plan.timeoutSeconds,
       stdin: body.stdin,
       network: plan.network,
+      isolation: plan.isolation,
       env: plan.env,
     };
     const log = TaskLog.open(this.logDir(task.id));
