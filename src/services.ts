@@ -14,6 +14,9 @@ import { writeSandboxHosts } from './runtime/hosts.js';
 import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
+import { PooledEngine } from './pool/engine.js';
+import { SlotMounts } from './pool/mounts.js';
+import { WarmPool, type PoolShape } from './pool/pool.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
@@ -26,7 +29,7 @@ export interface Services {
   config: Readonly<Config>;
   serverId: string;
   socketPath: string;
-  engine: ContainerEngine;
+  engine: PooledEngine;
   store: SqliteStore;
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
@@ -36,6 +39,8 @@ export interface Services {
   /** The operator's upstream proxy (egress.upstreamProxy), or null. */
   upstreamProxy: UpstreamProxy | null;
   manager: TaskManager;
+  /** Pre-started sandboxes (pool.size, pool.shapes). */
+  pool: WarmPool;
   readiness: Readiness;
   /**
    * First half of a shutdown: new work is refused (503 SHUTTING_DOWN), running tasks are left
@@ -122,7 +127,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     }),
     log,
   );
-  const engine = PodmanEngine.forSocket(
+  const podman = PodmanEngine.forSocket(
     choice.socketPath,
     {
       serverId,
@@ -138,6 +143,10 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     new KernelLogOomProbe(),
     log,
   );
+  // Warm pool: pre-started sandboxes per shape; the task manager sees the pooled engine.
+  const slotMounts = new SlotMounts(join(dataDir, 'pool'));
+  const pool = new WarmPool(podman, slotMounts, poolSettings(config), log);
+  const engine = new PooledEngine(podman, pool, slotMounts, join(dataDir, 'pool', 'claims'), log);
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
@@ -159,6 +168,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const plan = manager.plan(await engine.listOurs());
   for (const c of plan.orphans) await engine.remove(c.containerId);
   log.info({ adopted: plan.adopt.size, removed: plan.orphans.length }, 'containers of this server: adopted and orphans removed');
+  // Pre-started containers of an earlier run went with the orphans; their slots' mounts go now,
+  // except those of pre-started containers running an adopted task.
+  const adoptedContainers = new Set([...plan.adopt.values()].map((c) => c.containerId));
+  engine.forgetClaims(adoptedContainers);
+  const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers));
+  if (slotsUnmounted > 0) log.info({ unmounted: slotsUnmounted }, 'pool slots of an earlier run unmounted');
+  undo.push(() => pool.close().then(() => podman.idle()));
   const adoptedTasks = [...plan.adopt.keys()].map((id) => store.getTask(id)!);
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
   // mounts of adopted tasks.
@@ -172,6 +188,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
+  pool.start();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
@@ -192,6 +209,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     caBundlePath,
     upstreamProxy,
     manager,
+    pool,
     readiness,
     drain() {
       sweeper.stop();
@@ -206,9 +224,33 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       const kept = await draining;
       await sweeper.idle();
       await retention.idle();
+      // Idle pre-started sandboxes go; the slots of tasks left running stay mounted.
+      await pool.close();
+      await podman.idle();
+      await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);
       store.close();
       await owned?.stop();
     },
+  };
+}
+
+/** The pool's shapes: the default shape (default image and limits) with pool.size, then pool.shapes. */
+function poolSettings(config: Readonly<Config>) {
+  const shapes: PoolShape[] = [
+    {
+      image: config.images.languages[config.images.default]!.image,
+      cpus: config.defaults.cpus,
+      memoryMb: config.defaults.memoryMb,
+      pids: config.defaults.pids,
+      size: config.pool.size,
+    },
+    ...config.pool.shapes,
+  ];
+  return {
+    shapes,
+    maxIdleSeconds: config.pool.maxIdleSeconds,
+    backstopSeconds: config.maxima.timeoutSeconds + config.sandbox.backstopSeconds + config.pool.maxIdleSeconds,
+    retryMs: 5000,
   };
 }

@@ -73,7 +73,9 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
   // Tests stop their tasks with the server unless they ask for the shipped default (leaving
   // them running for the next start): a test's containers must not outlive it.
-  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false } }, overrides));
+  // No warm pool unless the test asks for one (its pre-started containers cost every server a
+  // few starts): tests of the warm path pass `pool: { size: n }` and await `services.pool.ready()`.
+  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, pool: { size: 0 } }, overrides));
   const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
@@ -125,7 +127,7 @@ export interface ServerProcess {
  */
 export async function startServerProcess(overrides: Overrides & { dataDir: string }): Promise<ServerProcess> {
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
-  const config = merge({ listen: { port: 0 }, engine: { socket } }, overrides);
+  const config = merge({ listen: { port: 0 }, engine: { socket }, pool: { size: 0 } }, overrides);
   const file = join(overrides.dataDir, 'test-server-config.json');
   mkdirSync(overrides.dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify(config));
