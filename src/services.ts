@@ -143,11 +143,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     new KernelLogOomProbe(),
     log,
   );
-  // Warm pool: pre-started sandboxes per shape; the task manager sees the pooled engine.
-  const slotMounts = new SlotMounts(join(dataDir, 'pool'));
-  const pool = new WarmPool(podman, slotMounts, poolSettings(config), log);
-  const engine = new PooledEngine(podman, pool, slotMounts, join(dataDir, 'pool', 'claims'), log);
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
+  // Warm pool: pre-started sandboxes per shape, each with an empty workspace on its slot; the
+  // task manager sees the pooled engine.
+  const slotMounts = new SlotMounts(join(dataDir, 'pool'));
+  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log);
+  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), config.pool.maxIdleSeconds * 1000, log);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -162,7 +163,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress, engine);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
@@ -174,7 +175,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   engine.forgetClaims(adoptedContainers);
   const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers));
   if (slotsUnmounted > 0) log.info({ unmounted: slotsUnmounted }, 'pool slots of an earlier run unmounted');
-  undo.push(() => pool.close().then(() => podman.idle()));
+  undo.push(() => engine.close().then(() => podman.idle()));
   const adoptedTasks = [...plan.adopt.keys()].map((id) => store.getTask(id)!);
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
   // mounts of adopted tasks.
@@ -188,7 +189,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
-  pool.start();
+  engine.startPool();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
@@ -225,7 +226,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await sweeper.idle();
       await retention.idle();
       // Idle pre-started sandboxes go; the slots of tasks left running stay mounted.
-      await pool.close();
+      await engine.close();
       await podman.idle();
       await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);

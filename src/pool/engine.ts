@@ -12,17 +12,33 @@ import type {
   SandboxShape,
 } from '../runtime/engine.js';
 import type { SlotMounts } from './mounts.js';
-import type { Member, WarmPool } from './pool.js';
+import { shapeKey, type Member, type WarmPool } from './pool.js';
+
+/** What the pooled engine needs of workspaces. */
+export interface PoolWorkspaces {
+  claimSpare(spare: Member['spare'], markers: string[]): { id: string };
+  hold(id: string): Promise<string>;
+  release(id: string): Promise<void>;
+  dir(id: string): string;
+}
 
 /**
- * The engine the task manager sees when a pool exists: a task whose shape has a ready member
- * (and no egress allowlist: its socket directory is bound at creation) is handed to it, any
- * other starts cold. A handed-out container is recorded in `claims/<container id>` (the task
- * id) before the job is sent, so that a later start finds the task of a pre-started container
- * (whose labels name no task) and adopts it; its slot stays mounted until it has exited.
+ * The engine the task manager sees when a pool exists. A task that brings no workspace may take
+ * a member at submission (`reserve`): the member's empty workspace becomes the task's, already
+ * mounted on the slot. At start, a task whose shape matches (and that has no egress allowlist:
+ * its socket directory is bound at creation) is handed to its reserved member, or to any ready
+ * member with its workspace mounted over the member's spare; any other starts cold.
+ *
+ * A handed-out container is recorded in `claims/<container id>` (the task id) before the job is
+ * sent, so that a later start finds the task of a pre-started container (whose labels name no
+ * task) and adopts it. The slot stays mounted until the container has exited; the pool holds the
+ * task's workspace until then, so that it is never unmounted while the slot shows it.
  */
 export class PooledEngine implements ContainerEngine {
   private readonly slotOf = new Map<string, string>();
+  /** Members taken at submission, by the workspace directory of the task that took them. */
+  private readonly reserved = new Map<string, { member: Member; at: number }>();
+  private timer: NodeJS.Timeout | undefined;
   /** Tasks handed to a pre-started sandbox so far. */
   handoffs = 0;
 
@@ -30,7 +46,9 @@ export class PooledEngine implements ContainerEngine {
     private readonly inner: ContainerEngine,
     readonly pool: WarmPool,
     private readonly mounts: SlotMounts,
+    private readonly workspaces: PoolWorkspaces,
     private readonly claimsDir: string,
+    private readonly maxReservedMs: number,
     private readonly log: Logger,
   ) {
     mkdirSync(claimsDir, { recursive: true, mode: 0o700 });
@@ -52,12 +70,48 @@ export class PooledEngine implements ContainerEngine {
     return this.inner.versions();
   }
 
+  /** Starts the pool and the check that gives back members reserved by tasks that never ran. */
+  startPool(): void {
+    this.pool.start();
+    if (!this.pool.enabled) return;
+    this.timer = setInterval(() => {
+      for (const [dir, r] of this.reserved) {
+        if (Date.now() - r.at < this.maxReservedMs) continue;
+        this.reserved.delete(dir);
+        this.pool.drop(r.member);
+      }
+    }, 5000);
+    this.timer.unref();
+  }
+
+  /**
+   * For a task that brings no workspace: a ready member of its shape, whose empty workspace is
+   * recorded as the task's own. Returns that workspace's id, or null (the task creates one).
+   */
+  reserve(shape: SandboxShape, markers: string[]): string | null {
+    const member = this.pool.take(shape);
+    if (!member) return null;
+    const { id } = this.workspaces.claimSpare(member.spare, markers);
+    this.reserved.set(this.workspaces.dir(id), { member, at: Date.now() });
+    return id;
+  }
+
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const member = job.egress ? null : this.pool.take(shape);
+    const r = this.reserved.get(job.workspaceDir);
+    this.reserved.delete(job.workspaceDir);
+    let member: Member | null = null;
+    let attach = true;
+    if (r && !job.egress && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
+      member = r.member;
+      attach = false;
+    } else {
+      if (r) this.pool.drop(r.member); // the task's workspace stays: only the pool's hold goes
+      if (!job.egress) member = this.pool.take(shape);
+    }
     if (member) {
-      const warm = await this.handoff(member, job, handlers).catch((err: unknown) => {
+      const warm = await this.handoff(member, job, handlers, attach).catch((err: unknown) => {
         this.log.warn({ taskId: job.taskId, err: err instanceof Error ? err.message : String(err) }, 'pool handoff failed; starting cold');
-        this.pool.drop(member);
+        this.pool.drop(member!);
         return null;
       });
       if (warm) return warm;
@@ -65,29 +119,47 @@ export class PooledEngine implements ContainerEngine {
     return this.inner.start(shape, job, handlers);
   }
 
-  private async handoff(m: Member, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
+  private async handoff(m: Member, job: SandboxJob, handlers: SandboxHandlers, attach: boolean): Promise<RunningSandbox> {
     const id = m.sandbox.containerId;
+    const workspaceId = attach ? job.workspaceDir.split('/').pop()! : m.spare.id;
     writeFileSync(this.claim(id), job.taskId, { mode: 0o600 });
+    let held = false;
     try {
-      await this.mounts.attach(m.slot, job.workspaceDir, job.workspaceReadonly);
+      if (attach) {
+        await this.workspaces.hold(workspaceId);
+        held = true;
+        await this.mounts.attach(m.slot, job.workspaceDir, job.workspaceReadonly);
+      }
       this.slotOf.set(id, m.slot);
-      const running = this.afterExit(await m.sandbox.handoff(job, handlers), m.slot);
+      const running = await m.sandbox.handoff(job, handlers);
       this.handoffs += 1;
-      return running;
+      return this.afterExit(running, m.slot, async () => {
+        // The pool's holds: the task's workspace (attached) and the spare under it, or the spare
+        // that became the task's workspace.
+        if (held) await this.workspaces.release(workspaceId);
+        await this.pool.spares.discardSpare(m.spare.id);
+      });
     } catch (err) {
       this.slotOf.delete(id);
       rmSync(this.claim(id), { force: true });
+      if (held) await this.mounts.clear(m.slot).then(() => this.workspaces.release(workspaceId)).catch(() => undefined);
       throw err;
     }
   }
 
-  /** The slot's mounts and the claim go once the container has exited (not when left running). */
-  private afterExit(running: RunningSandbox, slot: string): RunningSandbox {
+  /**
+   * Once the container has exited (not when it is left running): the exit is passed on at once,
+   * then the slot is unmounted, the claim removed and `after` run, in the background.
+   */
+  private afterExit(running: RunningSandbox, slot: string, after: () => Promise<void> = async () => undefined): RunningSandbox {
     const id = running.containerId;
-    const exit = running.exit.then(async (e) => {
-      await this.mounts.clear(slot).catch((err: unknown) => this.log.warn({ err, slot }, 'slot unmount failed'));
-      rmSync(this.claim(id), { force: true });
-      this.slotOf.delete(id);
+    const exit = running.exit.then((e) => {
+      this.pool.background(async () => {
+        await this.mounts.clear(slot).catch((err: unknown) => this.log.warn({ err, slot }, 'slot unmount failed'));
+        rmSync(this.claim(id), { force: true });
+        this.slotOf.delete(id);
+        await after();
+      });
       return e;
     });
     return {
@@ -150,6 +222,14 @@ export class PooledEngine implements ContainerEngine {
       if (s) out.add(s);
     }
     return out;
+  }
+
+  /** Stops the reservation check and gives back every reserved member (shutdown). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    for (const r of this.reserved.values()) this.pool.drop(r.member);
+    this.reserved.clear();
+    await this.pool.close();
   }
 
   private claim(containerId: string): string {

@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ContainerEngine, PooledSandbox, SandboxShape } from '../runtime/engine.js';
+import type { WorkspaceRecord } from '../store/sqlite.js';
 import type { SlotMounts } from './mounts.js';
+
+/** What the pool needs of workspaces: the empty one each slot holds. */
+export interface SpareWorkspaces {
+  createSpare(): Promise<WorkspaceRecord>;
+  discardSpare(id: string): Promise<void>;
+  dir(id: string): string;
+}
 
 export interface PoolShape extends SandboxShape {
   size: number;
@@ -17,10 +25,15 @@ export interface PoolSettings {
   retryMs: number;
 }
 
-/** One pre-started sandbox and its slot. */
+/**
+ * One pre-started sandbox, its slot, and the empty workspace already mounted on the slot (for a
+ * task that brings none; a task with its own workspace has it mounted over the spare).
+ */
 export interface Member {
   slot: string;
+  key: string;
   sandbox: PooledSandbox;
+  spare: WorkspaceRecord;
 }
 
 export const shapeKey = (s: SandboxShape) => `${s.image}\u0000${s.cpus}\u0000${s.memoryMb}\u0000${s.pids}`;
@@ -46,6 +59,7 @@ export class WarmPool {
   constructor(
     private readonly engine: ContainerEngine,
     private readonly mounts: SlotMounts,
+    readonly spares: SpareWorkspaces,
     private readonly settings: PoolSettings,
     private readonly log: Logger,
   ) {
@@ -107,7 +121,7 @@ export class WarmPool {
     await Promise.allSettled([...this.pending]);
   }
 
-  private tooOld(m: Member): boolean {
+  tooOld(m: Member): boolean {
     return Date.now() - m.sandbox.startedAt > this.settings.maxIdleSeconds * 1000;
   }
 
@@ -124,13 +138,22 @@ export class WarmPool {
     this.refill();
   }
 
-  /** Removes a member that never ran a task, and its slot. */
+  /**
+   * Removes a member that never ran a task: container, slot, and its spare workspace (only the
+   * pool's hold on it when a task claimed it).
+   */
   drop(m: Member): void {
-    const p = m.sandbox
-      .discard()
-      .catch((err: unknown) => this.log.warn({ err, slot: m.slot }, 'pool member removal failed'))
-      .then(() => this.mounts.clear(m.slot))
-      .catch(() => undefined)
+    this.background(async () => {
+      await m.sandbox.discard().catch((err: unknown) => this.log.warn({ err, slot: m.slot }, 'pool member removal failed'));
+      await this.mounts.clear(m.slot);
+      await this.spares.discardSpare(m.spare.id);
+    });
+  }
+
+  /** Work that close() waits for. */
+  background(step: () => Promise<void>): void {
+    const p = step()
+      .catch((err: unknown) => this.log.warn({ err }, 'pool cleanup failed'))
       .finally(() => this.pending.delete(p));
     this.pending.add(p);
   }
@@ -147,13 +170,16 @@ export class WarmPool {
       if (!next) return;
       const [key, shape] = next;
       const slot = newSlotId();
+      let spare: WorkspaceRecord | null = null;
       try {
         const dir = await this.mounts.create(slot);
+        spare = await this.spares.createSpare();
+        await this.mounts.attach(slot, this.spares.dir(spare.id), false);
         const sandbox = await this.engine.prestart!(
           { image: shape.image, cpus: shape.cpus, memoryMb: shape.memoryMb, pids: shape.pids },
           { id: slot, dir, backstopSeconds: this.settings.backstopSeconds },
         );
-        const member = { slot, sandbox };
+        const member: Member = { slot, key, sandbox, spare };
         if (this.closed) {
           this.drop(member);
           return;
@@ -161,6 +187,7 @@ export class WarmPool {
         this.idle.set(key, [...(this.idle.get(key) ?? []), member]);
       } catch (err) {
         await this.mounts.clear(slot).catch(() => undefined);
+        if (spare) await this.spares.discardSpare(spare.id).catch(() => undefined);
         this.log.warn({ err: err instanceof Error ? err.message : String(err), image: shape.image }, 'pool member could not start; retrying later');
         this.backoffUntil.set(key, Date.now() + this.settings.retryMs);
         const timer = setTimeout(() => this.refill(), this.settings.retryMs);

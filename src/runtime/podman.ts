@@ -1,3 +1,4 @@
+import { trace } from '../trace.js';
 import type { Socket } from 'node:net';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -32,6 +33,9 @@ const WAIT_SLICE_MS = 5000;
 /** How often Podman checks a waited-on container's state. */
 const WAIT_INTERVAL = '50ms';
 
+/** How long an image found present is not asked about again. */
+const IMAGE_PRESENT_MS = 5000;
+
 const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
 
 type HttpError = Error & { statusCode?: number; json?: unknown };
@@ -54,6 +58,8 @@ export class PodmanEngine implements ContainerEngine {
   private exitLookups = 0;
   /** Removals of exited containers still under way (they run after the exit was reported). */
   private readonly removals = new Set<Promise<void>>();
+  /** When each image was last found present. */
+  private readonly imagesSeen = new Map<string, number>();
 
   constructor(
     private readonly docker: Docker,
@@ -75,10 +81,16 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async imagePresent(image: string): Promise<boolean> {
+    // A present image is taken as present for IMAGE_PRESENT_MS (every submission asks): one
+    // removed meanwhile fails the start, which asks again.
+    const seen = this.imagesSeen.get(image);
+    if (seen !== undefined && Date.now() - seen < IMAGE_PRESENT_MS) return true;
     try {
       await this.docker.getImage(image).inspect();
+      this.imagesSeen.set(image, Date.now());
       return true;
     } catch (err) {
+      this.imagesSeen.delete(image);
       if ((err as HttpError).statusCode === 404) return false;
       throw new EngineError(`image inspect failed: ${describe(err)}`, isUnavailable(err));
     }
@@ -118,6 +130,7 @@ export class PodmanEngine implements ContainerEngine {
     try {
       container = this.docker.getContainer(await this.createLibpod(spec));
     } catch (err) {
+      this.imagesSeen.delete(shape.image); // the image may be what is missing
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const id = container.id;
@@ -183,6 +196,7 @@ export class PodmanEngine implements ContainerEngine {
     try {
       id = await this.createLibpod(spec);
     } catch (err) {
+      this.imagesSeen.delete(shape.image); // the image may be what is missing
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const container = this.docker.getContainer(id);
@@ -217,6 +231,7 @@ export class PodmanEngine implements ContainerEngine {
         taken = true;
         const follower = new EngineLogFollower(logPath, null, handlers);
         sock.write(line);
+        trace('job written');
         const running = this.follow(id, follower, sock, true);
         if (!job.stdin) running.endStdin();
         return running;
@@ -276,7 +291,9 @@ export class PodmanEngine implements ContainerEngine {
     const detached = new AbortController();
     const exit = this.waitExit(container, detached.signal).then(async (state) => {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
+      trace('exit known');
       await follower.finish();
+      trace('follower done');
       sock?.destroy();
       if (state === 'vanished') return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can

@@ -1,3 +1,4 @@
+import { trace } from '../trace.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -6,7 +7,7 @@ import { detectImage, imageTable, resolveImage } from '../detection/detect.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { AppError } from '../errors.js';
-import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress } from '../runtime/engine.js';
+import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress, type SandboxShape } from '../runtime/engine.js';
 import { LABEL_RELAY } from '../runtime/labels.js';
 import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
@@ -54,6 +55,8 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
+    /** The warm pool: a task that brings no workspace takes a pre-started sandbox's empty one. */
+    private readonly warm: { reserve(shape: SandboxShape, markers: string[]): string | null } | null = null,
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
     this.lifecycle = new TaskLifecycle(store, log, clock);
@@ -134,6 +137,7 @@ export class TaskManager {
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
+    trace('submit');
     const ws = body.workspace;
     let rootEntries: string[];
     let existingId: string | null = null;
@@ -158,6 +162,7 @@ export class TaskManager {
     const detection = detectImage(rootEntries, this.config.images);
     const image = resolveImage(body.image, detection, this.config.images);
     await this.requireImage(image);
+    trace('image checked');
     if (network.allow.length > 0) await this.requireRelay(image);
     const queueFull = () =>
       new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
@@ -171,7 +176,11 @@ export class TaskManager {
       workspaceId = this.workspaces.get(existingId).id;
       this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
     } else {
-      workspaceId = (await this.workspaces.createFromFiles(ws && 'files' in ws ? ws.files : {}, detection.markers)).id;
+      const files = ws && 'files' in ws ? ws.files : {};
+      // No files and no allowlist: the empty workspace of a pre-started sandbox of this shape.
+      const spare = Object.keys(files).length === 0 && network.allow.length === 0 ? (this.warm?.reserve({ image, ...resources }, detection.markers) ?? null) : null;
+      workspaceId = spare ?? (await this.workspaces.createFromFiles(files, detection.markers)).id;
+      trace('workspace created');
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
       if (!this.queue.hasRoom()) {
         await this.workspaces.delete(workspaceId, () => false);
@@ -344,6 +353,7 @@ export class TaskManager {
     const id = a.task.workspaceId;
     try {
       await this.workspaces.hold(id);
+      trace('held');
     } catch (err) {
       a.task.error = `the workspace could not be mounted: ${err instanceof Error ? err.message : String(err)}`;
       this.finish(a, 'error', 'engine_error', null);
@@ -397,6 +407,7 @@ export class TaskManager {
         a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
       });
       a.sandbox = await Promise.race([starting, aborted]);
+      trace('started');
       a.recordContainer(a.sandbox.containerId);
     } catch (err) {
       clearTimeout(a.timer);
@@ -472,6 +483,7 @@ export class TaskManager {
       else void sandbox.stop(0);
     }
     const exit = await Promise.race([sandbox.exit, a.whenDetached]).finally(() => clearTimeout(a.timer));
+    trace('exit');
     if (exit === 'detached') return;
 
     task.output = a.finishOutput();
@@ -493,15 +505,18 @@ export class TaskManager {
     }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
-    // A failed task that left its workspace full filled its quota: reason disk_quota.
-    const usage = await this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
+    // A failed task that left its workspace full filled its quota: reason disk_quota. The
+    // workspace's counts are refreshed in any case, after the exit for any other task.
+    const refreshed = this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };
     });
-    const quota = status === 'failed' && reason === null && !task.workspaceReadonly && usage.full;
+    const quota = status === 'failed' && reason === null && !task.workspaceReadonly && (await refreshed).full;
+    trace('afterTask');
     // An adopted task's end is when the engine says its container stopped.
     const at = adopted && exit.finishedAt && exit.finishedAt.getTime() >= started.getTime() ? exit.finishedAt : undefined;
     this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started, at);
+    await refreshed;
   }
 
   /** Leaves the task's container running for the next start: log, mount and socket stay. */

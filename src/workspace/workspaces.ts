@@ -177,6 +177,29 @@ export class Workspaces {
     return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true });
   }
 
+  /**
+   * An empty workspace made ahead of its task (a pool slot holds one): created and mounted as a
+   * task's own empty workspace is, held once, and not recorded until `claimSpare` (an unrecorded
+   * image is removed at the next start, so a crash leaves none behind).
+   */
+  async createSpare(): Promise<WorkspaceRecord> {
+    return this.createWith(async () => undefined, () => [], { ephemeral: true, spare: true });
+  }
+
+  /** Records a spare as a task's own (ephemeral) workspace; it stays held by its maker. */
+  claimSpare(spare: WorkspaceRecord, markers: string[]): WorkspaceRecord {
+    const now = this.now().toISOString();
+    const record = { ...spare, markers, createdAt: now, lastUsedAt: now };
+    this.store.insertWorkspace(record);
+    return record;
+  }
+
+  /** Removes a spare nobody claimed (its hold is dropped, then image and mount point go). */
+  async discardSpare(id: string): Promise<void> {
+    await this.release(id);
+    if (!this.store.getWorkspace(id)) await this.storage.destroy(id);
+  }
+
   /** Sets whether a workspace is ephemeral (created for one task) or regular. */
   setEphemeral(id: string, ephemeral: boolean): void {
     const w = this.store.getWorkspace(id);
@@ -205,7 +228,7 @@ export class Workspaces {
   async createWith(
     populate: (dir: string) => Promise<void>,
     detectMarkers: (rootFiles: string[]) => string[],
-    opts: { ephemeral?: boolean } = {},
+    opts: { ephemeral?: boolean; spare?: boolean } = {},
   ): Promise<WorkspaceRecord> {
     const id = newWorkspaceId();
     let held = false;
@@ -242,7 +265,8 @@ export class Workspaces {
         quotaBytes: this.quotaBytes,
         ephemeral: opts.ephemeral ?? false,
       };
-      this.store.insertWorkspace(record);
+      if (opts.spare) held = false; // a spare stays mounted and unrecorded until it is claimed
+      else this.store.insertWorkspace(record);
       return record;
     } catch (err) {
       if (held) await this.release(id);
