@@ -148,7 +148,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // task manager sees the pooled engine.
   const slotMounts = new SlotMounts(join(dataDir, 'pool'));
   const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log);
-  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), config.pool.maxIdleSeconds * 1000, log);
+  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -235,6 +235,9 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     },
   };
 }
+
+/** A pre-started sandbox reserved by a task that did not start within this time is given back. */
+const RESERVED_MS = 60_000;
 
 /** The pool's shapes: the default shape (default image and limits) with pool.size, then pool.shapes. */
 function poolSettings(config: Readonly<Config>) {

@@ -41,6 +41,8 @@ export class PooledEngine implements ContainerEngine {
   private timer: NodeJS.Timeout | undefined;
   /** Tasks handed to a pre-started sandbox so far. */
   handoffs = 0;
+  /** Tasks of a pooled shape (and no allowlist) that started cold: the pool had no member ready. */
+  missed = 0;
 
   constructor(
     private readonly inner: ContainerEngine,
@@ -68,6 +70,10 @@ export class PooledEngine implements ContainerEngine {
 
   versions(): Promise<EngineVersions> {
     return this.inner.versions();
+  }
+
+  async whenRemoved(containerId: string): Promise<void> {
+    await this.inner.whenRemoved?.(containerId);
   }
 
   /** Starts the pool and the check that gives back members reserved by tasks that never ran. */
@@ -116,6 +122,7 @@ export class PooledEngine implements ContainerEngine {
       });
       if (warm) return warm;
     }
+    if (!job.egress && this.pool.holds(shape)) this.missed += 1;
     return this.inner.start(shape, job, handlers);
   }
 
@@ -156,6 +163,8 @@ export class PooledEngine implements ContainerEngine {
     const exit = running.exit.then((e) => {
       this.pool.background(async () => {
         await this.mounts.clear(slot).catch((err: unknown) => this.log.warn({ err, slot }, 'slot unmount failed'));
+        // The claim names the task of the container for as long as the container exists.
+        await this.inner.whenRemoved?.(id);
         rmSync(this.claim(id), { force: true });
         this.slotOf.delete(id);
         await after();

@@ -78,6 +78,11 @@ export class WarmPool {
     this.timer.unref();
   }
 
+  /** True when the pool keeps members of this shape. */
+  holds(shape: SandboxShape): boolean {
+    return this.enabled && this.shapes.has(shapeKey(shape));
+  }
+
   /** A live member of the shape, taken out of the pool (never handed out again), or null. */
   take(shape: SandboxShape): Member | null {
     const key = shapeKey(shape);

@@ -151,6 +151,8 @@ export interface ContainerEngine {
   adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null>;
   /** Removes a container (force); a missing one is not an error. */
   remove(containerId: string): Promise<void>;
+  /** Resolves once an exited sandbox's container is gone (it is removed after its exit is reported). */
+  whenRemoved?(containerId: string): Promise<void>;
   /** Versions of the engine and its OCI runtimes; throws EngineError when the engine does not answer. */
   versions(): Promise<EngineVersions>;
 }

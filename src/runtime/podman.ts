@@ -57,7 +57,7 @@ export class PodmanEngine implements ContainerEngine {
   private exits: ExitWatcher | null | undefined;
   private exitLookups = 0;
   /** Removals of exited containers still under way (they run after the exit was reported). */
-  private readonly removals = new Set<Promise<void>>();
+  private readonly removals = new Map<string, Promise<void>>();
   /** When each image was last found present. */
   private readonly imagesSeen = new Map<string, number>();
 
@@ -181,13 +181,18 @@ export class PodmanEngine implements ContainerEngine {
 
   /** Resolves once every removal started so far has ended. */
   async idle(): Promise<void> {
-    await Promise.allSettled([...this.removals]);
+    await Promise.allSettled([...this.removals.values()]);
+  }
+
+  /** Resolves once the background removal of the container (if any) has ended. */
+  async whenRemoved(id: string): Promise<void> {
+    await this.removals.get(id);
   }
 
   /** Removes an exited container in the background (its exit is reported without waiting). */
   private removeLater(id: string): void {
-    const p = this.remove(id).finally(() => this.removals.delete(p));
-    this.removals.add(p);
+    const p = this.remove(id).finally(() => this.removals.delete(id));
+    this.removals.set(id, p);
   }
 
   async prestart(shape: SandboxShape, slot: PoolSlot): Promise<PooledSandbox> {

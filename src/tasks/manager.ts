@@ -177,8 +177,11 @@ export class TaskManager {
       this.workspaces.reuse(workspaceId); // named by id: a regular workspace from now on
     } else {
       const files = ws && 'files' in ws ? ws.files : {};
-      // No files and no allowlist: the empty workspace of a pre-started sandbox of this shape.
-      const spare = Object.keys(files).length === 0 && network.allow.length === 0 ? (this.warm?.reserve({ image, ...resources }, detection.markers) ?? null) : null;
+      // No files, no allowlist, and a run slot free (the task starts now, so a pre-started sandbox
+      // is never held by a waiting task): the empty workspace of a pre-started sandbox of its shape.
+      const startsNow = this.queue.runningCount + this.queue.queuedCount < this.config.queue.concurrency;
+      const spare =
+        startsNow && Object.keys(files).length === 0 && network.allow.length === 0 ? (this.warm?.reserve({ image, ...resources }, detection.markers) ?? null) : null;
       workspaceId = spare ?? (await this.workspaces.createFromFiles(files, detection.markers)).id;
       trace('workspace created');
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.

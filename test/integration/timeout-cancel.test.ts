@@ -1,6 +1,6 @@
 import t from 'tap';
 import { api, collectStream, submit, waitDone } from '../helpers/client.js';
-import { hostProcesses, sleep, taskContainers } from '../helpers/host.js';
+import { hostProcesses, sleep, leftContainers } from '../helpers/host.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer({ queue: { concurrency: 1 } });
@@ -30,7 +30,7 @@ t.test('a task past its timeout ends timed_out and leaves no process or containe
   t.ok(task.durationMs < (2 + 5) * 1000, `ended within timeout + 5 s of its start (ran ${task.durationMs} ms)`);
   t.ok(Date.now() - submitted < 60_000, 'and the client saw it end');
   t.same(hostProcesses(`sleep ${marker}`), [], 'no process of the tree survives, setsid or not');
-  t.same(await taskContainers(srv.services.socketPath, id), [], 'no container is left');
+  t.same(await leftContainers(srv.services.socketPath, id), [], 'no container is left');
   const { frames } = await collectStream(srv.wsUrl, id);
   t.match(frames[frames.length - 1], { type: 'exit', status: 'timed_out', reason: 'timeout', exitCode: 137 });
 });
@@ -44,7 +44,7 @@ t.test('cancel a running task: cancelled, tree gone, no container', async (t) =>
   const task = await waitDone(srv.url, id, 15_000);
   t.match(task, { status: 'cancelled', reason: 'cancelled', exitCode: 137 });
   t.same(hostProcesses(`sleep ${marker}`), []);
-  t.same(await taskContainers(srv.services.socketPath, id), []);
+  t.same(await leftContainers(srv.services.socketPath, id), []);
   const again = await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
   t.equal(again.status, 409, 'cancelling a finished task is a conflict');
   t.equal(again.json.error.code, 'TASK_NOT_ACTIVE');
