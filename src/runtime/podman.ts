@@ -1,4 +1,3 @@
-import { trace } from '../trace.js';
 import type { Socket } from 'node:net';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -236,7 +235,6 @@ export class PodmanEngine implements ContainerEngine {
         taken = true;
         const follower = new EngineLogFollower(logPath, null, handlers);
         sock.write(line);
-        trace('job written');
         const running = this.follow(id, follower, sock, true);
         if (!job.stdin) running.endStdin();
         return running;
@@ -296,9 +294,7 @@ export class PodmanEngine implements ContainerEngine {
     const detached = new AbortController();
     const exit = this.waitExit(container, detached.signal).then(async (state) => {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
-      trace('exit known');
       await follower.finish();
-      trace('follower done');
       sock?.destroy();
       if (state === 'vanished') return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can

@@ -1,4 +1,3 @@
-import { trace } from '../trace.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -137,7 +136,6 @@ export class TaskManager {
   async submit(body: CreateTaskBody): Promise<TaskRecord> {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
-    trace('submit');
     const ws = body.workspace;
     let rootEntries: string[];
     let existingId: string | null = null;
@@ -162,7 +160,6 @@ export class TaskManager {
     const detection = detectImage(rootEntries, this.config.images);
     const image = resolveImage(body.image, detection, this.config.images);
     await this.requireImage(image);
-    trace('image checked');
     if (network.allow.length > 0) await this.requireRelay(image);
     const queueFull = () =>
       new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
@@ -183,7 +180,6 @@ export class TaskManager {
       const spare =
         startsNow && Object.keys(files).length === 0 && network.allow.length === 0 ? (this.warm?.reserve({ image, ...resources }, detection.markers) ?? null) : null;
       workspaceId = spare ?? (await this.workspaces.createFromFiles(files, detection.markers)).id;
-      trace('workspace created');
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
       if (!this.queue.hasRoom()) {
         await this.workspaces.delete(workspaceId, () => false);
@@ -356,7 +352,6 @@ export class TaskManager {
     const id = a.task.workspaceId;
     try {
       await this.workspaces.hold(id);
-      trace('held');
     } catch (err) {
       a.task.error = `the workspace could not be mounted: ${err instanceof Error ? err.message : String(err)}`;
       this.finish(a, 'error', 'engine_error', null);
@@ -410,7 +405,6 @@ export class TaskManager {
         a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
       });
       a.sandbox = await Promise.race([starting, aborted]);
-      trace('started');
       a.recordContainer(a.sandbox.containerId);
     } catch (err) {
       clearTimeout(a.timer);
@@ -486,7 +480,6 @@ export class TaskManager {
       else void sandbox.stop(0);
     }
     const exit = await Promise.race([sandbox.exit, a.whenDetached]).finally(() => clearTimeout(a.timer));
-    trace('exit');
     if (exit === 'detached') return;
 
     task.output = a.finishOutput();
@@ -515,7 +508,6 @@ export class TaskManager {
       return { full: false };
     });
     const quota = status === 'failed' && reason === null && !task.workspaceReadonly && (await refreshed).full;
-    trace('afterTask');
     // An adopted task's end is when the engine says its container stopped.
     const at = adopted && exit.finishedAt && exit.finishedAt.getTime() >= started.getTime() ? exit.finishedAt : undefined;
     this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started, at);

@@ -64,6 +64,15 @@ t.test('a read-only workspace is read-only in a pre-started sandbox too', async 
 });
 
 t.test('a pre-started container is never reused: one container per task, removed after it', async (t) => {
+  // A second task while the first still runs: it must not be handed the first one's container.
+  t.ok(await srv.services.pool.ready(60_000));
+  const first = await submit(srv.url, { command: `${ownContainer}; sleep 3` });
+  for (let i = 0; i < 100 && !(await api(srv.url, 'GET', `/v1/tasks/${first.id}/logs`)).text; i++) await sleep(100);
+  const second = await warm(t, ownContainer);
+  await waitDone(srv.url, first.id);
+  const firstContainer = (await api(srv.url, 'GET', `/v1/tasks/${first.id}/logs?stream=stdout`)).text;
+  t.match(firstContainer, /^[0-9a-f]{64}\n$/);
+  t.not(second.stdout, firstContainer, 'the second task ran in a container of its own');
   const seen = new Set<string>();
   for (let i = 0; i < 3; i++) {
     const r = await warm(t, `${ownContainer}; ls /tmp; touch /tmp/left-by-${i}`);
@@ -98,7 +107,7 @@ t.test('kill -9 with a pool: a task running in a pre-started container is re-att
   t.equal((await pooled()).length, 2, 'two pre-started containers');
   const { id } = await submit(first.url, { command: 'echo before; sleep 2; echo after; exit 3' });
   for (let i = 0; i < 100 && !(await api(first.url, 'GET', `/v1/tasks/${id}/logs`)).text.includes('before'); i++) await sleep(100);
-  for (let i = 0; i < 300 && (await pooled()).length < 3; i++) await sleep(100);
+  for (let i = 0; i < 600 && (await pooled()).length < 3; i++) await sleep(100);
   const beforeCrash = (await pooled()).map((c) => c.Id);
   t.equal(beforeCrash.length, 3, 'the task took a pre-started container and the pool refilled');
   first.kill('SIGKILL');
