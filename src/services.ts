@@ -20,6 +20,7 @@ import { WarmPool, type PoolShape } from './pool/pool.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { SqliteTaskStore } from './tasks/sqlite-store.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
@@ -31,6 +32,8 @@ export interface Services {
   socketPath: string;
   engine: PooledEngine;
   store: SqliteStore;
+  /** The task records (a table of the same database). */
+  tasks: SqliteTaskStore;
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
@@ -86,6 +89,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
 
   const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
   undo.push(() => store.close());
+  const tasks = new SqliteTaskStore(store);
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
 
@@ -163,7 +167,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress, engine);
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, engine);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
@@ -176,7 +180,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers));
   if (slotsUnmounted > 0) log.info({ unmounted: slotsUnmounted }, 'pool slots of an earlier run unmounted');
   undo.push(() => engine.close().then(() => podman.idle()));
-  const adoptedTasks = [...plan.adopt.keys()].map((id) => store.getTask(id)!);
+  const adoptedTasks = [...plan.adopt.keys()].map((id) => tasks.getTask(id)!);
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
   // mounts of adopted tasks.
   log.info(await workspaces.start(new Set(adoptedTasks.map((t) => t.workspaceId))), 'workspace storage ready');
@@ -194,7 +198,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
   // Finished tasks past retention.taskDays: record, log directory, egress decisions.
-  const retention = new RetentionSweeper(store, logsDir, config.retention, log);
+  const retention = new RetentionSweeper(tasks, logsDir, config.retention, log);
   retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
   let draining: Promise<Set<string>> | undefined;
@@ -205,6 +209,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     socketPath: choice.socketPath,
     engine,
     store,
+    tasks,
     workspaces,
     intakeTmpDir: intakeTmp,
     caBundlePath,
