@@ -177,7 +177,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // except those of pre-started containers running an adopted task.
   const adoptedContainers = new Set([...plan.adopt.values()].map((c) => c.containerId));
   engine.forgetClaims(adoptedContainers);
-  const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers));
+  const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers), pool.enabled);
   if (slotsUnmounted > 0) log.info({ unmounted: slotsUnmounted }, 'pool slots of an earlier run unmounted');
   undo.push(() => engine.close().then(() => podman.idle()));
   const adoptedTasks = [...plan.adopt.keys()].map((id) => tasks.getTask(id)!);

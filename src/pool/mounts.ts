@@ -22,8 +22,11 @@ export class SlotMounts {
     this.stage = join(root, 'stage');
   }
 
-  /** Unmounts what an earlier run left (except the slots in `keep`) and makes `slots` shared. */
-  async prepare(keep: ReadonlySet<string>): Promise<number> {
+  /**
+   * Unmounts what an earlier run left (except the slots in `keep`) and, for a pool that will
+   * start members (`share`), makes `slots` a shared mount.
+   */
+  async prepare(keep: ReadonlySet<string>, share: boolean): Promise<number> {
     await mkdir(this.slots, { recursive: true, mode: 0o711 });
     await mkdir(this.stage, { recursive: true, mode: 0o700 });
     let unmounted = await unmountAllUnder(this.stage);
@@ -33,6 +36,7 @@ export class SlotMounts {
       await unmount(p);
       unmounted += 1;
     }
+    if (!share) return unmounted;
     if (!mountsUnder(this.slots).includes(this.slots)) await run('mount', ['--bind', this.slots, this.slots]);
     await run('mount', ['--make-shared', this.slots]);
     return unmounted;
