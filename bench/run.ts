@@ -17,7 +17,7 @@ import { parseFlags, repoRoot, startServer, table, usage, UsageError, writeJson,
 import { hotSpots } from './profile.js';
 import { RawApi, servicePid, startPodmanService } from './raw-engine.js';
 import { cpuSection } from './suite/cpu.js';
-import { PLANS, serverLimits, type Context, type Plan, type SectionResult } from './suite/context.js';
+import { PLANS, POOL_SIZE, serverLimits, type Context, type Plan, type SectionResult } from './suite/context.js';
 import { echoSection } from './suite/echo.js';
 import { gvisorSection } from './suite/gvisor.js';
 import { idleSection } from './suite/idle.js';
@@ -110,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
       listen: { host: '127.0.0.1', port: 0 },
       engine: { socket, allowedIsolation: ['runc', 'gvisor'] },
       queue: { concurrency: limits['queue.concurrency'], maxQueued: limits['queue.maxQueued'] },
+      pool: { size: POOL_SIZE },
       requests: { maxStreams: limits['requests.maxStreams'] },
       workspaces: { archive: { maxCompressedBytes: limits['workspaces.archive.maxCompressedBytes'], maxExpandedBytes: limits['workspaces.archive.maxExpandedBytes'] } },
     };

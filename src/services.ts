@@ -19,6 +19,9 @@ import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { setUpGvisor, type GvisorService } from './runtime/gvisor.js';
+import { PooledEngine } from './pool/engine.js';
+import { SlotMounts } from './pool/mounts.js';
+import { WarmPool, type PoolShape } from './pool/pool.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { IsolationAvailability } from './tasks/isolation.js';
@@ -34,7 +37,7 @@ export interface Services {
   config: Readonly<Config>;
   serverId: string;
   socketPath: string;
-  engine: ContainerEngine;
+  engine: PooledEngine;
   store: SqliteStore;
   /** The task records (a table of the same database). */
   tasks: SqliteTaskStore;
@@ -46,6 +49,8 @@ export interface Services {
   /** The operator's upstream proxy (egress.upstreamProxy), or null. */
   upstreamProxy: UpstreamProxy | null;
   manager: TaskManager;
+  /** Pre-started sandboxes (pool.size, pool.shapes). */
+  pool: WarmPool;
   readiness: Readiness;
   /** The audit log, fed from the task lifecycle, egress decisions and workspaces (and 401s by the app). */
   audit: AuditRecorder;
@@ -160,7 +165,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     }),
     log,
   );
-  const engine = PodmanEngine.forSocket(
+  const podman = PodmanEngine.forSocket(
     choice.socketPath,
     {
       serverId,
@@ -178,6 +183,11 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     gvisor?.socketPath ?? null,
   );
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces, undefined, (tenant) => tenantLimits(config, tenant).workspaceBytes);
+  // Warm pool: pre-started sandboxes per shape, each with an empty workspace on its slot; the
+  // task manager sees the pooled engine.
+  const slotMounts = new SlotMounts(join(dataDir, 'pool'));
+  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log);
+  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -193,7 +203,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations);
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine);
   // Audit and metrics hear every transition, decision and workspace change from here on.
   const sources = { lifecycle: manager.lifecycle, decisions, workspaces, taskOf: (id: string) => tasks.getTask(id) };
   audit.attach(sources);
@@ -204,6 +214,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const plan = manager.plan(await engine.listOurs());
   for (const c of plan.orphans) await engine.remove(c.containerId);
   log.info({ adopted: plan.adopt.size, removed: plan.orphans.length }, 'containers of this server: adopted and orphans removed');
+  // Pre-started containers of an earlier run went with the orphans; their slots' mounts go now,
+  // except those of pre-started containers running an adopted task.
+  const adoptedContainers = new Set([...plan.adopt.values()].map((c) => c.containerId));
+  engine.forgetClaims(adoptedContainers);
+  const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers), pool.enabled);
+  if (slotsUnmounted > 0) log.info({ unmounted: slotsUnmounted }, 'pool slots of an earlier run unmounted');
+  undo.push(() => engine.close().then(() => podman.idle()));
   const adoptedTasks = [...plan.adopt.keys()].map((id) => tasks.getTask(id)!);
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
   // mounts of adopted tasks.
@@ -217,6 +234,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
+  engine.startPool();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
@@ -238,6 +256,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     caBundlePath,
     upstreamProxy,
     manager,
+    pool,
     readiness,
     audit,
     metrics,
@@ -254,10 +273,38 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       const kept = await draining;
       await sweeper.idle();
       await retention.idle();
+      // Idle pre-started sandboxes go; the slots of tasks left running stay mounted.
+      await engine.close();
+      await podman.idle();
+      await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);
       store.close();
       await gvisor?.owned?.stop();
       await owned?.stop();
     },
+  };
+}
+
+/** A pre-started sandbox reserved by a task that did not start within this time is given back. */
+const RESERVED_MS = 60_000;
+
+/** The pool's shapes: the default shape (default image and limits) with pool.size, then pool.shapes. */
+function poolSettings(config: Readonly<Config>) {
+  const shapes: PoolShape[] = [
+    {
+      image: config.images.languages[config.images.default]!.image,
+      cpus: config.defaults.cpus,
+      memoryMb: config.defaults.memoryMb,
+      pids: config.defaults.pids,
+      isolation: 'runc',
+      size: config.pool.size,
+    },
+    ...config.pool.shapes.map((s) => ({ ...s, isolation: 'runc' as const })),
+  ];
+  return {
+    shapes,
+    maxIdleSeconds: config.pool.maxIdleSeconds,
+    backstopSeconds: config.maxima.timeoutSeconds + config.sandbox.backstopSeconds + config.pool.maxIdleSeconds,
+    retryMs: 5000,
   };
 }

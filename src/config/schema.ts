@@ -345,6 +345,26 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Graceful shutdown'),
+    pool: z
+      .strictObject({
+        size: int(0, 32, 2, 'Pre-started sandboxes of the default shape (default image and limits, no network); 0 disables'),
+        shapes: z
+          .array(
+            z.strictObject({
+              image: z.string().min(1).max(256).describe('Image of the shape'),
+              cpus: z.number().min(0.1).max(64).describe('CPUs of the shape'),
+              memoryMb: z.number().int().min(16).max(262144).describe('Memory of the shape in MB'),
+              pids: z.number().int().min(16).max(32768).describe('Processes of the shape'),
+              size: z.number().int().min(0).max(32).describe('Pre-started sandboxes of this shape'),
+            }),
+          )
+          .max(8)
+          .default([])
+          .describe('Further shapes (no network) with pre-started sandboxes'),
+        maxIdleSeconds: int(10, 86400, 600, 'A pre-started sandbox idle this long is replaced (its engine backstop counts from its own start)'),
+      })
+      .prefault({})
+      .describe('Warm pool: tasks whose image, limits and network mode match get a pre-started sandbox instead of a new one'),
     queue: z
       .strictObject({
         concurrency: int(1, 256, 2, 'Tasks running at once'),

@@ -1,7 +1,7 @@
 import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
-import type { SandboxRequest } from './engine.js';
-import { taskLabels } from './labels.js';
+import type { PoolSlot, SandboxRequest, SandboxShape } from './engine.js';
+import { LABEL_SLOT, taskLabels } from './labels.js';
 
 /** Server-wide settings that shape every task container. */
 export interface SandboxSettings {
@@ -118,3 +118,25 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
 }
 
 export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
+
+/**
+ * The create body of a pre-started sandbox: the task container's, field for field, except that
+ * its command is the waiter (see waiter.ts), stdin is open for the job, no task env is set yet,
+ * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
+ * server mounts onto the slot at handoff appears inside.
+ */
+export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
+  const spec = buildContainerSpec(
+    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, backstopSeconds: slot.backstopSeconds },
+    s,
+  );
+  const [workspace, ...rest] = spec.HostConfig.Binds;
+  spec.HostConfig.Binds = [`${workspace},rslave`, ...rest];
+  spec.Labels = { ...spec.Labels, [LABEL_SLOT]: slot.id };
+  return spec;
+}
+
+/** The variables the server sets on every task, after the task's own (they win). */
+export function forcedEnv(s: SandboxSettings): Record<string, string> {
+  return { ...(s.caBundlePath ? caEnv() : {}), HOME: TASK_HOME };
+}

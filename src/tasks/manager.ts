@@ -5,7 +5,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { AppError } from '../errors.js';
-import type { ContainerEngine, OwnContainer } from '../runtime/engine.js';
+import type { ContainerEngine, OwnContainer, SandboxShape } from '../runtime/engine.js';
 import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
 import { PROJECT_FILE } from '../workspace/projectfile.js';
@@ -53,6 +53,8 @@ export class TaskManager {
     egress: EgressProxy | null = null,
     /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
     private readonly isolations: IsolationAvailability = new IsolationAvailability(),
+    /** The warm pool: a task that brings no workspace takes a pre-started sandbox's empty one. */
+    private readonly warm: { reserve(shape: SandboxShape, markers: string[], tenant: string): string | null } | null = null,
   ) {
     this.lifecycle = new TaskLifecycle(store, log, clock);
     this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.active.delete(id));
@@ -151,6 +153,8 @@ export class TaskManager {
       this.workspaces.reuse(named); // named by id: a regular workspace from now on
       return task;
     }
+    const spare = this.reserveWarm(files, plan, owner.tenant);
+    if (spare) return this.accept(body, plan, spare, owner);
     const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
     try {
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
@@ -159,6 +163,17 @@ export class TaskManager {
       await this.workspaces.delete(workspaceId, () => false);
       throw err;
     }
+  }
+
+  /**
+   * A runc task with no files and no allowlist that starts now (a run slot is free, so a
+   * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
+   * pre-started sandbox of its shape; null when there is none.
+   */
+  private reserveWarm(files: Record<string, string>, plan: TaskPlan, tenant: string): string | null {
+    const { queued, running } = this.scheduler.stats();
+    if (!this.warm || plan.isolation !== 'runc' || Object.keys(files).length > 0 || plan.network.allow.length > 0 || queued + running >= this.config.queue.concurrency) return null;
+    return this.warm.reserve({ image: plan.image, ...plan.resources, isolation: plan.isolation }, plan.detection.markers, tenant);
   }
 
   /**

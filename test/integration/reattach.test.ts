@@ -7,7 +7,7 @@
 import Docker from 'dockerode';
 import t from 'tap';
 import { api, collectStream, submit, waitDone, type Frame } from '../helpers/client.js';
-import { sleep, taskContainers } from '../helpers/host.js';
+import { sleep, leftContainers, taskContainers } from '../helpers/host.js';
 import { BOTH_ISOLATIONS, ISOLATIONS } from '../helpers/isolation.js';
 import { keptDataDir, type ServerProcess, startServerProcess, startTestServer } from '../helpers/server.js';
 
@@ -65,7 +65,7 @@ async function checkContinued(t: Tap.Test, url: string, wsUrl: string, id: strin
   t.match(all[all.length - 1], { type: 'exit', status: 'failed', exitCode: 7 });
   t.match(await waitDone(url, id), { status: 'failed', exitCode: 7, reason: null, output: { stdoutBytes: expected.length, truncated: false } });
   t.equal((await api(url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text, expected, 'the stored log is the same');
-  t.same(await taskContainers(socketPath, id), [], 'the container is removed once the exit is read');
+  t.same(await leftContainers(socketPath, id), [], 'the container is removed once the exit is read');
 }
 
 // Under each isolation: a gVisor task's container is adopted like a runc one (the next server

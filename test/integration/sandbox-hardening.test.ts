@@ -158,9 +158,11 @@ function hardening(t: Tap.Test, isolation: TestIsolation) {
     const docker = new Docker({ socketPath: srv.services.socketPath });
     const a = await submit(srv.url, { isolation, command: 'readlink /proc/self/ns/ipc; sleep 30', timeoutSeconds: 60 });
     const b = await runTask(srv.url, 'readlink /proc/self/ns/ipc', { isolation });
-    let c: Docker.ContainerInfo | undefined;
+    // The server's own list: a pre-started container's task is in its claim, not in a label.
+    let c: { Id: string } | undefined;
     for (let i = 0; i < 300 && !c; i++) {
-      [c] = await docker.listContainers({ filters: { label: [`io.sandboxshift.task=${a.id}`], status: ['running'] } });
+      const own = (await srv.services.engine.listOurs()).find((o) => o.taskId === a.id && o.running);
+      c = own ? { Id: own.containerId } : undefined;
       if (!c) await new Promise((r) => setTimeout(r, 100));
     }
     t.ok(c, 'the first task is running');

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { api, collectStream, submit, waitDone } from '../helpers/client.js';
-import { hostProcesses, sleep, taskContainers } from '../helpers/host.js';
+import { hostProcesses, sleep, leftContainers, taskContainers } from '../helpers/host.js';
 import { BOTH_ISOLATIONS, ISOLATIONS, type TestIsolation } from '../helpers/isolation.js';
 import { startTestServer } from '../helpers/server.js';
 
@@ -56,7 +56,7 @@ function stopping(t: Tap.Test, isolation: TestIsolation) {
     t.ok(task.durationMs < (2 + 5) * 1000, `ended within timeout + 5 s of its start (ran ${task.durationMs} ms)`);
     t.ok(Date.now() - submitted < 60_000, 'and the client saw it end');
     t.same(await survivors(tree.needle), [], 'no process of the tree survives, setsid or not');
-    t.same(await taskContainers(srv.services.socketPath, id), [], 'no container is left');
+    t.same(await leftContainers(srv.services.socketPath, id), [], 'no container is left');
     const { frames } = await collectStream(srv.wsUrl, id);
     t.match(frames[frames.length - 1], { type: 'exit', status: 'timed_out', reason: 'timeout', exitCode: 137 });
   });
@@ -72,7 +72,7 @@ function stopping(t: Tap.Test, isolation: TestIsolation) {
     const task = await waitDone(srv.url, id, 15_000);
     t.match(task, { status: 'cancelled', reason: 'cancelled', exitCode: 137 });
     t.same(await survivors(tree.needle), []);
-    t.same(await taskContainers(srv.services.socketPath, id), []);
+    t.same(await leftContainers(srv.services.socketPath, id), []);
     const again = await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
     t.equal(again.status, 409, 'cancelling a finished task is a conflict');
     t.equal(again.json.error.code, 'TASK_NOT_ACTIVE');
