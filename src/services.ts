@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { CombinedKeys } from './auth/directory.js';
+import { KeyStore } from './auth/key-store.js';
+import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { EgressProxy } from './egress/proxy.js';
@@ -15,7 +18,7 @@ import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
-import { SqliteStore } from './store/sqlite.js';
+import { DATABASE_FILE, SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
@@ -28,6 +31,8 @@ export interface Services {
   socketPath: string;
   engine: ContainerEngine;
   store: SqliteStore;
+  /** API keys: the configuration's, then the database's (looked up on every request). */
+  keys: KeyDirectory;
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
@@ -79,8 +84,11 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   else if (imageRecord.record) log.info({ mode: imageRecord.record.mode }, `image record ${IMAGE_RECORD_FILE} applied`);
   config = withImageRecord(config, imageRecord.record);
 
-  const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
+  const store = new SqliteStore(join(dataDir, DATABASE_FILE));
   undo.push(() => store.close());
+  const keyStore = KeyStore.open(join(dataDir, DATABASE_FILE))!;
+  undo.push(() => keyStore.close());
+  const keys = new CombinedKeys(new ConfigKeys(config.auth.keys), keyStore);
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
 
@@ -187,6 +195,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     socketPath: choice.socketPath,
     engine,
     store,
+    keys,
     workspaces,
     intakeTmpDir: intakeTmp,
     caBundlePath,
@@ -207,6 +216,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await sweeper.idle();
       await retention.idle();
       await workspaces.close(kept);
+      keyStore.close();
       store.close();
       await owned?.stop();
     },
