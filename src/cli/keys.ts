@@ -19,12 +19,12 @@ export interface ListedKey extends Omit<StoredKey, 'createdAt'> {
   createdAt: string | null;
 }
 
-function withStore<T>(config: Readonly<Config>, io: KeysIo, fn: (store: KeyStore) => T): T {
-  const store = KeyStore.open(databaseFile(config), { onEvent: io.onEvent })!;
+function withStore<T>(config: Readonly<Config>, io: KeysIo, fn: (store: KeyStore | null) => T, create = true): T {
+  const store = KeyStore.open(databaseFile(config), { onEvent: io.onEvent, create });
   try {
     return fn(store);
   } finally {
-    store.close();
+    store?.close();
   }
 }
 
@@ -38,22 +38,23 @@ export function keysCreate(config: Readonly<Config>, opts: { tenant: string; rol
     return EXIT.USAGE;
   }
   const role = opts.role ?? 'user';
-  const { key, record } = withStore(config, io, (store) => store.create(opts.tenant, role, new Set(config.auth.keys.map((k) => k.id))));
+  const { key, record } = withStore(config, io, (store) => store!.create(opts.tenant, role, new Set(config.auth.keys.map((k) => k.id))));
   io.out(`created ${record.id} for tenant ${record.tenant}, role ${record.role}; the key below is shown only this once:\n`);
   io.out(`${key}\n`);
   return 0;
 }
 
 /** Every key the server accepts (configuration first), never the key itself. */
-export function listedKeys(config: Readonly<Config>, store: KeyStore, revoked: boolean): ListedKey[] {
+export function listedKeys(config: Readonly<Config>, store: KeyStore | null, revoked: boolean): ListedKey[] {
   const fromConfig: ListedKey[] = config.auth.keys.map((k) => ({ id: k.id, tenant: k.tenant, role: k.role, source: 'config', createdAt: null, lastUsedAt: null, revokedAt: null }));
-  const fromDb: ListedKey[] = store.list({ revoked }).map((k) => ({ ...k, source: 'database' }));
+  const fromDb: ListedKey[] = (store?.list({ revoked }) ?? []).map((k) => ({ ...k, source: 'database' }));
   return [...fromConfig, ...fromDb];
 }
 
 /** `keys list [--all] [--json]`: id, tenant, role, created, last used (and revoked, with --all). */
 export function keysList(config: Readonly<Config>, opts: { all?: boolean; json?: boolean }, io: KeysIo): number {
-  const keys = withStore(config, io, (store) => listedKeys(config, store, Boolean(opts.all)));
+  // Listing creates nothing: no database yet means no database keys.
+  const keys = withStore(config, io, (store) => listedKeys(config, store, Boolean(opts.all)), false);
   if (opts.json) {
     io.out(`${JSON.stringify({ keys })}\n`);
     return 0;
@@ -73,7 +74,7 @@ export function keysRevoke(config: Readonly<Config>, id: string, io: KeysIo): nu
     io.err(`sandboxshift: ${id} comes from the configuration (auth.keys): remove it there and restart the server\n`);
     return 1;
   }
-  const result = withStore(config, io, (store) => store.revoke(id));
+  const result = withStore(config, io, (store) => store?.revoke(id) ?? 'unknown', false);
   if (result === 'unknown') {
     io.err(`sandboxshift: no key with id ${id}\n`);
     return 1;
