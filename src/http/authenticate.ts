@@ -66,5 +66,5 @@ export function registerAuthentication(app: FastifyInstance, keys: KeyDirectory,
  * lets every caller through (each acts as OPEN_ACCESS, an admin).
  */
 export async function requireAdmin(req: FastifyRequest): Promise<void> {
-  if (req.principal?.role !== 'admin') throw new AppError('ADMIN_REQUIRED');
+  if (req.principal?.role !== 'admin') throw new AppError('ADMIN_REQUIRED', { role: req.principal?.role ?? null });
 }
