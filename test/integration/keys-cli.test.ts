@@ -143,3 +143,23 @@ t.test('clients carry the key: run --key, SANDBOXSHIFT_KEY, and the TypeScript c
   t.ok(err instanceof SandboxShiftError);
   t.match(err, { status: 401, code: 'UNAUTHENTICATED' });
 });
+
+t.test('sandboxshift mcp passes SANDBOXSHIFT_KEY through to every request', async (t) => {
+  const k = await create('team-e');
+  const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+  const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js');
+  const connect = async (env: Record<string, string>) => {
+    const mcp = new Client({ name: 'sandboxshift-test', version: '1.0.0' });
+    await mcp.connect(new StdioClientTransport({ command: process.execPath, args: [cli, 'mcp', '--url', srv.url], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stderr: 'pipe' }));
+    t.teardown(() => mcp.close());
+    return mcp;
+  };
+  const keyed = await connect({ SANDBOXSHIFT_KEY: k.key });
+  const ran = (await keyed.callTool({ name: 'run_command', arguments: { command: 'echo via-mcp' } })) as { isError?: boolean; structuredContent?: unknown; content: unknown };
+  t.notOk(ran.isError, JSON.stringify(ran.content));
+  t.match(ran.structuredContent, { status: 'succeeded', stdout: 'via-mcp\n' });
+  const keyless = await connect({});
+  const refused = (await keyless.callTool({ name: 'create_workspace', arguments: {} })) as { isError?: boolean; structuredContent?: unknown };
+  t.equal(refused.isError, true, 'without a key the tool call is refused');
+  t.match(refused.structuredContent, { error: { code: 'UNAUTHENTICATED', status: 401 } });
+});
