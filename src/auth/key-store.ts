@@ -63,6 +63,8 @@ export class KeyStore implements KeyDirectory {
     db: Database.Database,
     private readonly now: () => number,
     private readonly onEvent: KeyEventSink | null,
+    /** Whether close() closes the connection (one opened here) or leaves it (a shared one). */
+    private readonly owned: boolean,
   ) {
     this.db = db;
     this.db.pragma('journal_mode = WAL');
@@ -80,7 +82,12 @@ export class KeyStore implements KeyDirectory {
     if (opts.create === false && !existsSync(path)) return null;
     mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
     // better-sqlite3 waits up to `timeout` ms for the other process's write lock.
-    return new KeyStore(new Database(path, { timeout: 5000 }), opts.now ?? Date.now, opts.onEvent ?? null);
+    return new KeyStore(new Database(path, { timeout: 5000 }), opts.now ?? Date.now, opts.onEvent ?? null, true);
+  }
+
+  /** The key table on a connection someone else owns (the server's store): close() leaves it open. */
+  static on(db: Database.Database, opts: { now?: () => number; onEvent?: KeyEventSink } = {}): KeyStore {
+    return new KeyStore(db, opts.now ?? Date.now, opts.onEvent ?? null, false);
   }
 
   hasKeys(): boolean {
@@ -136,7 +143,7 @@ export class KeyStore implements KeyDirectory {
   }
 
   close(): void {
-    this.db.close();
+    if (this.owned) this.db.close();
   }
 
   /** Records a use, writing only when this process has not written one for the key recently. */

@@ -52,17 +52,17 @@ t.test('two connections to one file (server and CLI): a key created or revoked b
   t.match(server.list({ revoked: true }), [{ id: record.id, revokedAt: String }], 'and shown on request');
 });
 
-t.test('the key table lives beside the server store in the same file', async (t) => {
+t.test("the server's key table is on its store's own connection; the CLI's on a connection of its own", async (t) => {
   const file = dbFile(t);
-  const keys = KeyStore.open(file)!;
+  const cli = KeyStore.open(file)!;
   const store = new SqliteStore(file);
-  t.teardown(() => {
-    store.close();
-    keys.close();
-  });
-  const { key } = keys.create('team-a', 'user');
-  t.ok(keys.lookup(hashKey(key)));
-  t.equal(store.meta('serverId', () => 'srv_x'), 'srv_x', 'the store works on the same file');
+  t.teardown(() => store.close());
+  const server = KeyStore.on(store.database);
+  const { key } = cli.create('team-a', 'user');
+  cli.close();
+  t.ok(server.lookup(hashKey(key)), 'the server sees the CLI key');
+  server.close();
+  t.equal(store.meta('serverId', () => 'srv_x'), 'srv_x', "closing the server's key table leaves the store's connection open");
 });
 
 t.test('last used is written at most once a minute per key', async (t) => {
