@@ -1,3 +1,4 @@
+import { AuditLog } from '../audit/log.js';
 import { KeyStore, type KeyEventSink, type StoredKey } from '../auth/key-store.js';
 import type { Role } from '../auth/principal.js';
 import { databaseFile } from '../auth/server-keys.js';
@@ -11,6 +12,21 @@ export interface KeysIo {
   err: Out;
   /** Where key creations and revocations are reported for the audit log. */
   onEvent?: KeyEventSink;
+}
+
+/**
+ * The audit log's side of the keys commands: `key.created` and `key.revoked`, appended to the
+ * server's audit log (the same chain the running server writes, under its lock file). A record
+ * that cannot be written is said on stderr; the key change itself stands.
+ */
+export function auditKeyEvents(config: Readonly<Config>, err: Out): KeyEventSink {
+  return (e) => {
+    try {
+      AuditLog.forConfig(config).append({ event: e.event, tenant: e.tenant, keyId: e.keyId, role: e.role });
+    } catch (error) {
+      err(`sandboxshift: warning: ${e.event} ${e.keyId} could not be written to the audit log: ${(error as Error).message}\n`);
+    }
+  };
 }
 
 /** A key as `keys list` shows it: from the database, or (hashes only) from `auth.keys`. */

@@ -96,32 +96,32 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
   const keys = program
     .command('keys')
     .description("API keys in the server's database: create, list, revoke (works whether or not the server runs)");
-  const keysAction = (fn: (config: Config, mod: typeof import('./keys.js')) => number) => async (opts: { config?: string }) => {
+  const keysAction = (fn: (config: Config, mod: typeof import('./keys.js'), io: import('./keys.js').KeysIo) => number) => async (opts: { config?: string }) => {
     const config = configOrExit(opts.config ? ['--config', opts.config] : []);
     if (!config) return done(2);
-    done(fn(config, await import('./keys.js')));
+    const mod = await import('./keys.js');
+    done(fn(config, mod, { out: write, err: writeErr, onEvent: mod.auditKeyEvents(config, writeErr) }));
   };
-  const keysIo = { out: write, err: writeErr };
   keys
     .command('create')
     .description('create a key for a tenant; prints it once, alone on the last line (only its SHA-256 is stored)')
     .requiredOption('--tenant <name>', 'tenant the key acts for')
     .addOption(new Option('--role <role>', 'admin sees every tenant').choices(['admin', 'user']).default('user'))
     .option('--config <file>', 'configuration file of the server (also SANDBOXSHIFT_CONFIG)')
-    .action((opts: { tenant: string; role: Role; config?: string }) => keysAction((c, m) => m.keysCreate(c, opts, keysIo))(opts));
+    .action((opts: { tenant: string; role: Role; config?: string }) => keysAction((c, m, io) => m.keysCreate(c, opts, io))(opts));
   keys
     .command('list')
     .description('list keys: id, tenant, role, created, last used (never the key)')
     .option('--all', 'include revoked keys')
     .option('--json', 'print {"keys": [...]} as JSON')
     .option('--config <file>', 'configuration file of the server (also SANDBOXSHIFT_CONFIG)')
-    .action((opts: { all?: boolean; json?: boolean; config?: string }) => keysAction((c, m) => m.keysList(c, opts, keysIo))(opts));
+    .action((opts: { all?: boolean; json?: boolean; config?: string }) => keysAction((c, m, io) => m.keysList(c, opts, io))(opts));
   keys
     .command('revoke')
     .description('revoke a key: a running server answers it 401 from the next request on')
     .argument('<id>', 'key id (from keys list)')
     .option('--config <file>', 'configuration file of the server (also SANDBOXSHIFT_CONFIG)')
-    .action((id: string, opts: { config?: string }) => keysAction((c, m) => m.keysRevoke(c, id, keysIo))(opts));
+    .action((id: string, opts: { config?: string }) => keysAction((c, m, io) => m.keysRevoke(c, id, io))(opts));
 
   program
     .command('images')
@@ -142,6 +142,19 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
         return EXIT.USAGE;
       });
       done(code);
+    });
+
+  program
+    .command('audit')
+    .description('the audit log of the server configured by --config')
+    .command('verify')
+    .description('check the audit chain across its rotated files: exit 0 when it holds, 1 naming the first record edited, removed or moved')
+    .option('--config <file>', 'configuration file (also SANDBOXSHIFT_CONFIG)')
+    .action(async () => {
+      const config = configOrExit(rest(argv, 'verify'));
+      if (!config) return done(2);
+      const { auditVerifyCommand } = await import('../audit/command.js');
+      done(await auditVerifyCommand(config, { cwd: process.cwd(), out: write, err: writeErr }));
     });
 
   program

@@ -5,7 +5,7 @@
  * SANDBOXSHIFT_KEY, the TypeScript client's apiKey over REST and the WebSocket stream) use it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { KeyStore } from '../../src/auth/key-store.js';
@@ -162,4 +162,24 @@ t.test('sandboxshift mcp passes SANDBOXSHIFT_KEY through to every request', asyn
   const refused = (await keyless.callTool({ name: 'create_workspace', arguments: {} })) as { isError?: boolean; structuredContent?: unknown };
   t.equal(refused.isError, true, 'without a key the tool call is refused');
   t.match(refused.structuredContent, { error: { code: 'UNAUTHENTICATED', status: 401 } });
+});
+
+t.test('keys create and revoke are in the audit log, in one chain with the running server', async (t) => {
+  const k = await create('team-f', 'admin');
+  t.equal((await run(['keys', 'revoke', k.id, '--config', config])).code, 0);
+  // A 401 after the revocation: the server's own record, after the CLI's.
+  t.equal((await api(srv.url, 'GET', '/v1/tasks', undefined, bearer(k.key))).status, 401);
+  const records = readFileSync(join(dataDir, 'audit.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { seq: number; event: string; keyId: string | null; tenant: string | null; role?: string });
+  const mine = records.filter((r) => r.keyId === k.id);
+  t.match(mine, [
+    { event: 'key.created', tenant: 'team-f', role: 'admin' },
+    { event: 'key.revoked', tenant: 'team-f', role: 'admin' },
+  ]);
+  t.ok(records.findIndex((r) => r.event === 'auth.failed' && r.seq > mine[1]!.seq) >= 0, 'the server appended after the CLI');
+  t.notOk(readFileSync(join(dataDir, 'audit.jsonl'), 'utf8').includes(k.key.slice(4)), 'never the key');
+  const verify = await run(['audit', 'verify', '--config', config]);
+  t.equal(verify.code, 0, `the chain of both processes holds: ${verify.stderr}`);
 });
