@@ -4,6 +4,9 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit/log.js';
 import { AuditRecorder } from './audit/recorder.js';
+import { CombinedKeys } from './auth/directory.js';
+import { KeyStore } from './auth/key-store.js';
+import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { ObservedDecisions } from './egress/observed.js';
@@ -23,7 +26,7 @@ import { PooledEngine } from './pool/engine.js';
 import { SlotMounts } from './pool/mounts.js';
 import { WarmPool, type PoolShape } from './pool/pool.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
-import { SqliteStore } from './store/sqlite.js';
+import { DATABASE_FILE, SqliteStore } from './store/sqlite.js';
 import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { SqliteTaskStore } from './tasks/sqlite-store.js';
@@ -41,6 +44,8 @@ export interface Services {
   store: SqliteStore;
   /** The task records (a table of the same database). */
   tasks: SqliteTaskStore;
+  /** API keys: the configuration's, then the database's (looked up on every request). */
+  keys: KeyDirectory;
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
@@ -98,9 +103,11 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   else if (imageRecord.record) log.info({ mode: imageRecord.record.mode }, `image record ${IMAGE_RECORD_FILE} applied`);
   config = withImageRecord(config, imageRecord.record);
 
-  const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
+  const store = new SqliteStore(join(dataDir, DATABASE_FILE));
   undo.push(() => store.close());
   const tasks = new SqliteTaskStore(store);
+  // The key table of the same database, which `sandboxshift keys` changes from its own process.
+  const keys = new CombinedKeys(new ConfigKeys(config.auth.keys), KeyStore.on(store.database));
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
   const audit = new AuditRecorder(AuditLog.forConfig(config, opts.cwd ?? process.cwd()), log);
@@ -251,6 +258,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     engine,
     store,
     tasks,
+    keys,
     workspaces,
     intakeTmpDir: intakeTmp,
     caBundlePath,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TENANT_PATTERN } from '../auth/scope.js';
 import { parseCidr } from '../egress/addresses.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { isHostEntry, isSerializedOrigin } from '../http/request-guard.js';
@@ -126,11 +127,15 @@ const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSec
     })
     .prefault({});
 
+/** A tenant name, as keys carry it (config `auth.keys` and `sandboxshift keys create`). */
+export const TENANT_NAME = TENANT_PATTERN;
+export const TENANT_NAME_RULE = 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit';
+
 /** One API key of `auth.keys`: only the SHA-256 of the key is configured, never the key. */
 const configuredKey = z
   .strictObject({
     id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-", at most 64').describe('Key id (shown in listings, task records and the audit log)'),
-    tenant: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit').describe('Tenant the key acts for'),
+    tenant: z.string().regex(TENANT_NAME, TENANT_NAME_RULE).describe('Tenant the key acts for'),
     role: z.enum(['admin', 'user']).default('user').describe('admin sees every tenant; user only its own'),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256 of the whole key text, lower case').describe('SHA-256 of the key (`ssk_…`), hex'),
   })
