@@ -1,13 +1,14 @@
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, configPath, loadConfig } from './config/load.js';
+import { logOptions } from './logging.js';
 import { openapiDocument } from './http/openapi.js';
 import { startServices } from './services.js';
 import { installShutdown } from './shutdown.js';
 
 /** The only file that listens, handles signals and exits. */
 async function main(): Promise<void> {
-  const log = pino({ name: 'sandboxshift' });
+  const log = pino(logOptions());
   let config;
   try {
     config = loadConfig(configPath(process.argv.slice(2), process.env));

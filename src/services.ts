@@ -17,6 +17,8 @@ import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { SecretVault } from './tasks/vault.js';
+import { SecretFiles } from './runtime/secret-file.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
@@ -122,6 +124,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     }),
     log,
   );
+  // Secrets files for task containers live on a host tmpfs, per server (its tasks' only).
+  const secretsDir = join(config.sandbox.secretsDir, serverId);
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
@@ -134,6 +138,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
+      secretsDir,
     },
     new KernelLogOomProbe(),
     log,
@@ -153,7 +158,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
+  const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress, vault);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
@@ -171,6 +177,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
+  new SecretFiles(secretsDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);

@@ -17,6 +17,7 @@ import { EngineLogFollower } from './enginelog.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { LABEL_SERVER, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
+import { SecretFiles } from './secret-file.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
 import { toSpecGenerator } from './specgen.js';
@@ -45,12 +46,16 @@ function isUnavailable(err: unknown): boolean {
 
 /** ContainerEngine over Podman's Docker-compatible API, through dockerode. */
 export class PodmanEngine implements ContainerEngine {
+  private readonly secretFiles: SecretFiles | null;
+
   constructor(
     private readonly docker: Docker,
     private readonly settings: SandboxSettings,
     private readonly oom: OomProbe,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.secretFiles = settings.secretsDir ? new SecretFiles(settings.secretsDir) : null;
+  }
 
   static forSocket(socketPath: string, settings: SandboxSettings, oom: OomProbe, log: Logger): PodmanEngine {
     return new PodmanEngine(new Docker({ socketPath, timeout: 0 }), settings, oom, log);
@@ -103,11 +108,13 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings), job.backstopSeconds);
+    const secretsFile = this.writeSecrets(shape, job);
+    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings, secretsFile), job.backstopSeconds);
     let container: Docker.Container;
     try {
       container = this.docker.getContainer(await this.createLibpod(spec));
     } catch (err) {
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const id = container.id;
@@ -120,6 +127,7 @@ export class PodmanEngine implements ContainerEngine {
       if (job.stdin) sock = await this.attachStdin(id);
     } catch (err) {
       await this.remove(id);
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`attach failed: ${describe(err)}`, isUnavailable(err));
     }
     const follower = new EngineLogFollower(logPath, null, handlers);
@@ -129,9 +137,28 @@ export class PodmanEngine implements ContainerEngine {
       sock?.destroy();
       await follower.stop();
       await this.remove(id);
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
     }
-    return this.follow(id, follower, sock, job.stdin);
+    return this.follow(id, follower, sock, job.stdin, job.taskId);
+  }
+
+  /**
+   * The task's secrets file (null without secrets), for the owner the container runs as. Names
+   * the container's configuration sets (the proxy and CA variables, HOME) keep their values.
+   */
+  private writeSecrets(shape: SandboxShape, job: SandboxJob): string | null {
+    const secrets = job.secretEnv ?? {};
+    if (Object.keys(secrets).length === 0) return null;
+    if (!this.secretFiles) throw new EngineError('this engine has no directory for secrets files (sandbox.secretsDir)');
+    const plain = buildContainerSpec({ ...shape, ...job }, this.settings);
+    const taken = new Set(plain.Env.map((e) => e.slice(0, e.indexOf('='))));
+    const entries = Object.fromEntries(Object.entries(secrets).filter(([k]) => !taken.has(k)));
+    try {
+      return this.secretFiles.write(job.taskId, entries, plain.User);
+    } catch (err) {
+      throw new EngineError(`the secrets file could not be written: ${(err as Error).message}`);
+    }
   }
 
   /** Podman's own create endpoint (the only one that takes the container `timeout`). */
@@ -161,7 +188,7 @@ export class PodmanEngine implements ContainerEngine {
     let sock: Socket | null = null;
     if (opts.stdin && info.State.Running) sock = await this.attachStdin(containerId).catch(() => null);
     const follower = new EngineLogFollower(logPath, opts.from, handlers);
-    return this.follow(containerId, follower, sock, sock !== null);
+    return this.follow(containerId, follower, sock, sock !== null, info.Config?.Labels?.[LABEL_TASK] ?? '');
   }
 
   private async logPath(id: string): Promise<string> {
@@ -172,7 +199,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** The running sandbox over a started (or adopted) container and its log follower. */
-  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean): RunningSandbox {
+  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean, taskId: string): RunningSandbox {
     const container = this.docker.getContainer(id);
     sock?.on('error', () => undefined);
     sock?.on('data', () => undefined); // an attach with stdin only carries nothing back
@@ -183,11 +210,15 @@ export class PodmanEngine implements ContainerEngine {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
       await follower.finish();
       sock?.destroy();
-      if (state === 'vanished') return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      if (state === 'vanished') {
+        this.forgetSecrets(taskId);
+        return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      }
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
       // be killed while PID 1 goes on and exits 0.
       const oomKills = Math.max(state.oomFlag ? 1 : 0, this.oom.oomKills(id));
       await this.remove(id);
+      this.forgetSecrets(taskId);
       return { exitCode: state.exitCode, oomKills, finishedAt: state.finishedAt, vanished: false };
     });
     return {
@@ -215,6 +246,15 @@ export class PodmanEngine implements ContainerEngine {
         await follower.stop();
       },
     };
+  }
+
+  private forgetSecrets(taskId: string): void {
+    if (!taskId) return;
+    try {
+      this.secretFiles?.remove(taskId);
+    } catch (err) {
+      this.log.warn({ taskId, err: (err as Error).message }, 'secrets file could not be removed');
+    }
   }
 
   /** Stops a container; retried while the engine does not answer (its service is restarted). */

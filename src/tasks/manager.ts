@@ -20,6 +20,7 @@ import type { TaskStore, TaskWorkspaces } from './ports.js';
 import { TaskQueue } from './queue.js';
 import { TaskRun, type Checkpoint } from './run.js';
 import type { CreateTaskBody } from './schemas.js';
+import type { SecretVault } from './vault.js';
 
 export type { Clock };
 
@@ -55,6 +56,8 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
+    /** Where queued and running tasks' secretEnv is kept (encrypted); null refuses such tasks. */
+    private readonly vault: SecretVault | null = null,
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
     this.lifecycle = new TaskLifecycle(store, log, clock);
@@ -80,27 +83,54 @@ export class TaskManager {
    * continues, their deadline stands); the others are lost. Queued tasks run.
    */
   recover(plan: RecoveryPlan): void {
+    const kept = new Set<string>();
     for (const t of this.store.tasksWithStatus(['running'])) {
-      const a = this.newActive(t, TaskLog.open(this.logDir(t.id)));
+      const secrets = this.storedSecrets(t);
+      const a = this.newActive(t, TaskLog.open(this.logDir(t.id)), secrets ?? {});
       const container = plan.adopt.get(t.id);
-      if (!container) {
-        t.error = 'the server stopped while the task was running and its container is gone';
+      if (!container || secrets === null) {
+        t.error = !container
+          ? 'the server stopped while the task was running and its container is gone'
+          : 'its secrets could not be read after the restart, so its output could not be masked';
         this.finish(a, 'error', 'lost', null);
+        if (container) void this.engine.remove(container.containerId);
         continue;
       }
+      kept.add(t.id);
       this.active.set(t.id, a);
       this.queue.adopt(t);
       this.track(t.id, this.adopt(a, container));
     }
     for (const t of this.store.tasksWithStatus(['queued'])) {
-      this.active.set(t.id, this.newActive(t, TaskLog.open(this.logDir(t.id))));
+      const secrets = this.storedSecrets(t);
+      const a = this.newActive(t, TaskLog.open(this.logDir(t.id)), secrets ?? {});
+      if (secrets === null) {
+        t.error = 'its secrets could not be read after the restart';
+        this.finish(a, 'error', 'lost', null);
+        continue;
+      }
+      kept.add(t.id);
+      this.active.set(t.id, a);
       this.queue.push(t);
     }
+    // Secrets of tasks that ended while no server ran (or whose end was recorded just before a crash).
+    this.vault?.sweep(kept);
     this.pump();
   }
 
-  private newActive(task: TaskRecord, log: TaskLog): Active {
-    return new TaskRun(task, log, this.config.output);
+  /** A recovered task's secretEnv ({} without any); null when it has some that cannot be read. */
+  private storedSecrets(t: TaskRecord): Record<string, string> | null {
+    if (!t.secretEnvKeys?.length) return {};
+    try {
+      return this.vault?.get(t.id) ?? null;
+    } catch (err) {
+      this.log.error({ taskId: t.id, err: (err as Error).message }, 'stored secrets unreadable');
+      return null;
+    }
+  }
+
+  private newActive(task: TaskRecord, log: TaskLog, secretEnv: Readonly<Record<string, string>> = {}): Active {
+    return new TaskRun(task, log, this.config.output, secretEnv);
   }
 
   logDir(id: string): string {
@@ -150,7 +180,9 @@ export class TaskManager {
     }
     // The workspace's sandboxshift.yaml supplies defaults; the request overrides; maxima bound both.
     const project = projectText === null ? {} : parseProjectFile(projectText);
-    const { resources, timeoutSeconds, env, setup, fromFile } = resolveLimits(body, this.config, project);
+    const { resources, timeoutSeconds, env, secretEnv, setup, fromFile } = resolveLimits(body, this.config, project);
+    const secretNames = Object.keys(secretEnv).sort();
+    if (secretNames.length > 0 && !this.vault) throw new AppError('INTERNAL', { reason: 'this server keeps no secrets' });
     const readonly = (ws && 'id' in ws ? ws.readonly : undefined) ?? project.readonly ?? false;
     if (ws && 'id' in ws && ws.readonly === undefined && project.readonly !== undefined) fromFile.push('workspace.readonly');
     // Egress allowlist: the request's list replaces the file's, which replaces the server default.
@@ -181,6 +213,7 @@ export class TaskManager {
     }
     const task: TaskRecord = {
       id: newTaskId(),
+      secretEnvKeys: secretNames,
       tenant: DEFAULT_TENANT,
       keyId: null,
       status: 'queued',
@@ -205,9 +238,18 @@ export class TaskManager {
       network: { allow: network.allow, unrestricted: network.unrestricted },
       env,
     };
+    if (secretNames.length > 0) {
+      try {
+        this.vault!.put(task.id, secretEnv);
+      } catch (err) {
+        if (!existingId) await this.workspaces.delete(workspaceId, () => false);
+        this.log.error({ err: (err as Error).message }, 'secrets could not be stored');
+        throw new AppError('INTERNAL');
+      }
+    }
     const log = TaskLog.open(this.logDir(task.id));
     this.lifecycle.queued(task, log);
-    this.active.set(task.id, this.newActive(task, log));
+    this.active.set(task.id, this.newActive(task, log, secretEnv));
     this.queue.push(task);
     const accepted = structuredClone(task); // the 202 reports the task as it was accepted
     this.pump();
@@ -388,6 +430,7 @@ export class TaskManager {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),
           env: task.env,
+          secretEnv: a.secretEnv,
           workspaceDir: this.workspaces.dir(task.workspaceId),
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
@@ -533,6 +576,16 @@ export class TaskManager {
     a.egress = null;
     this.lifecycle.finish(a.task, a.log, status, reason, exitCode, started, at);
     this.active.delete(a.task.id);
+    if (a.task.secretEnvKeys?.length) this.forgetSecrets(a.task.id);
+  }
+
+  /** An ended task's stored secrets go (start-up sweeps any that a crash left). */
+  private forgetSecrets(id: string): void {
+    try {
+      this.vault?.delete(id);
+    } catch (err) {
+      this.log.warn({ taskId: id, err: (err as Error).message }, 'stored secrets could not be deleted');
+    }
   }
 
   /**

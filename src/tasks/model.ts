@@ -44,13 +44,15 @@ export interface TaskRecord {
   network: { allow: string[]; unrestricted: boolean };
   /** Kept for the run; never served back (values may be secrets). */
   env: Record<string, string>;
+  /** Names of the task's secretEnv (sorted); the values are never in the record (only kept encrypted, apart). */
+  secretEnvKeys: string[];
 }
 
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
   // Records written before the count (or tenants) existed read 0 (or the default tenant).
-  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort() };
+  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort(), secretEnvKeys: rest.secretEnvKeys ?? [] };
 }
 
 /**

@@ -32,6 +32,11 @@ export const createTaskBody = z
       .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
       .default({})
       .describe('Environment variables for the command'),
+    secretEnv: z
+      .record(envName, z.string().max(131072).refine((v) => !v.includes('\0'), 'must not contain NUL'))
+      .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
+      .default({})
+      .describe("Environment variables whose values are secret: every occurrence of a value in the task's output reads `***`, and values are never served, logged or stored unencrypted; names are served as `secretEnvKeys`"),
     timeoutSeconds: z.int().min(1).optional().describe('Wall-clock limit in seconds; above the server maximum: LIMIT_ABOVE_MAXIMUM'),
     resources: z
       .strictObject({
@@ -51,6 +56,11 @@ export const createTaskBody = z
       .optional()
       .describe("Egress allowlist. Absent: the workspace file's list, else the server default. Every entry must fall inside the server's ceiling; over-broad patterns (`*`, `*.com`, `*.co.uk`) are refused unless the server allows unrestricted egress"),
     stdin: z.boolean().default(false).describe('Accept stdin frames over the WebSocket stream'),
+  })
+  .superRefine((b, ctx) => {
+    for (const name of Object.keys(b.secretEnv)) {
+      if (name in b.env) ctx.addIssue({ code: 'custom', path: ['secretEnv', name], message: 'also set in env: a name is either plain or secret' });
+    }
   })
   .describe('A task to run');
 
