@@ -45,17 +45,17 @@ export function resolveLimits(
   const fileEnv = project.env ?? {};
   if (Object.keys(fileEnv).length > 0) fromFile.push(FILE_KEYS.env);
   // A secret of the same name replaces the file's plain default.
+  const secretEnv = body.secretEnv ?? {};
   const env: Record<string, string> = { ...fileEnv, ...body.env };
-  for (const name of Object.keys(body.secretEnv)) delete env[name];
+  for (const name of Object.keys(secretEnv)) delete env[name];
   const envEntries = Object.entries(env);
   atMost('env', envEntries.length, requests.envEntries);
   for (const [k, v] of envEntries) atMost(`env.${k}`, Buffer.byteLength(v), requests.envValueBytes, k in body.env ? undefined : 'env');
 
   // Bounds of the secrets name the variable, never its value.
-  const secretEntries = Object.entries(body.secretEnv);
+  const secretEntries = Object.entries(secretEnv);
   atMost('secretEnv', secretEntries.length, requests.secretEntries);
   for (const [k, v] of secretEntries) atMost(`secretEnv.${k}`, Buffer.byteLength(v), requests.secretValueBytes);
-  const secretEnv = body.secretEnv;
 
   const [cpus, cpusSrc] = pick(body.resources.cpus, 'cpus', defaults.cpus);
   const [memoryMb, memSrc] = pick(body.resources.memoryMb, 'memoryMb', defaults.memoryMb);

@@ -1,0 +1,138 @@
+/**
+ * secretEnv stays secret: a task's secret reaches its environment, but the value, printed whole,
+ * split across two writes with a pause between, and on stderr, never shows in the WebSocket frames,
+ * the logs, the `?stream=` bytes, the task record, the list, the server's log, the container's
+ * configuration or any file of the data directory; its encrypted copy is gone once the task ends.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import Docker from 'dockerode';
+import t from 'tap';
+import { multipartBody, tar } from '../helpers/archives.js';
+import { api, collectStream, submit, waitDone } from '../helpers/client.js';
+import { sleep, taskContainers } from '../helpers/host.js';
+import { startTestServer } from '../helpers/server.js';
+
+const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
+const docker = new Docker({ socketPath });
+
+// 20 characters: `${S%??????????}` is its first half, `${S#??????????}` its second.
+export const SECRET = 'hunter2-Zq9xW7-pL4kR';
+const half = (n: 1 | 2) => (n === 1 ? '"${TOKEN%??????????}"' : '"${TOKEN#??????????}"');
+/** Prints the secret whole, split across two writes 0.8 s apart, and on stderr. */
+export const PRINTS = [
+  'echo "len:${#TOKEN} plain:$PLAIN"',
+  'echo "whole:$TOKEN"',
+  `printf '%s' ${half(1)}`,
+  'sleep 0.8',
+  `printf '%s\\n' ${half(2)}`,
+  'echo "err:$TOKEN" >&2',
+  'echo done',
+].join('; ');
+export const EXPECTED_STDOUT = 'len:20 plain:visible\nwhole:***\n***\ndone\n';
+
+/**
+ * Every regular file under the data directory `dir` whose bytes contain `needle`, but for the
+ * workspaces (the task's own files, sparse filesystem images of the quota's size).
+ */
+export function filesContaining(dir: string, needle: string): string[] {
+  const hits: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory() && p === join(dir, 'workspaces')) continue;
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && readFileSync(p).includes(needle)) hits.push(p);
+    }
+  };
+  walk(dir);
+  return hits;
+}
+
+t.test('a secret printed whole, split and on stderr is *** everywhere, and stored nowhere in the clear', async (t) => {
+  const logLines: string[] = [];
+  const logTo = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logLines.push(chunk.toString());
+      done();
+    },
+  });
+  const srv = await startTestServer({}, { logTo });
+  t.teardown(() => srv.close());
+
+  const { id } = await submit(srv.url, { command: PRINTS, env: { PLAIN: 'visible' }, secretEnv: { TOKEN: SECRET } });
+  // While it runs (inside the pause): the container's configuration and the files the server keeps.
+  let containerId: string | undefined;
+  for (let i = 0; i < 100 && !containerId; i++) {
+    [containerId] = await taskContainers(socketPath, id);
+    if (!containerId) await sleep(50);
+  }
+  t.ok(containerId, 'the container exists');
+  const inspect = JSON.stringify(await docker.getContainer(containerId!).inspect());
+  t.notOk(inspect.includes(SECRET), 'podman inspect does not show the value');
+  t.notOk(inspect.includes('TOKEN='), 'nor the variable in Env');
+  const stored = join(srv.dataDir, 'secrets', `${id}.enc`);
+  t.ok(existsSync(stored), 'while the task runs its secrets are kept');
+  t.notOk(readFileSync(stored).includes(SECRET), 'encrypted');
+  t.equal(statSync(stored).mode & 0o777, 0o600);
+  t.equal(statSync(join(srv.dataDir, 'secrets.key')).mode & 0o777, 0o600, 'the key file is 0600');
+
+  const stream = await collectStream(srv.wsUrl, id);
+  const task = await waitDone(srv.url, id);
+  t.match(task, { status: 'succeeded', envKeys: ['PLAIN'], secretEnvKeys: ['TOKEN'] });
+  const frames = stream.frames;
+  const out = (type: string) => frames.filter((f) => f.type === type).map((f) => f.data as string).join('');
+  t.equal(out('stdout'), EXPECTED_STDOUT, 'the task had the value; its output shows *** (whole and split)');
+  t.equal(out('stderr'), 'err:***\n', 'stderr too');
+  t.notOk(JSON.stringify(frames).includes(SECRET), 'no frame holds the value');
+
+  const logs = await api(srv.url, 'GET', `/v1/tasks/${id}/logs`);
+  const stdoutBytes = await api(srv.url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`);
+  const stderrBytes = await api(srv.url, 'GET', `/v1/tasks/${id}/logs?stream=stderr`);
+  t.equal(stdoutBytes.text, EXPECTED_STDOUT, '?stream=stdout bytes');
+  t.equal(stderrBytes.text, 'err:***\n', '?stream=stderr bytes');
+  t.match(task.output, { stdoutBytes: EXPECTED_STDOUT.length, stderrBytes: 'err:***\n'.length, truncated: false }, 'byte counts are those of the output served');
+  const record = await api(srv.url, 'GET', `/v1/tasks/${id}`);
+  const list = await api(srv.url, 'GET', '/v1/tasks?limit=10');
+  for (const [what, text] of [
+    ['GET logs', logs.text],
+    ['task record', record.text],
+    ['task list', list.text],
+  ] as const) {
+    t.notOk(text.includes(SECRET), `${what} does not hold the value`);
+  }
+  t.ok(logLines.length > 5, 'the server logged');
+  t.notOk(logLines.join('').includes(SECRET), "the server's log does not hold the value");
+  t.notOk(existsSync(stored), 'the stored secrets are deleted when the task ends');
+  t.same(readdirSync(join(srv.services.config.sandbox.secretsDir, srv.services.serverId)), [], 'and so is the tmpfs file the container read');
+  t.same(filesContaining(srv.dataDir, SECRET), [], 'no file of the data directory (database, logs) holds the value');
+});
+
+t.test('multipart submissions take secretEnv; refused requests never echo a value', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(() => srv.close());
+  const body = multipartBody({ command: 'cat f.txt; echo " $TOKEN"', secretEnv: { TOKEN: SECRET } }, tar([{ name: 'f.txt', data: `file:${SECRET}` }]));
+  const r = await api(srv.url, 'POST', '/v1/tasks', Buffer.from(body, 'latin1'), { 'content-type': 'multipart/form-data; boundary=sbxboundary' });
+  t.equal(r.status, 202, r.text);
+  const task = await waitDone(srv.url, r.json.id);
+  t.match(task, { status: 'succeeded', secretEnvKeys: ['TOKEN'] });
+  t.equal((await api(srv.url, 'GET', `/v1/tasks/${r.json.id}/logs`)).text, 'file:*** ***\n', 'masked, from a file of the workspace too');
+
+  const refusals: [unknown, number, string][] = [
+    [{ command: 'true', env: { TOKEN: 'a' }, secretEnv: { TOKEN: SECRET } }, 400, 'VALIDATION_FAILED'],
+    [{ command: 'true', secretEnv: { HOME: SECRET } }, 400, 'VALIDATION_FAILED'],
+    [{ command: 'true', secretEnv: { 'NOT-A-NAME': SECRET } }, 400, 'VALIDATION_FAILED'],
+    [{ command: 'true', secretEnv: { TOKEN: SECRET.repeat(300) } }, 422, 'LIMIT_ABOVE_MAXIMUM'],
+    [{ command: 'true', secretEnv: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`S${i}`, SECRET])) }, 422, 'LIMIT_ABOVE_MAXIMUM'],
+    [`{"command": "true", "secretEnv": {"TOKEN": ${SECRET}}}`, 400, 'MALFORMED_JSON'],
+    [`${SECRET}`, 400, 'MALFORMED_JSON'],
+  ];
+  for (const [req, status, code] of refusals) {
+    const res = await api(srv.url, 'POST', '/v1/tasks', req);
+    t.match(res, { status, json: { error: { code } } }, `${code} (${status})`);
+    t.notOk(res.text.includes(SECRET), 'the error does not echo the value');
+  }
+  t.equal((await api(srv.url, 'GET', '/v1/tasks?limit=10')).json.tasks.length, 1, 'nothing was created by the refusals');
+  t.same(filesContaining(srv.dataDir, SECRET), [], 'no file of the data directory (but the workspace) holds the value');
+});
