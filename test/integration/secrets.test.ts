@@ -12,43 +12,11 @@ import t from 'tap';
 import { multipartBody, tar } from '../helpers/archives.js';
 import { api, collectStream, submit, waitDone } from '../helpers/client.js';
 import { sleep, taskContainers } from '../helpers/host.js';
+import { EXPECTED_STDOUT, filesContaining, PRINTS, SECRET } from '../helpers/secrets.js';
 import { startTestServer } from '../helpers/server.js';
 
 const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
 const docker = new Docker({ socketPath });
-
-// 20 characters: `${S%??????????}` is its first half, `${S#??????????}` its second.
-export const SECRET = 'hunter2-Zq9xW7-pL4kR';
-const half = (n: 1 | 2) => (n === 1 ? '"${TOKEN%??????????}"' : '"${TOKEN#??????????}"');
-/** Prints the secret whole, split across two writes 0.8 s apart, and on stderr. */
-export const PRINTS = [
-  'echo "len:${#TOKEN} plain:$PLAIN"',
-  'echo "whole:$TOKEN"',
-  `printf '%s' ${half(1)}`,
-  'sleep 0.8',
-  `printf '%s\\n' ${half(2)}`,
-  'echo "err:$TOKEN" >&2',
-  'echo done',
-].join('; ');
-export const EXPECTED_STDOUT = 'len:20 plain:visible\nwhole:***\n***\ndone\n';
-
-/**
- * Every regular file under the data directory `dir` whose bytes contain `needle`, but for the
- * workspaces (the task's own files, sparse filesystem images of the quota's size).
- */
-export function filesContaining(dir: string, needle: string): string[] {
-  const hits: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory() && p === join(dir, 'workspaces')) continue;
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && readFileSync(p).includes(needle)) hits.push(p);
-    }
-  };
-  walk(dir);
-  return hits;
-}
 
 t.test('a secret printed whole, split and on stderr is *** everywhere, and stored nowhere in the clear', async (t) => {
   const logLines: string[] = [];
