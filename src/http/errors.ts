@@ -18,7 +18,7 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, where: str
  * hold a secretEnv value).
  */
 export function jsonErrorReason(err: Error): string {
-  return err.message.replace(/, ".*" is not valid JSON$/s, ' (not valid JSON)');
+  return err.message.replace(/, (\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, ' (not valid JSON)');
 }
 
 /** The one place that turns errors into HTTP responses. */
