@@ -111,3 +111,25 @@ t.test('multipart submissions take secretEnv; refused requests never echo a valu
   t.equal((await api(srv.url, 'GET', '/v1/tasks?limit=10')).json.tasks.length, 1, 'nothing was created by the refusals');
   t.same(filesContaining(srv.dataDir), [], 'no file of the data directory (but the workspace) holds the value');
 });
+
+t.test('with an allowlist (the relay wraps the wrapper) and with stdin: the secret arrives, the server\'s variables win', async (t) => {
+  const srv = await startTestServer({ egress: { testHosts: { 'ok.test': ['127.0.0.1'] }, allowPrivateRanges: ['127.0.0.1/32'], ceiling: ['ok.test'] } });
+  t.teardown(() => srv.close());
+  const proxied = await submit(srv.url, {
+    command: 'echo "$TOKEN $HTTP_PROXY"',
+    network: { allow: ['ok.test'] },
+    secretEnv: { TOKEN: SECRET, HTTP_PROXY: 'http://evil.example:1' },
+  });
+  t.match(await waitDone(srv.url, proxied.id), { status: 'succeeded', secretEnvKeys: ['HTTP_PROXY', 'TOKEN'] });
+  t.match((await api(srv.url, 'GET', `/v1/tasks/${proxied.id}/logs`)).text, /^\*\*\* http:\/\/127\.0\.0\.1:\d+\n$/, 'masked; the proxy variable is the server\'s');
+
+  const { id } = await submit(srv.url, { command: 'read line; echo "$line/$TOKEN"', stdin: true, secretEnv: { TOKEN: SECRET } });
+  const stream = await collectStream(srv.wsUrl, id, {
+    onOpen: (ws) => {
+      ws.send(JSON.stringify({ type: 'stdin', data: 'typed\n' }));
+      ws.send(JSON.stringify({ type: 'stdin', eof: true }));
+    },
+  });
+  t.match(await waitDone(srv.url, id), { status: 'succeeded' });
+  t.equal(stream.frames.filter((f) => f.type === 'stdout').map((f) => f.data).join(''), 'typed/***\n', 'stdin is the client\'s alone');
+});
