@@ -74,7 +74,9 @@ t.test('a secret printed whole, split and on stderr is *** everywhere, and store
   t.notOk(leaks(logLines.join('')), "the server's log does not hold the value");
   t.notOk(existsSync(stored), 'the stored secrets are deleted when the task ends');
   t.same(readdirSync(join(srv.services.config.sandbox.secretsDir, srv.services.serverId)), [], 'and so is the tmpfs file the container read');
-  t.same(filesContaining(srv.dataDir), [], 'no file of the data directory (database, logs) holds the value');
+  const audit = readFileSync(join(srv.dataDir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.match(audit.find((r) => r.event === 'task.submitted' && r.taskId === id), { envNames: ['PLAIN'], secretEnvNames: ['TOKEN'] }, 'the audit log names the secret');
+  t.same(filesContaining(srv.dataDir), [], 'no file of the data directory (database, logs, audit log) holds the value');
 });
 
 t.test('multipart submissions take secretEnv; refused requests never echo a value', async (t) => {
