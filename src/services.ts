@@ -18,8 +18,10 @@ import { writeSandboxHosts } from './runtime/hosts.js';
 import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
+import { setUpGvisor, type GvisorService } from './runtime/gvisor.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
+import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { SqliteTaskStore } from './tasks/sqlite-store.js';
 import { SecretVault } from './tasks/vault.js';
@@ -108,7 +110,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     owned = new OwnedPodmanService(
       {
         podmanBinary: config.engine.podmanBinary,
-        runtime: config.engine.runtime,
+        runtime: 'runc',
         socketPath: choice.socketPath,
         containersConf: fromInstall('deploy/containers.conf'),
         timeoutMs: config.engine.startTimeoutSeconds * 1000,
@@ -122,6 +124,26 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     await waitForSocket(choice.socketPath, config.engine.startTimeoutSeconds * 1000);
   }
   log.info({ socket: choice.socketPath }, 'engine answers');
+  // gVisor, when the operator allows it: a Podman API service that creates its containers.
+  const isolations = new IsolationAvailability();
+  let gvisor: GvisorService | null = null;
+  if (config.engine.allowedIsolation.includes('gvisor')) {
+    gvisor = await setUpGvisor(
+      {
+        configured: config.engine.gvisorSocket,
+        podmanBinary: config.engine.podmanBinary,
+        ownedPath: join(dataDir, 'podman', 'gvisor.sock'),
+        containersConf: fromInstall('deploy/containers.conf'),
+        timeoutMs: config.engine.startTimeoutSeconds * 1000,
+      },
+      log,
+    );
+    const owned = gvisor.owned;
+    if (owned) undo.push(() => owned.stop());
+    isolations.set('gvisor', { usable: gvisor.missing === null, reason: gvisor.missing });
+    if (gvisor.missing) log.warn({ reason: gvisor.missing }, 'gVisor isolation is allowed but unusable: tasks asking for it get 503 ISOLATION_UNAVAILABLE');
+    else log.info({ socket: gvisor.socketPath }, 'gVisor isolation ready (containers created through its own Podman API service)');
+  }
 
   // Operator CAs (tasks.caBundle): checked and combined with the public CAs before any task runs.
   let caBundlePath: string | null = null;
@@ -158,6 +180,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     },
     new KernelLogOomProbe(),
     log,
+    gvisor?.socketPath ?? null,
   );
   const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces, undefined, (tenant) => tenantLimits(config, tenant).workspaceBytes);
   // Egress proxy: per-task socket directories under the data directory.
@@ -176,7 +199,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   );
   const logsDir = join(dataDir, 'tasks');
   const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
-  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, vault);
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, vault);
   // Audit and metrics hear every transition, decision and workspace change from here on.
   const sources = { lifecycle: manager.lifecycle, decisions, workspaces, taskOf: (id: string) => tasks.getTask(id) };
   audit.attach(sources);
@@ -207,7 +230,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // Finished tasks past retention.taskDays: record, log directory, egress decisions.
   const retention = new RetentionSweeper(tasks, logsDir, config.retention, log);
   retention.start();
-  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
+  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log, undefined, undefined, isolations);
   let draining: Promise<Set<string>> | undefined;
 
   return {
@@ -240,6 +263,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await retention.idle();
       await workspaces.close(kept);
       store.close();
+      await gvisor?.owned?.stop();
       await owned?.stop();
     },
   };

@@ -28,6 +28,10 @@ export const COMPARISONS: readonly [string, string][] = [
   ['streaming.server.MiBps', 'streaming.api.logK8sFile.MiBps'],
   ['upload.server.MBps', 'upload.tarXzf.MBps'],
   ['cpu.engine.serverPath.msPerTask', 'cpu.engine.apiPath.msPerTask'],
+  // gVisor against runc, both through the server.
+  ['isolation.gvisor.echo.firstByteMs', 'isolation.runc.echo.firstByteMs'],
+  ['isolation.gvisor.echo.exitMs', 'isolation.runc.echo.exitMs'],
+  ['isolation.gvisor.streaming.MiBps', 'isolation.runc.streaming.MiBps'],
 ];
 
 const RSS_LIMIT_MIB = 50e6 / (1024 * 1024); // 50 MB

@@ -86,9 +86,10 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
 
   program
     .command('images')
-    .description('configured runtime images: present or missing, and how to build each missing one (exit 1 when a default image is missing)')
+    .description('configured runtime images: present or missing, and how to build each missing one; whether runsc is installed and starts a hardened gVisor container (exit 1 when a default image is missing or the default isolation cannot start one)')
     .option('--config <file>', 'configuration file (also SANDBOXSHIFT_CONFIG)')
     .option('--socket <path>', 'Podman API socket')
+    .option('--gvisor', 'also start a hardened gVisor container when engine.allowedIsolation does not list gvisor')
     .option('--json', 'print the report as JSON')
     .allowUnknownOption()
     .allowExcessArguments()

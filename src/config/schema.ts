@@ -16,6 +16,11 @@ export const imageName = z
   .regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'must be an image reference like sandboxshift/runtime-python:3.11');
 
 /** An egress allowlist entry: a host name or `*.suffix` (checked fully by src/egress/policy.ts). */
+/** How a task is isolated: runc (a container on the host kernel) or gvisor (runsc's user-space kernel). */
+export const ISOLATIONS = ['runc', 'gvisor'] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+export const isolationName = z.enum(ISOLATIONS);
+
 const allowEntry = z.string().min(1).max(253);
 
 const language = z
@@ -251,7 +256,23 @@ export const configSchema = z
           .nullable()
           .default(null)
           .describe('Podman API socket (unix path or unix:// URL). Null: CONTAINER_HOST/DOCKER_HOST if set, else the server starts its own Podman API service'),
-        runtime: z.enum(['runc', 'runsc']).default('runc').describe('OCI runtime for task containers'),
+        isolation: isolationName
+          .default('runc')
+          .describe('Isolation of tasks that ask for none: runc (containers on the host kernel) or gvisor (runsc, a user-space kernel between the task and the host); must be in allowedIsolation'),
+        allowedIsolation: z
+          .array(isolationName)
+          .min(1)
+          .max(2)
+          .refine((l) => new Set(l).size === l.length, 'must not repeat a value')
+          .default(['runc'])
+          .describe('Isolations a task may ask for in its `isolation` field (any other: 422 ISOLATION_NOT_ALLOWED)'),
+        gvisorSocket: z
+          .string()
+          .min(1)
+          .max(1024)
+          .nullable()
+          .default(null)
+          .describe('Podman API socket whose default OCI runtime is deploy/gvisor/runsc, used to create gVisor tasks (Podman 4.3 takes no per-container runtime over its API). Null: the server starts its own such service when allowedIsolation lists gvisor'),
         podmanBinary: z.string().min(1).max(1024).default('podman').describe('podman executable used to start an owned API service'),
         startTimeoutSeconds: int(1, 300, 30, 'How long to wait for an owned Podman API service to answer'),
         readinessImage: imageName
@@ -260,6 +281,7 @@ export const configSchema = z
           .describe('Image used to prove at start-up that a hardened container starts (null: the default language image)'),
       })
       .prefault({})
+      .refine((e) => e.allowedIsolation.includes(e.isolation), { message: 'engine.isolation must be one of engine.allowedIsolation', path: ['isolation'] })
       .describe('Container engine'),
     images: imagesSchema,
     defaults: resources({ cpus: 1, memoryMb: 512, pids: 256, timeoutSeconds: 300 }, 'Default').describe(

@@ -3,6 +3,7 @@
  * sandbox and receives ordered output events and exactly one exit. Only src/runtime/ knows that
  * Podman (through dockerode) sits behind it.
  */
+import type { Isolation } from '../config/schema.js';
 import type { RuncReport } from './versions.js';
 
 export type StreamName = 'stdout' | 'stderr';
@@ -22,6 +23,8 @@ export interface SandboxShape {
   cpus: number;
   memoryMb: number;
   pids: number;
+  /** The OCI runtime the container is created with: runc, or gVisor's runsc. */
+  isolation: Isolation;
 }
 
 /** What runs in the sandbox: the command and what it is given. */

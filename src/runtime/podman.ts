@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
+import type { Isolation } from '../config/schema.js';
 import {
   EngineError,
   type ContainerEngine,
@@ -44,7 +45,12 @@ function isUnavailable(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT';
 }
 
-/** ContainerEngine over Podman's Docker-compatible API, through dockerode. */
+/**
+ * ContainerEngine over Podman's Docker-compatible API, through dockerode. Containers are created
+ * through the service of their isolation (`creators`: runc through the main one, gVisor through a
+ * service whose default runtime is runsc); everything else goes through the main service, which
+ * runs each container with the runtime recorded in it.
+ */
 export class PodmanEngine implements ContainerEngine {
   private readonly secretFiles: SecretFiles | null;
 
@@ -53,12 +59,22 @@ export class PodmanEngine implements ContainerEngine {
     private readonly settings: SandboxSettings,
     private readonly oom: OomProbe,
     private readonly log: Logger,
+    private readonly creators: Partial<Record<Isolation, Docker>> = {},
   ) {
     this.secretFiles = settings.secretsDir ? new SecretFiles(settings.secretsDir) : null;
   }
 
-  static forSocket(socketPath: string, settings: SandboxSettings, oom: OomProbe, log: Logger): PodmanEngine {
-    return new PodmanEngine(new Docker({ socketPath, timeout: 0 }), settings, oom, log);
+  /** `gvisorSocket`: the Podman API service that creates gVisor containers (null: none). */
+  static forSocket(socketPath: string, settings: SandboxSettings, oom: OomProbe, log: Logger, gvisorSocket: string | null = null): PodmanEngine {
+    const creators = gvisorSocket ? { gvisor: new Docker({ socketPath: gvisorSocket, timeout: 0 }) } : {};
+    return new PodmanEngine(new Docker({ socketPath, timeout: 0 }), settings, oom, log, creators);
+  }
+
+  private creator(isolation: Isolation): Docker {
+    if (isolation === 'runc') return this.creators.runc ?? this.docker;
+    const docker = this.creators[isolation];
+    if (!docker) throw new EngineError(`no Podman API service creates ${isolation} containers on this server`, true);
+    return docker;
   }
 
   async ping(): Promise<void> {
@@ -112,7 +128,7 @@ export class PodmanEngine implements ContainerEngine {
     const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings, secretsFile), job.backstopSeconds);
     let container: Docker.Container;
     try {
-      container = this.docker.getContainer(await this.createLibpod(spec));
+      container = this.docker.getContainer(await this.createLibpod(this.creator(shape.isolation), spec));
     } catch (err) {
       this.secretFiles?.remove(job.taskId);
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
@@ -162,9 +178,9 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** Podman's own create endpoint (the only one that takes the container `timeout`). */
-  private createLibpod(spec: Record<string, unknown>): Promise<string> {
+  private createLibpod(docker: Docker, spec: Record<string, unknown>): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.docker.modem.dial(
+      docker.modem.dial(
         {
           path: '/v4.0.0/libpod/containers/create',
           method: 'POST',

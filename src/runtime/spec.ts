@@ -37,6 +37,20 @@ export const EGRESS_SOCKET_NAME = 'egress.sock';
 export const EGRESS_SOCKET = `${EGRESS_DIR}/${EGRESS_SOCKET_NAME}`;
 
 /**
+ * Under gVisor the pids cgroup counts the sandbox's host threads, not the task's processes: runsc
+ * (ptrace platform) starts with about 48 and adds about 8 per task process. The limit becomes
+ * this base plus this many per allowed process, so that `pids` still bounds what the task can
+ * start; a task that goes past it has its whole sandbox ended instead of seeing fork fail.
+ */
+export const GVISOR_PIDS_BASE = 64;
+export const GVISOR_PIDS_PER_PROCESS = 10;
+
+/** The pids cgroup limit of a container allowed `pids` processes. */
+export function pidsLimit(pids: number, isolation: SandboxRequest['isolation']): number {
+  return isolation === 'gvisor' ? GVISOR_PIDS_BASE + GVISOR_PIDS_PER_PROCESS * pids : pids;
+}
+
+/**
  * The Docker-compatible create body for one task container. Pure: every security setting lives
  * here and a unit test pins each field. Only validated, bounded values reach it. `secretsFile` is
  * the host path of the task's secrets file (mounted read-only and sourced by a wrapper before the
@@ -91,7 +105,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secr
       Memory: memoryBytes,
       MemorySwap: memoryBytes,
       NanoCpus: Math.round(req.cpus * 1e9),
-      PidsLimit: req.pids,
+      PidsLimit: pidsLimit(req.pids, req.isolation),
       // RLIMIT_NPROC counts per host UID across every task (all run as 65532): keep it far above
       // the pids cgroup so that one task's fork bomb never starves another.
       Ulimits: [

@@ -13,6 +13,7 @@ import { checkInlineFiles } from '../workspace/workspaces.js';
 import { planTask, requireImage, requireRelay, type TaskPlan, type WorkspaceFacts } from './admission.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
+import { IsolationAvailability, requireUsable } from './isolation.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
 import { planRecovery, type RecoveryPlan } from './recovery.js';
 import { TaskRun } from './run.js';
@@ -51,6 +52,8 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     egress: EgressProxy | null = null,
+    /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
+    private readonly isolations: IsolationAvailability = new IsolationAvailability(),
     /** Where queued and running tasks' secretEnv is kept (encrypted); null refuses such tasks. */
     private readonly vault: SecretVault | null = null,
   ) {
@@ -201,13 +204,14 @@ export class TaskManager {
   }
 
   /**
-   * Admission: planTask, then what the engine must have (the image; its egress relay for a task
-   * with an allowlist), then room in the queue for one more of `tenant`'s tasks. Nothing is
-   * created here.
+   * Admission: planTask, then whether its isolation can run here now, then what the engine must
+   * have (the image; its egress relay for a task with an allowlist), then room in the queue for
+   * one more of `tenant`'s tasks. Nothing is created here.
    */
   async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string): Promise<TaskPlan> {
     this.refuseWhenClosing();
     const plan = planTask(body, facts, this.config);
+    requireUsable(plan.isolation, this.isolations);
     await requireImage(this.engine, plan.image, this.config);
     if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
     this.scheduler.requireRoom(tenant);
@@ -255,6 +259,7 @@ export class TaskManager {
       timeoutSeconds: plan.timeoutSeconds,
       stdin: body.stdin,
       network: plan.network,
+      isolation: plan.isolation,
       env: plan.env,
     };
     if (secretEnvKeys.length > 0) this.keepSecrets(task.id, plan.secretEnv);

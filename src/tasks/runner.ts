@@ -77,7 +77,7 @@ export class TaskRunner {
       this.workspaces.ensureHome(task.workspaceId);
       const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
       starting = this.engine.start(
-        { image: task.image.name, ...task.resources },
+        { image: task.image.name, ...task.resources, isolation: task.isolation ?? 'runc' },
         {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),

@@ -32,6 +32,7 @@ const FIGURES = [
   'cpu.server.msPerTask',
   'cpu.engine.serverPath.msPerTask',
   'cpu.engine.apiPath.msPerTask',
+  ...['runc', 'gvisor'].flatMap((i) => [`isolation.${i}.echo.firstByteMs`, `isolation.${i}.echo.exitMs`, `isolation.${i}.streaming.MiBps`]),
 ];
 const TARGETS = ['cold.vsApi', 'cold.vsCli', 'warm.exitMs', 'throughput.c4', 'streaming.vsAttach', 'streaming.rss', 'upload.rss'];
 

@@ -11,6 +11,7 @@ const req = {
   cpus: 1.5,
   memoryMb: 512,
   pids: 128,
+  isolation: 'runc' as const,
   stdin: false,
   backstopSeconds: 65,
 };
@@ -130,4 +131,12 @@ t.test('secrets: not in Env; a read-only file the wrapper sources before the com
   const { Cmd: _pc, HostConfig: h0, ...rest0 } = plain;
   t.same(rest1, rest0, 'every other top-level field is identical');
   t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
+});
+
+t.test('under gVisor the pids limit leaves room for runsc\'s own threads; everything else is the same', async (t) => {
+  const runc = buildContainerSpec(req, settings);
+  const gvisor = buildContainerSpec({ ...req, isolation: 'gvisor' }, settings);
+  t.equal(gvisor.HostConfig.PidsLimit, 64 + 10 * 128, 'base plus ten host threads per allowed process');
+  t.same({ ...gvisor.HostConfig, PidsLimit: 0 }, { ...runc.HostConfig, PidsLimit: 0 }, 'every other host setting is the same');
+  t.same({ ...gvisor, HostConfig: null }, { ...runc, HostConfig: null });
 });
