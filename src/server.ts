@@ -3,13 +3,14 @@ import { buildApp } from './app.js';
 import { exposureRefusal } from './auth/exposure.js';
 import { hasAnyKey } from './auth/server-keys.js';
 import { ConfigError, configPath, loadConfig } from './config/load.js';
+import { logOptions } from './logging.js';
 import { openapiDocument } from './http/openapi.js';
 import { startServices } from './services.js';
 import { installShutdown } from './shutdown.js';
 
 /** The only file that listens, handles signals and exits. */
 async function main(): Promise<void> {
-  const log = pino({ name: 'sandboxshift' });
+  const log = pino(logOptions());
   let config;
   try {
     config = loadConfig(configPath(process.argv.slice(2), process.env));

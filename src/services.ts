@@ -30,6 +30,8 @@ import { DATABASE_FILE, SqliteStore } from './store/sqlite.js';
 import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { SqliteTaskStore } from './tasks/sqlite-store.js';
+import { SecretVault } from './tasks/vault.js';
+import { SecretFiles } from './runtime/secret-file.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
@@ -172,6 +174,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     }),
     log,
   );
+  // Secrets files for task containers live on a host tmpfs, per server (its tasks' only).
+  const secretsDir = join(config.sandbox.secretsDir, serverId);
   const podman = PodmanEngine.forSocket(
     choice.socketPath,
     {
@@ -184,6 +188,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
+      secretsDir,
     },
     new KernelLogOomProbe(),
     log,
@@ -210,7 +215,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine);
+  const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine, vault);
   // Audit and metrics hear every transition, decision and workspace change from here on.
   const sources = { lifecycle: manager.lifecycle, decisions, workspaces, taskOf: (id: string) => tasks.getTask(id) };
   audit.attach(sources);
@@ -240,6 +246,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
+  new SecretFiles(secretsDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
   engine.startPool();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));

@@ -328,6 +328,11 @@ export const configSchema = z
           .max(1024)
           .default('deploy/seccomp.json')
           .describe('Seccomp profile (path on the engine host; relative paths resolve against the install directory)'),
+        secretsDir: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._\/-]{1,255}$/, 'an absolute path')
+          .default('/dev/shm/sandboxshift-secrets')
+          .describe("Directory on a host tmpfs (memory only) where a task's secretEnv is written, root-only, for its container's wrapper to read through a read-only bind mount; removed with the container"),
       })
       .prefault({})
       .describe('Container hardening settings'),
@@ -384,6 +389,8 @@ export const configSchema = z
         commandBytes: int(1, 128 * 1024, 64 * 1024, 'Largest command in bytes (the kernel caps one argument at 128 KiB)'),
         envEntries: int(0, 1024, 128, 'Most environment variables per task'),
         envValueBytes: int(1, 128 * 1024, 32 * 1024, 'Largest environment value in bytes'),
+        secretEntries: int(0, 256, 32, 'Most secretEnv variables per task'),
+        secretValueBytes: int(1, 64 * 1024, 4096, 'Largest secretEnv value in bytes (every value is looked for in all of the task\'s output)'),
         stdinBytes: int(0, 1024 * MiB, 64 * MiB, 'Most stdin bytes accepted per task'),
         listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
         bodyTimeoutSeconds: int(1, 3600, 120, 'Time a client has to send a whole request body (JSON, archive or multipart); past it the request is answered 408 BODY_TIMEOUT and nothing it started is kept'),

@@ -94,6 +94,7 @@ export const taskView = z
       })
       .describe('Network access of the task'),
     envKeys: z.array(z.string()).describe('Names of the environment variables given at submit (values are never served back), sorted'),
+    secretEnvKeys: z.array(z.string()).describe('Names of the secretEnv variables given at submit (values are never served, logged or stored unencrypted), sorted'),
   })
   .describe('A task');
 

@@ -11,7 +11,7 @@ import { ARCHIVE_MEDIA_TYPES } from '../workspace/intake/archive.js';
 import type { WorkspaceIntake } from '../workspace/intake/intake.js';
 import { readProjectFile } from '../workspace/projectfile.js';
 import { checkInlineFiles } from '../workspace/workspaces.js';
-import { parse } from './errors.js';
+import { jsonErrorReason, parse } from './errors.js';
 import { workspaceView } from './workspaces.js';
 
 const mediaType = (req: FastifyRequest) => String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -107,7 +107,7 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
     try {
       json = JSON.parse(raw);
     } catch (err) {
-      throw new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
+      throw new AppError('MALFORMED_JSON', { part: 'task', reason: jsonErrorReason(err as Error) });
     }
   }
   const body = parse(createTaskBody, json, 'task part');
@@ -166,7 +166,7 @@ async function noMoreParts(parts: AsyncIterableIterator<{ fieldname: string }>):
 function asMultipartError(err: unknown, config: Readonly<Config>): unknown {
   if (err instanceof AppError) return err;
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
+  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new AppError('MALFORMED_JSON', { part: 'task', reason: jsonErrorReason(err as Error) });
   if (code === 'FST_REQ_FILE_TOO_LARGE') {
     return new AppError('ARCHIVE_TOO_LARGE', { limit: config.workspaces.archive.maxCompressedBytes, bound: 'workspaces.archive.maxCompressedBytes' });
   }

@@ -113,12 +113,13 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(job.workspaceDir);
     let member: Member | null = null;
     let attach = true;
-    if (r && !job.egress && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
+    const cold = job.egress !== undefined || Object.keys(job.secretEnv ?? {}).length > 0; // both are bound at create
+    if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;
     } else {
       if (r) this.pool.drop(r.member); // the task's workspace stays: only the pool's hold goes
-      if (!job.egress) member = this.pool.take(shape);
+      if (!cold) member = this.pool.take(shape);
     }
     if (member) {
       const warm = await this.handoff(member, job, handlers, attach).catch((err: unknown) => {
@@ -128,7 +129,7 @@ export class PooledEngine implements ContainerEngine {
       });
       if (warm) return warm;
     }
-    if (!job.egress && this.pool.holds(shape)) this.missed += 1;
+    if (!cold && this.pool.holds(shape)) this.missed += 1;
     return this.inner.start(shape, job, handlers);
   }
 

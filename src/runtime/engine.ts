@@ -32,6 +32,11 @@ export interface SandboxJob {
   taskId: string;
   command: string;
   env: Readonly<Record<string, string>>;
+  /**
+   * Variables whose values are secret: they reach the command's environment without being part
+   * of the container's configuration (names the engine sets itself win, as for `env`).
+   */
+  secretEnv?: Readonly<Record<string, string>> | undefined;
   /** Host directory mounted at /workspace. */
   workspaceDir: string;
   workspaceReadonly: boolean;

@@ -21,6 +21,7 @@ import { conmonExitDir, ExitWatcher } from './exit-watch.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { LABEL_SERVER, LABEL_SLOT, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
+import { SecretFiles } from './secret-file.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, buildPooledSpec, forcedEnv, type SandboxSettings } from './spec.js';
 import { encodeJob, MAX_JOB_BYTES, WAITER_SCRIPT } from './waiter.js';
@@ -65,6 +66,7 @@ export class PodmanEngine implements ContainerEngine {
   private readonly removals = new Map<string, Promise<void>>();
   /** When each image was last found present. */
   private readonly imagesSeen = new Map<string, number>();
+  private readonly secretFiles: SecretFiles | null;
 
   constructor(
     private readonly docker: Docker,
@@ -72,7 +74,9 @@ export class PodmanEngine implements ContainerEngine {
     private readonly oom: OomProbe,
     private readonly log: Logger,
     private readonly creators: Partial<Record<Isolation, Docker>> = {},
-  ) {}
+  ) {
+    this.secretFiles = settings.secretsDir ? new SecretFiles(settings.secretsDir) : null;
+  }
 
   /** `gvisorSocket`: the Podman API service that creates gVisor containers (null: none). */
   static forSocket(socketPath: string, settings: SandboxSettings, oom: OomProbe, log: Logger, gvisorSocket: string | null = null): PodmanEngine {
@@ -140,12 +144,14 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings), job.backstopSeconds);
+    const secretsFile = this.writeSecrets(shape, job);
+    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings, secretsFile), job.backstopSeconds);
     let container: Docker.Container;
     try {
       container = this.docker.getContainer(await this.createLibpod(this.creator(shape.isolation), spec));
     } catch (err) {
       this.imagesSeen.delete(shape.image); // the image may be what is missing
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const id = container.id;
@@ -158,6 +164,7 @@ export class PodmanEngine implements ContainerEngine {
       if (job.stdin) sock = await this.attachStdin(id);
     } catch (err) {
       await this.remove(id);
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`attach failed: ${describe(err)}`, isUnavailable(err));
     }
     const follower = new EngineLogFollower(logPath, null, handlers);
@@ -167,10 +174,29 @@ export class PodmanEngine implements ContainerEngine {
       sock?.destroy();
       await follower.stop();
       await this.remove(id);
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
     }
     await this.watchExits(id);
-    return this.follow(id, follower, sock, job.stdin);
+    return this.follow(id, follower, sock, job.stdin, job.taskId);
+  }
+
+  /**
+   * The task's secrets file (null without secrets), for the owner the container runs as. Names
+   * the container's configuration sets (the proxy and CA variables, HOME) keep their values.
+   */
+  private writeSecrets(shape: SandboxShape, job: SandboxJob): string | null {
+    const secrets = job.secretEnv ?? {};
+    if (Object.keys(secrets).length === 0) return null;
+    if (!this.secretFiles) throw new EngineError('this engine has no directory for secrets files (sandbox.secretsDir)');
+    const plain = buildContainerSpec({ ...shape, ...job }, this.settings);
+    const taken = new Set(plain.Env.map((e) => e.slice(0, e.indexOf('='))));
+    const entries = Object.fromEntries(Object.entries(secrets).filter(([k]) => !taken.has(k)));
+    try {
+      return this.secretFiles.write(job.taskId, entries, plain.User);
+    } catch (err) {
+      throw new EngineError(`the secrets file could not be written: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -245,13 +271,14 @@ export class PodmanEngine implements ContainerEngine {
       handoff: async (job, handlers) => {
         if (taken) throw new EngineError('a pre-started sandbox takes one job only');
         if (job.egress) throw new EngineError('a pre-started sandbox has no egress socket');
+        if (Object.keys(job.secretEnv ?? {}).length > 0) throw new EngineError('a pre-started sandbox has no secrets file');
         const line = encodeJob(job.command, job.env, forcedEnv(this.settings));
         if (Buffer.byteLength(line) > MAX_JOB_BYTES) throw new EngineError('the job is too large for a pre-started sandbox');
         if (!alive || sock.destroyed) throw new EngineError('the pre-started sandbox has ended');
         taken = true;
         const follower = new EngineLogFollower(logPath, null, handlers);
         sock.write(line);
-        const running = this.follow(id, follower, sock, true);
+        const running = this.follow(id, follower, sock, true, job.taskId);
         if (!job.stdin) running.endStdin();
         return running;
       },
@@ -290,7 +317,7 @@ export class PodmanEngine implements ContainerEngine {
     let sock: Socket | null = null;
     if (opts.stdin && info.State.Running) sock = await this.attachStdin(containerId).catch(() => null);
     const follower = new EngineLogFollower(logPath, opts.from, handlers);
-    return this.follow(containerId, follower, sock, sock !== null);
+    return this.follow(containerId, follower, sock, sock !== null, info.Config?.Labels?.[LABEL_TASK] ?? '');
   }
 
   private async logPath(id: string): Promise<string> {
@@ -301,7 +328,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** The running sandbox over a started (or adopted) container and its log follower. */
-  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean): RunningSandbox {
+  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean, taskId: string): RunningSandbox {
     const container = this.docker.getContainer(id);
     sock?.on('error', () => undefined);
     sock?.on('data', () => undefined); // an attach with stdin only carries nothing back
@@ -312,11 +339,13 @@ export class PodmanEngine implements ContainerEngine {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
       await follower.finish();
       sock?.destroy();
-      if (state === 'vanished') return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      if (state === 'vanished') {
+        this.forgetSecrets(taskId);
+        return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      }
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
       // be killed while PID 1 goes on and exits 0.
       const oomKills = Math.max(state.oomFlag ? 1 : 0, this.oom.oomKills(id));
-      this.removeLater(id);
       return { exitCode: state.exitCode, oomKills, finishedAt: state.finishedAt, vanished: false };
     });
     return {
@@ -344,6 +373,15 @@ export class PodmanEngine implements ContainerEngine {
         await follower.stop();
       },
     };
+  }
+
+  private forgetSecrets(taskId: string): void {
+    if (!taskId) return;
+    try {
+      this.secretFiles?.remove(taskId);
+    } catch (err) {
+      this.log.warn({ taskId, err: (err as Error).message }, 'secrets file could not be removed');
+    }
   }
 
   /** Stops a container; retried while the engine does not answer (its service is restarted). */

@@ -2,6 +2,7 @@ import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
 import type { PoolSlot, SandboxRequest, SandboxShape } from './engine.js';
 import { LABEL_SLOT, taskLabels } from './labels.js';
+import { SECRETS_FILE, SECRETS_WRAPPER } from './secret-file.js';
 
 /** Server-wide settings that shape every task container. */
 export interface SandboxSettings {
@@ -17,6 +18,8 @@ export interface SandboxSettings {
   extraLabels?: Readonly<Record<string, string>>;
   /** Host path of the CA bundle mounted at TASK_CA_PATH (tasks.caBundle), or null for none. */
   caBundlePath?: string | null;
+  /** Host tmpfs directory for the secrets files of this server's tasks (src/runtime/secret-file.ts). */
+  secretsDir?: string | null;
 }
 
 export const CONTAINER_USER = '65532:65532';
@@ -49,9 +52,11 @@ export function pidsLimit(pids: number, isolation: SandboxRequest['isolation']):
 
 /**
  * The Docker-compatible create body for one task container. Pure: every security setting lives
- * here and a unit test pins each field. Only validated, bounded values reach it.
+ * here and a unit test pins each field. Only validated, bounded values reach it. `secretsFile` is
+ * the host path of the task's secrets file (mounted read-only and sourced by a wrapper before the
+ * command), or null when it has none.
  */
-export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
+export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secretsFile: string | null = null) {
   const memoryBytes = req.memoryMb * 1024 * 1024;
   // `U` chowns the tmpfs to the container user; mode=1777 is ignored when the image has the dir.
   const tmpfs = `rw,nosuid,nodev,size=${s.tmpfsMb}m,U`;
@@ -67,11 +72,13 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   binds.push(`${s.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`);
   if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
   if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
+  if (secretsFile) binds.push(`${secretsFile}:${SECRETS_FILE}:ro,nosuid,nodev,noexec`);
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
     Entrypoint: egress ? [egress.relay, String(egress.port), EGRESS_SOCKET, '--', '/bin/sh', '-c'] : ['/bin/sh', '-c'],
-    Cmd: [req.command],
+    // With secrets, `/bin/sh -c <wrapper> <command>`: the wrapper exports them, then execs the command.
+    Cmd: secretsFile ? [SECRETS_WRAPPER, req.command] : [req.command],
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],

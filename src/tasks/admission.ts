@@ -29,6 +29,8 @@ export interface TaskPlan {
   resources: { cpus: number; memoryMb: number; pids: number };
   timeoutSeconds: number;
   env: Record<string, string>;
+  /** Kept in memory and, encrypted, in the vault; never in the task record. */
+  secretEnv: Record<string, string>;
   setup: string | null;
   fromFile: string[];
   readonly: boolean;
@@ -48,7 +50,7 @@ export function planTask(body: CreateTaskBody, facts: WorkspaceFacts, config: Ad
   // The isolation first: a runtime the operator does not allow refuses the task whatever else it asks.
   const isolation = allowedIsolation(body.isolation, config.engine);
   const project = facts.projectFile === null ? {} : parseProjectFile(facts.projectFile);
-  const { resources, timeoutSeconds, env, setup, fromFile } = resolveLimits(body, config, project);
+  const { resources, timeoutSeconds, env, secretEnv, setup, fromFile } = resolveLimits(body, config, project);
   const ws = body.workspace;
   const requested = ws && 'id' in ws ? ws.readonly : undefined;
   const readonly = requested ?? project.readonly ?? false;
@@ -58,7 +60,7 @@ export function planTask(body: CreateTaskBody, facts: WorkspaceFacts, config: Ad
   if (body.network === undefined && project.allow !== undefined) fromFile.push('network.allow');
   const detection = detectImage(facts.rootEntries, config.images);
   const image = resolveImage(body.image, detection, config.images);
-  return { image, detection, resources, timeoutSeconds, env, setup, fromFile, readonly, network: { allow: network.allow, unrestricted: network.unrestricted }, isolation };
+  return { image, detection, resources, timeoutSeconds, env, secretEnv, setup, fromFile, readonly, network: { allow: network.allow, unrestricted: network.unrestricted }, isolation };
 }
 
 /**

@@ -20,6 +20,7 @@ import { TaskRun } from './run.js';
 import { TaskRunner } from './runner.js';
 import { TaskScheduler } from './scheduler.js';
 import type { CreateTaskBody } from './schemas.js';
+import type { SecretVault } from './vault.js';
 
 export type { Clock, RecoveryPlan };
 
@@ -47,7 +48,7 @@ export class TaskManager {
     private readonly store: TaskStore,
     private readonly workspaces: TaskWorkspaces,
     private readonly logsDir: string,
-    log: Logger,
+    private readonly log: Logger,
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     egress: EgressProxy | null = null,
@@ -55,9 +56,11 @@ export class TaskManager {
     private readonly isolations: IsolationAvailability = new IsolationAvailability(),
     /** The warm pool: a task that brings no workspace takes a pre-started sandbox's empty one. */
     private readonly warm: { reserve(shape: SandboxShape, markers: string[], tenant: string): string | null } | null = null,
+    /** Where queued and running tasks' secretEnv is kept (encrypted); null refuses such tasks. */
+    private readonly vault: SecretVault | null = null,
   ) {
     this.lifecycle = new TaskLifecycle(store, log, clock);
-    this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.active.delete(id));
+    this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.forget(id));
     this.scheduler = new TaskScheduler(config, (task) => this.runner.run(this.active.get(task.id)!), log);
   }
 
@@ -74,26 +77,65 @@ export class TaskManager {
    * continues, their deadline stands); the others are lost. Queued tasks run.
    */
   recover(plan: RecoveryPlan): void {
+    const kept = new Set<string>();
     for (const t of this.store.tasksWithStatus(['running'])) {
-      const a = this.newRun(t, TaskLog.open(this.logDir(t.id)));
+      const secrets = this.storedSecrets(t);
+      const a = this.newRun(t, TaskLog.open(this.logDir(t.id)), secrets ?? {});
       const container = plan.adopt.get(t.id);
-      if (!container) {
-        t.error = 'the server stopped while the task was running and its container is gone';
+      if (!container || secrets === null) {
+        t.error = !container
+          ? 'the server stopped while the task was running and its container is gone'
+          : 'its secrets could not be read after the restart, so its output could not be masked';
         this.runner.finish(a, 'error', 'lost', null);
+        if (container) void this.engine.remove(container.containerId);
         continue;
       }
+      kept.add(t.id);
       this.active.set(t.id, a);
       this.scheduler.adoptRunning(t, this.runner.adopt(a, container));
     }
     for (const t of this.store.tasksWithStatus(['queued'])) {
-      this.active.set(t.id, this.newRun(t, TaskLog.open(this.logDir(t.id))));
+      const secrets = this.storedSecrets(t);
+      const a = this.newRun(t, TaskLog.open(this.logDir(t.id)), secrets ?? {});
+      if (secrets === null) {
+        t.error = 'its secrets could not be read after the restart';
+        this.runner.finish(a, 'error', 'lost', null);
+        continue;
+      }
+      kept.add(t.id);
+      this.active.set(t.id, a);
       this.scheduler.requeue(t);
     }
+    // Secrets of tasks that ended while no server ran (or whose end was recorded just before a crash).
+    this.vault?.sweep(kept);
     this.scheduler.pump();
   }
 
-  private newRun(task: TaskRecord, log: TaskLog): TaskRun {
-    return new TaskRun(task, log, this.config.output);
+  /** A recovered task's secretEnv ({} without any); null when it has some that cannot be read. */
+  private storedSecrets(t: TaskRecord): Record<string, string> | null {
+    if (!t.secretEnvKeys?.length) return {};
+    try {
+      return this.vault?.get(t.id) ?? null;
+    } catch (err) {
+      this.log.error({ taskId: t.id, err: (err as Error).message }, 'stored secrets unreadable');
+      return null;
+    }
+  }
+
+  private newRun(task: TaskRecord, log: TaskLog, secretEnv: Readonly<Record<string, string>> = {}): TaskRun {
+    return new TaskRun(task, log, this.config.output, secretEnv);
+  }
+
+  /** A task that reached its terminal state leaves, and its stored secrets go with it. */
+  private forget(id: string): void {
+    const had = this.active.get(id)?.task.secretEnvKeys?.length;
+    this.active.delete(id);
+    if (!had) return;
+    try {
+      this.vault?.delete(id);
+    } catch (err) {
+      this.log.warn({ taskId: id, err: (err as Error).message }, 'stored secrets could not be deleted');
+    }
   }
 
   logDir(id: string): string {
@@ -166,13 +208,13 @@ export class TaskManager {
   }
 
   /**
-   * A runc task with no files and no allowlist that starts now (a run slot is free, so a
+   * A runc task with no files, no allowlist and no secrets that starts now (a run slot is free, so a
    * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
    * pre-started sandbox of its shape; null when there is none.
    */
   private reserveWarm(files: Record<string, string>, plan: TaskPlan, tenant: string): string | null {
     const { queued, running } = this.scheduler.stats();
-    if (!this.warm || plan.isolation !== 'runc' || Object.keys(files).length > 0 || plan.network.allow.length > 0 || queued + running >= this.config.queue.concurrency) return null;
+    if (!this.warm || plan.isolation !== 'runc' || Object.keys(files).length > 0 || plan.network.allow.length > 0 || Object.keys(plan.secretEnv).length > 0 || queued + running >= this.config.queue.concurrency) return null;
     return this.warm.reserve({ image: plan.image, ...plan.resources, isolation: plan.isolation }, plan.detection.markers, tenant);
   }
 
@@ -206,8 +248,10 @@ export class TaskManager {
   accept(body: CreateTaskBody, plan: TaskPlan, workspaceId: string, owner: TaskOwner): TaskRecord {
     this.refuseWhenClosing();
     this.scheduler.requireRoom(owner.tenant);
+    const secretEnvKeys = Object.keys(plan.secretEnv).sort();
     const task: TaskRecord = {
       id: newTaskId(),
+      secretEnvKeys,
       tenant: owner.tenant,
       keyId: owner.keyId,
       status: 'queued',
@@ -233,12 +277,24 @@ export class TaskManager {
       isolation: plan.isolation,
       env: plan.env,
     };
+    if (secretEnvKeys.length > 0) this.keepSecrets(task.id, plan.secretEnv);
     const log = TaskLog.open(this.logDir(task.id));
     this.lifecycle.queued(task, log);
-    this.active.set(task.id, this.newRun(task, log));
+    this.active.set(task.id, this.newRun(task, log, plan.secretEnv));
     const accepted = structuredClone(task); // the 202 reports the task as it was accepted
     this.scheduler.enqueue(task);
     return accepted;
+  }
+
+  /** Stores a task's secretEnv (encrypted) before the task is recorded; a failure refuses the task. */
+  private keepSecrets(id: string, secretEnv: Readonly<Record<string, string>>): void {
+    try {
+      if (!this.vault) throw new Error('this server keeps no secrets');
+      this.vault.put(id, secretEnv);
+    } catch (err) {
+      this.log.error({ taskId: id, err: (err as Error).message }, 'secrets could not be stored');
+      throw new AppError('INTERNAL');
+    }
   }
 
   /** New work is refused with 503 SHUTTING_DOWN once the server is stopping. */

@@ -47,13 +47,15 @@ export interface TaskRecord {
   isolation: Isolation;
   /** Kept for the run; never served back (values may be secrets). */
   env: Record<string, string>;
+  /** Names of the task's secretEnv (sorted); the values are never in the record (only kept encrypted, apart). */
+  secretEnvKeys: string[];
 }
 
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
   // Records written before the count (tenants, the isolation) existed read 0 (the default tenant, runc).
-  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort() };
+  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort(), secretEnvKeys: rest.secretEnvKeys ?? [] };
 }
 
 /**

@@ -82,6 +82,7 @@ export class TaskRunner {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),
           env: task.env,
+          secretEnv: a.secretEnv,
           workspaceDir: this.workspaces.dir(task.workspaceId),
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,

@@ -33,6 +33,11 @@ export const createTaskBody = z
       .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
       .default({})
       .describe('Environment variables for the command'),
+    secretEnv: z
+      .record(envName, z.string().max(131072).refine((v) => !v.includes('\0'), 'must not contain NUL'))
+      .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
+      .default({})
+      .describe("Environment variables whose values are secret: every occurrence of a value in the task's output reads `***`, and values are never served, logged or stored unencrypted; names are served as `secretEnvKeys`"),
     timeoutSeconds: z.int().min(1).optional().describe('Wall-clock limit in seconds; above the server maximum: LIMIT_ABOVE_MAXIMUM'),
     resources: z
       .strictObject({
@@ -58,6 +63,11 @@ export const createTaskBody = z
       .max(64)
       .optional()
       .describe("runc or gvisor (absent: the server's engine.isolation). One the server's engine.allowedIsolation does not list: 422 ISOLATION_NOT_ALLOWED; allowed but unusable here: 503 ISOLATION_UNAVAILABLE"),
+  })
+  .superRefine((b, ctx) => {
+    for (const name of Object.keys(b.secretEnv)) {
+      if (name in b.env) ctx.addIssue({ code: 'custom', path: ['secretEnv', name], message: 'also set in env: a name is either plain or secret' });
+    }
   })
   .describe('A task to run');
 

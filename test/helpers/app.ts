@@ -9,6 +9,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { openapiDocument } from '../../src/http/openapi.js';
 import { Readiness } from '../../src/readiness.js';
 import { TaskManager } from '../../src/tasks/manager.js';
+import { SecretVault } from '../../src/tasks/vault.js';
+import { logOptions } from '../../src/logging.js';
 import { Workspaces } from '../../src/workspace/workspaces.js';
 import { FakeEngine } from './fake-engine.js';
 import { MemoryStore, MemoryWorkspaces } from './memory-ports.js';
@@ -35,11 +37,12 @@ export interface TestApp {
 export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngine } = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sbx-app-'));
   const config = parseConfig(merge({ dataDir, shutdown: { leaveRunning: false } }, opts.config ?? {}));
-  const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
+  const log = pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }));
   const engine = opts.engine ?? new FakeEngine();
   const store = new MemoryStore();
   const workspaces = new MemoryWorkspaces(store, config.workspaces);
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log);
+  const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
+  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, null, undefined, vault);
   // The workspace routes read the same records; nothing here creates a filesystem.
   const routesWorkspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
   const app = await buildApp({

@@ -3,11 +3,12 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { IMAGE_RECORD_FILE } from '../../src/detection/record.js';
 import { openapiDocument } from '../../src/http/openapi.js';
+import { logOptions } from '../../src/logging.js';
 import { installDir } from '../../src/paths.js';
 import { startServices, type Services } from '../../src/services.js';
 import { unmountAllUnder } from '../../src/workspace/storage.js';
@@ -63,7 +64,7 @@ export function imageRecordPath(): string {
  * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
  * service of its own when none is given), a temporary data directory with a real SQLite file.
  */
-export async function startTestServer(overrides: Overrides = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Overrides = {}, opts: { logTo?: DestinationStream } = {}): Promise<TestServer> {
   // A caller that passes its own dataDir keeps it (restart tests); otherwise it is temporary.
   const ownData = typeof overrides.dataDir !== 'string';
   const dataDir = ownData ? mkdtempSync(join(tmpdir(), 'sbx-test-')) : (overrides.dataDir as string);
@@ -78,7 +79,10 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   // few starts) or the file runs on the warm path (see paths.ts).
   const pool = { size: isWarm() ? WARM_POOL_SIZE : 0 };
   const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, pool }, overrides));
-  const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
+  // The server's own logger options; `logTo` receives every line (tests that read the log).
+  const log = opts.logTo
+    ? pino(logOptions({ level: 'trace' }), opts.logTo)
+    : pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }));
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -118,6 +118,21 @@ t.test('operator CAs: the bundle mounted read-only at /run/sandboxshift/ca.pem, 
   t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', `${settings.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`], 'no bundle, no mount');
 });
 
+t.test('secrets: not in Env; a read-only file the wrapper sources before the command', async (t) => {
+  const plain = buildContainerSpec({ ...req, secretEnv: { TOKEN: 'hunter2' } }, settings);
+  t.same(plain, buildContainerSpec(req, settings), 'the values alone change nothing: they never reach the spec');
+  const s = buildContainerSpec({ ...req, secretEnv: { TOKEN: 'hunter2' } }, settings, '/dev/shm/sbx/srv_1/tsk_abc.env');
+  t.notOk(JSON.stringify(s).includes('hunter2'), 'no value anywhere in the create body');
+  t.same(s.Env, plain.Env);
+  t.same(s.Entrypoint, ['/bin/sh', '-c']);
+  t.same(s.Cmd, ['. /run/sandboxshift/secrets.env && exec /bin/sh -c "$0"', req.command], 'the wrapper execs the command, passed as $0');
+  t.same(s.HostConfig.Binds.slice(-1), ['/dev/shm/sbx/srv_1/tsk_abc.env:/run/sandboxshift/secrets.env:ro,nosuid,nodev,noexec']);
+  const { Cmd: _c, HostConfig: h1, ...rest1 } = s;
+  const { Cmd: _pc, HostConfig: h0, ...rest0 } = plain;
+  t.same(rest1, rest0, 'every other top-level field is identical');
+  t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
+});
+
 t.test('under gVisor the pids limit leaves room for runsc\'s own threads; everything else is the same', async (t) => {
   const runc = buildContainerSpec(req, settings);
   const gvisor = buildContainerSpec({ ...req, isolation: 'gvisor' }, settings);
