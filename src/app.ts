@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -14,8 +15,10 @@ import { logRoutes } from './http/logs.js';
 import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
+import { uiRoutes } from './http/ui.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
 import { workspaceRoutes } from './http/workspaces.js';
+import { installDir } from './paths.js';
 import type { Readiness } from './readiness.js';
 import type { TaskManager } from './tasks/manager.js';
 import { WorkspaceIntake } from './workspace/intake/intake.js';
@@ -36,6 +39,8 @@ export interface AppDeps {
   log: Logger;
   /** Where API keys are looked up; default: the configuration's `auth.keys`. */
   keys?: KeyDirectory;
+  /** The built web page served at /ui/; default: dist/ui of the install directory. */
+  uiDir?: string;
 }
 
 /** Builds the HTTP app: plugins and routes only, no listening, no side effects. */
@@ -79,6 +84,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);
     workspaceRoutes(scope, deps.workspaces, deps.config, (id) => deps.manager.workspaceBusy(id));
     healthRoutes(scope, deps.readiness, deps.openapi);
+    await uiRoutes(scope, deps.uiDir ?? join(installDir(), 'dist', 'ui'));
   });
   return app;
 }

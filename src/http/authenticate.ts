@@ -14,6 +14,14 @@ declare module 'fastify' {
 export const OPEN_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/openapi.json']);
 
 /**
+ * The web page and its assets (/ui, /ui/...) load without a key: a browser cannot send one on
+ * navigation; the page then signs in and sends the key with every API call.
+ */
+export function isOpenPath(path: string): boolean {
+  return OPEN_PATHS.has(path) || path === '/ui' || path.startsWith('/ui/');
+}
+
+/**
  * Authentication, as an onRequest hook after the Host and Origin checks: on a server with keys,
  * every route but OPEN_PATHS needs `Authorization: Bearer <key>` naming a known key, else 401
  * UNAUTHENTICATED (the same answer for a missing, malformed, unknown or revoked key). On a
@@ -32,7 +40,7 @@ export function registerAuthentication(app: FastifyInstance, keys: KeyDirectory)
       req.principal = principal;
       return;
     }
-    if (OPEN_PATHS.has(path)) {
+    if (isOpenPath(path)) {
       req.principal = { ...OPEN_ACCESS, role: 'user' };
       return;
     }
