@@ -74,7 +74,10 @@ export class TaskView {
       beforeReconnect: () => this.stillThere(),
     });
     this.stream.open();
-    byId('task-heading').focus();
+    // Focus moves to the view (keyboard and screen reader users land on it), and it scrolls into
+    // sight: the terminal renders only while it is visible.
+    byId('task-heading').focus({ preventScroll: true });
+    this.section.scrollIntoView({ block: 'start' });
   }
 
   close(): void {
