@@ -90,6 +90,29 @@ t.test('cancel a running task from the page', async (t) => {
   await page.context().close();
 });
 
+t.test('the list: newest first, a page at a time, filtered by status', async (t) => {
+  const { page, problems } = await openPage(browser);
+  await page.goto(`${server.url}/ui/?pageSize=1`);
+  await page.waitForSelector('body[data-ui-ready]');
+  const shown = () => page.$$eval('#tasks tbody tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.status));
+  t.same(await shown(), ['cancelled'], 'one task a page, the newest (the cancelled one) first');
+  t.ok(await page.isDisabled('#newer'), 'no newer page');
+  await page.click('#older');
+  await page.waitForFunction(() => document.querySelector<HTMLElement>('#tasks tbody tr')?.dataset.status === 'failed');
+  t.ok(await page.isDisabled('#older'), 'the oldest page is the last');
+  await page.click('#newer');
+  await page.waitForFunction(() => document.querySelector<HTMLElement>('#tasks tbody tr')?.dataset.status === 'cancelled');
+  await page.selectOption('#status-filter', 'failed');
+  await page.waitForFunction(() => document.querySelector<HTMLElement>('#tasks tbody tr')?.dataset.status === 'failed');
+  t.same(await shown(), ['failed'], 'the status filter shows only failed tasks');
+  t.ok(await page.isDisabled('#older'), 'one failed task: one page');
+  await page.selectOption('#status-filter', 'timed_out');
+  await page.waitForSelector('#tasks-empty:not([hidden])');
+  t.same(await shown(), [], 'no timed-out task: the list says so');
+  t.same(problems, []);
+  await page.context().close();
+});
+
 t.test('at 360 px wide: no page-wide horizontal scrolling; every control labelled; keyboard reaches the form', async (t) => {
   const { page, problems } = await openPage(browser, 360);
   await page.goto(`${server.url}/ui/`);

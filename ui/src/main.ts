@@ -24,7 +24,13 @@ function showSignedIn(signedIn: boolean): void {
 }
 
 const view = new TaskView(fail, () => void list.refresh());
-const list = new TaskList((id) => openTask(id), fail);
+/** Tasks per page: `?pageSize=` in the page's address (1..100), else 10. */
+function pageSize(): number {
+  const n = Number(new URLSearchParams(location.search).get('pageSize'));
+  return Number.isInteger(n) && n >= 1 && n <= 100 ? n : 10;
+}
+
+const list = new TaskList((id) => openTask(id), fail, pageSize());
 
 function openTask(id: string): void {
   if (location.hash !== `#task=${id}`) history.pushState(null, '', `#task=${encodeURIComponent(id)}`);
