@@ -11,7 +11,8 @@ import { startTestServer } from '../helpers/server.js';
 import { builtUi } from '../helpers/ui.js';
 
 const uiDir = await builtUi(t);
-const server = await startTestServer({}, { uiDir });
+// A small output head and tail, so that a task can overflow them (a gap) in a few kilobytes.
+const server = await startTestServer({ output: { headBytes: 1024, tailBytes: 256 } }, { uiDir });
 t.teardown(() => server.close());
 const browser = await launchBrowser(t);
 
@@ -109,6 +110,26 @@ t.test('the list: newest first, a page at a time, filtered by status', async (t)
   await page.selectOption('#status-filter', 'timed_out');
   await page.waitForSelector('#tasks-empty:not([hidden])');
   t.same(await shown(), [], 'no timed-out task: the list says so');
+  t.same(problems, []);
+  await page.context().close();
+});
+
+t.test('a gap in the output is shown as a marked line between head and tail', async (t) => {
+  const { page, problems } = await openPage(browser);
+  await page.goto(`${server.url}/ui/`);
+  await page.waitForSelector('body[data-ui-ready]');
+  await submitCommand(page, "head -c 3000 /dev/zero | tr '\\0' x; echo; echo the end");
+  t.equal(await waitForStatus(page, ['succeeded', 'failed', 'error']), 'succeeded');
+  await waitForRow(page, 'the end');
+  const rows = await terminalRows(page);
+  const marker = rows.findIndex((r) => /\[… \d+ bytes of stdout dropped …\]/.test(r));
+  t.ok(marker > 0, `the gap is marked (${rows[marker] ?? 'not found'})`);
+  t.ok(rows.slice(0, marker).join('').startsWith('x'.repeat(1000)), 'after the head');
+  t.equal(rows[rows.length - 1], 'the end', 'and before the tail');
+  const dropped = Number(/(\d+) bytes/.exec(rows[marker] ?? '')?.[1]);
+  const shown = rows.filter((r) => /^x+$/.test(r)).join('').length;
+  t.equal(shown + dropped, 3000, 'shown and dropped add up to what the task printed');
+  await screenshot(page, 'ui-gap');
   t.same(problems, []);
   await page.context().close();
 });
