@@ -7,6 +7,7 @@
  */
 import t from 'tap';
 import { launchBrowser, openPage, screenshot, submitCommand, terminalRows, waitForRow, waitForStatus } from '../helpers/browser.js';
+import { tgz } from '../helpers/archives.js';
 import { startTestServer } from '../helpers/server.js';
 import { builtUi } from '../helpers/ui.js';
 
@@ -110,6 +111,35 @@ t.test('the list: newest first, a page at a time, filtered by status', async (t)
   await page.selectOption('#status-filter', 'timed_out');
   await page.waitForSelector('#tasks-empty:not([hidden])');
   t.same(await shown(), [], 'no timed-out task: the list says so');
+  t.same(problems, []);
+  await page.context().close();
+});
+
+t.test('workspaces: an uploaded archive, then the same workspace by id', async (t) => {
+  const { page, problems } = await openPage(browser);
+  await page.goto(`${server.url}/ui/`);
+  await page.waitForSelector('body[data-ui-ready]');
+  await page.check('input[name="ws-kind"][value="archive"]');
+  t.ok(await page.isVisible('#archive'), 'the archive field is shown for that choice');
+  t.notOk(await page.isVisible('#files'), 'the others are not');
+  await page.setInputFiles('#archive', { name: 'project.tar.gz', mimeType: 'application/gzip', buffer: tgz([{ name: 'data/note.txt', data: 'from the archive\n' }]) });
+  const first = await submitCommand(page, 'cat data/note.txt; echo second > data/two.txt');
+  await waitForRow(page, 'from the archive');
+  t.equal(await waitForStatus(page, ['succeeded', 'failed', 'error']), 'succeeded', 'the task ran on the uploaded archive');
+  const ws = ((await (await fetch(`${server.url}/v1/tasks/${first}`)).json()) as { workspaceId: string }).workspaceId;
+
+  await page.check('input[name="ws-kind"][value="existing"]');
+  await page.fill('#workspace-id', ws);
+  await page.check('#readonly');
+  await submitCommand(page, 'cat data/two.txt; touch data/three.txt');
+  await waitForRow(page, 'second');
+  t.equal(await waitForStatus(page, ['succeeded', 'failed', 'error']), 'failed', 'the read-only workspace refuses the write');
+  t.ok((await terminalRows(page)).some((r) => /Read-only file system/i.test(r)), 'and says so on stderr');
+
+  await page.fill('#workspace-id', 'ws_doesnotexist');
+  await page.click('#run');
+  await page.waitForSelector('#error:not([hidden])');
+  t.equal(await page.textContent('#error-code'), 'WORKSPACE_NOT_FOUND', 'an unknown workspace: the server\'s code');
   t.same(problems, []);
   await page.context().close();
 });
