@@ -14,6 +14,7 @@ import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
+import { registerAuthFailureLimit, registerTenantRateLimit } from './http/rate-limit.js';
 import { metricsRoutes } from './http/metrics.js';
 import { registerObservation } from './http/observe.js';
 import { registerRequestGuard } from './http/request-guard.js';
@@ -25,6 +26,7 @@ import { workspaceRoutes } from './http/workspaces.js';
 import { Metrics } from './metrics/metrics.js';
 import { installDir } from './paths.js';
 import type { Readiness } from './readiness.js';
+import { tenantLimits } from './tenants/limits.js';
 import type { TaskManager } from './tasks/manager.js';
 import { WorkspaceIntake } from './workspace/intake/intake.js';
 import type { Workspaces } from './workspace/workspaces.js';
@@ -83,7 +85,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     allowedHosts: deps.config.http.allowedHosts,
     allowedOrigins: deps.config.http.allowedOrigins,
   });
+  // Failed authentication is limited per client address (before the key is looked at), requests
+  // per tenant after it.
+  registerAuthFailureLimit(app, deps.config.requests.authFailuresPerMinute);
   registerAuthentication(app, deps.keys ?? new ConfigKeys(deps.config.auth.keys));
+  registerTenantRateLimit(app, (tenant) => tenantLimits(deps.config, tenant).requestsPerMinute);
   const metrics = deps.metrics ?? new Metrics();
   registerObservation(app, deps.audit ?? null, metrics);
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);

@@ -25,6 +25,7 @@ import { SqliteTaskStore } from './tasks/sqlite-store.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
+import { tenantLimits } from './tenants/limits.js';
 import { Workspaces } from './workspace/workspaces.js';
 
 export interface Services {
@@ -153,7 +154,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     new KernelLogOomProbe(),
     log,
   );
-  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
+  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces, undefined, (tenant) => tenantLimits(config, tenant).workspaceBytes);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');

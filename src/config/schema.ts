@@ -131,6 +131,50 @@ const configuredKey = z
   })
   .describe('An API key, by hash');
 
+/**
+ * Per-tenant limits: `tenants.defaults` holds every field, `tenants.overrides.<tenant>` any of
+ * them. [min, max, default, description] per field.
+ */
+const TENANT_LIMITS = {
+  maxRunning: [1, 256, 256, "Tasks of one tenant running at once; more wait in the queue (queue.concurrency still bounds all tenants' together)"],
+  maxQueued: [0, 100_000, 100, "Tasks of one tenant waiting to run; past it (and with its running and waiting tasks at maxRunning) the tenant's submissions get 429 TENANT_QUEUED_LIMIT"],
+  workspaceBytes: [
+    0,
+    2 ** 50,
+    2 ** 40,
+    "Disk one tenant's workspaces may take, in bytes: the sum of their quotas (each workspace is a sparse image that may grow to workspaces.quotaMb), so a new workspace past it gets 413 TENANT_STORAGE_LIMIT",
+  ],
+  requestsPerMinute: [1, 1_000_000, 6000, 'Requests one tenant may make per minute (a burst of as many, refilled evenly); past it 429 RATE_LIMITED'],
+} as const;
+
+const tenantDefault = (k: keyof typeof TENANT_LIMITS) => {
+  const [min, max, def, description] = TENANT_LIMITS[k];
+  return int(min, max, def, description);
+};
+const tenantOverrideField = (k: keyof typeof TENANT_LIMITS) => {
+  const [min, max, , description] = TENANT_LIMITS[k];
+  return z.int().min(min).max(max).optional().describe(`${description} (${min}..${max}; default: tenants.defaults.${k})`);
+};
+
+const tenantDefaults = z
+  .strictObject({
+    maxRunning: tenantDefault('maxRunning'),
+    maxQueued: tenantDefault('maxQueued'),
+    workspaceBytes: tenantDefault('workspaceBytes'),
+    requestsPerMinute: tenantDefault('requestsPerMinute'),
+  })
+  .prefault({})
+  .describe('Limits of every tenant without an override');
+
+const tenantOverride = z
+  .strictObject({
+    maxRunning: tenantOverrideField('maxRunning'),
+    maxQueued: tenantOverrideField('maxQueued'),
+    workspaceBytes: tenantOverrideField('workspaceBytes'),
+    requestsPerMinute: tenantOverrideField('requestsPerMinute'),
+  })
+  .describe('Limits of one tenant; fields left out come from tenants.defaults');
+
 export const configSchema = z
   .strictObject({
     auth: z
@@ -145,6 +189,17 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Who may call the API'),
+    tenants: z
+      .strictObject({
+        defaults: tenantDefaults,
+        overrides: z
+          .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a tenant name'), tenantOverride)
+          .refine((r) => Object.keys(r).length <= 1000, 'at most 1000 tenants')
+          .default({})
+          .describe('Tenant name → its own limits (at most 1000)'),
+      })
+      .prefault({})
+      .describe('Per-tenant quotas and rate limits'),
     audit: z
       .strictObject({
         path: z
@@ -286,6 +341,7 @@ export const configSchema = z
         listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
         bodyTimeoutSeconds: int(1, 3600, 120, 'Time a client has to send a whole request body (JSON, archive or multipart); past it the request is answered 408 BODY_TIMEOUT and nothing it started is kept'),
         maxStreams: int(1, 100_000, 512, 'Live streams (WebSockets and followed logs) open at once, across all tasks'),
+        authFailuresPerMinute: int(1, 100_000, 30, 'Failed authentications (401) one client address may have per minute (a burst of as many, refilled evenly); past it every request from that address gets 429 RATE_LIMITED'),
       })
       .prefault({})
       .describe('Request bounds'),

@@ -202,6 +202,11 @@ export const WS_CLOSE_CODES: Record<string, string> = {
   '4008': "The subscriber stalled (its socket drained nothing for 2 s) with an unsent backlog past the server's bound (output.subscriberBacklogBytes): reconnect with ?after=<last seq received>",
 };
 
+const TENANT_FILTER = "Only this tenant's (admin keys; a `user` key may name only its own tenant, any other is TENANT_FORBIDDEN)";
+
+/** Codes whose responses carry Retry-After. */
+const RETRY_AFTER_CODES: readonly ErrorCode[] = ['QUEUE_FULL', 'TENANT_QUEUED_LIMIT', 'RATE_LIMITED', 'TOO_MANY_STREAMS', 'SHUTTING_DOWN'];
+
 /** Error responses for `codes`, grouped by their status from the ERRORS table. */
 export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json> {
   const byStatus = new Map<number, ErrorCode[]>();
@@ -215,8 +220,8 @@ export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json
     const list = byStatus.get(status)!;
     out[String(status)] = {
       description: list.map((c) => `${c}: ${ERRORS[c].message}`).join('. '),
-      ...(list.includes('QUEUE_FULL') || list.includes('TOO_MANY_STREAMS') || list.includes('SHUTTING_DOWN')
-        ? { headers: { 'Retry-After': { description: 'Seconds to wait before trying again (QUEUE_FULL, TOO_MANY_STREAMS, SHUTTING_DOWN)', schema: { type: 'integer', minimum: 1 } } } }
+      ...(list.some((c) => RETRY_AFTER_CODES.includes(c))
+        ? { headers: { 'Retry-After': { description: `Seconds to wait before trying again (${RETRY_AFTER_CODES.join(', ')})`, schema: { type: 'integer', minimum: 1 } } } }
         : {}),
       content: json(ref('Error')),
       'x-error-codes': list,
@@ -299,6 +304,8 @@ const OPERATIONS: Operation[] = [
       'PROJECT_FILE_INVALID',
       'PROJECT_FILE_TOO_LARGE',
       'WORKSPACE_QUOTA_EXCEEDED',
+      'TENANT_STORAGE_LIMIT',
+      'TENANT_QUEUED_LIMIT',
       'QUEUE_FULL',
       'ENGINE_UNAVAILABLE',
       'SHUTTING_DOWN',
@@ -316,9 +323,10 @@ const OPERATIONS: Operation[] = [
       status: 'Only tasks with this status',
       limit: 'Page size',
       cursor: '`nextCursor` of the previous page',
+      tenant: TENANT_FILTER,
     }),
-    responses: { '200': { description: 'A page of tasks', content: json(ref('TaskList')) } },
-    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'INTERNAL'],
+    responses: { '200': { description: "A page of tasks (the caller's tenant's; every tenant's for an admin key)", content: json(ref('TaskList')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'TENANT_FORBIDDEN', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -441,7 +449,7 @@ const OPERATIONS: Operation[] = [
     ].join('\n\n'),
     requestBody: { required: true, content: { ...json(ref('CreateWorkspaceRequest')), ...ARCHIVE_CONTENT } },
     responses: { '201': { description: 'Created', content: json(ref('Workspace')) } },
-    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, ...ARCHIVE_CODES, ...SOURCE_CODES, 'WORKSPACE_QUOTA_EXCEEDED', 'INTERNAL'],
+    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, ...ARCHIVE_CODES, ...SOURCE_CODES, 'WORKSPACE_QUOTA_EXCEEDED', 'TENANT_STORAGE_LIMIT', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -453,9 +461,10 @@ const OPERATIONS: Operation[] = [
     parameters: queryParameters(listWorkspacesQuery, {
       limit: 'Page size',
       cursor: '`nextCursor` of the previous page',
+      tenant: TENANT_FILTER,
     }),
-    responses: { '200': { description: 'A page of workspaces', content: json(ref('WorkspaceList')) } },
-    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'INTERNAL'],
+    responses: { '200': { description: "A page of workspaces (the caller's tenant's; every tenant's for an admin key)", content: json(ref('WorkspaceList')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'TENANT_FORBIDDEN', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -610,7 +619,7 @@ const OPERATIONS: Operation[] = [
 ];
 
 function operationObject(op: Operation): Json {
-  const errors = errorResponses([...op.errors, ...GUARD_CODES, ...(OPEN_PATHS.has(op.path) ? [] : (['UNAUTHENTICATED'] as ErrorCode[]))]);
+  const errors = errorResponses([...op.errors, ...GUARD_CODES, ...(OPEN_PATHS.has(op.path) ? [] : (['UNAUTHENTICATED', 'RATE_LIMITED'] as ErrorCode[]))]);
   if (op.path === '/v1/tasks/{id}/stream' && errors['404']) {
     errors['404'] = {
       ...errors['404'],
@@ -632,11 +641,15 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, or a route for admin keys only; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, a route for admin keys only, or a user key filtering by another tenant; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, a tenant\'s queue at its limit or too many requests, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',
   'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
   '',
   'On a server with API keys (`auth.keys`), every route except /healthz, /readyz and /openapi.json needs `Authorization: Bearer <key>`; a missing, malformed, unknown or revoked key is 401 UNAUTHENTICATED (the same answer for each). A server without keys needs none.',
+  '',
+  "Every key belongs to a tenant. A key of role `user` sees only its tenant's tasks and workspaces: another tenant's ids answer 404 TASK_NOT_FOUND or WORKSPACE_NOT_FOUND exactly as ids that do not exist (over REST, logs, SSE and WebSocket), lists hold only its own, and a task may name only a workspace of its own tenant. A key of role `admin` sees every tenant's and filters lists with `?tenant=`; `?tenant=` naming another tenant with a `user` key is 403 TENANT_FORBIDDEN. A server without keys acts for the tenant `default` with the admin view.",
+  '',
+  "Per tenant (`tenants.defaults`, `tenants.overrides.<tenant>`): requests per minute (past it 429 RATE_LIMITED, with Retry-After); tasks waiting to run (`maxQueued`: 429 TENANT_QUEUED_LIMIT, with Retry-After); tasks running at once (`maxRunning`: further tasks wait in the queue, which serves tenants round-robin and each tenant's tasks in order); and the disk its workspaces may take, counted as the sum of their quotas (`workspaceBytes`: 413 TENANT_STORAGE_LIMIT). A client address whose requests failed authentication more than `requests.authFailuresPerMinute` times gets 429 RATE_LIMITED for every request but /healthz, /readyz and /openapi.json until its budget refills.",
   '',
   'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
 ].join('\n');
@@ -660,7 +673,7 @@ export function openapiDocument(): Json {
     components: {
       schemas: { ...components(RESPONSE_COMPONENTS, 'output'), ...components(REQUEST_COMPONENTS, 'input') },
     },
-    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', 'UNAUTHENTICATED', ...GUARD_CODES]) },
+    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', 'UNAUTHENTICATED', 'RATE_LIMITED', ...GUARD_CODES]) },
   };
 }
 

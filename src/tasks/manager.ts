@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DEFAULT_TENANT } from '../auth/principal.js';
+import type { Principal } from '../auth/principal.js';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { AppError } from '../errors.js';
@@ -23,6 +23,9 @@ import type { CreateTaskBody } from './schemas.js';
 export type { Clock, RecoveryPlan };
 
 export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
+
+/** Whom a task is submitted by: the request's tenant and API key. */
+export type TaskOwner = Pick<Principal, 'tenant' | 'keyId'>;
 
 /**
  * The task facade the HTTP layer talks to: admission (planTask and the engine's checks), then
@@ -98,7 +101,8 @@ export class TaskManager {
     return t;
   }
 
-  list(q: { status?: TaskStatus; limit: number; cursor?: string }) {
+  /** A page of tasks, newest first; `tenant` narrows it to that tenant's. */
+  list(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: string }) {
     let cursor: number | undefined;
     if (q.cursor !== undefined) {
       const c = decodeCursor(q.cursor);
@@ -108,7 +112,12 @@ export class TaskManager {
     if (q.limit > this.config.requests.listLimit) {
       throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: this.config.requests.listLimit });
     }
-    return this.store.listTasks({ ...(q.status ? { status: q.status } : {}), limit: q.limit, ...(cursor !== undefined ? { cursor } : {}) });
+    return this.store.listTasks({
+      ...(q.status ? { status: q.status } : {}),
+      ...(q.tenant !== undefined ? { tenant: q.tenant } : {}),
+      limit: q.limit,
+      ...(cursor !== undefined ? { cursor } : {}),
+    });
   }
 
   /** The log of a task (live, or opened from disk for finished ones). */
@@ -117,28 +126,32 @@ export class TaskManager {
     return this.active.get(task.id)?.log ?? TaskLog.open(this.logDir(task.id));
   }
 
-  async submit(body: CreateTaskBody): Promise<TaskRecord> {
+  /**
+   * Admits and queues a task for `owner`: a workspace named by id must be the owner's tenant's
+   * (another tenant's reads as WORKSPACE_NOT_FOUND, as one that does not exist).
+   */
+  async submit(body: CreateTaskBody, owner: TaskOwner): Promise<TaskRecord> {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
-    const named = ws && 'id' in ws ? this.workspaces.get(ws.id).id : null;
+    const named = ws && 'id' in ws ? this.ownWorkspace(ws.id, owner.tenant) : null;
     const files = ws && 'files' in ws ? ws.files : {};
     const facts: WorkspaceFacts = named
       ? // The stored workspace's root and its sandboxshift.yaml, read safely.
         { ...(await this.workspaces.inspect(named)), stored: true }
       : { rootEntries: checkInlineFiles(files, this.config.workspaces).rootEntries, projectFile: files[PROJECT_FILE] ?? null, stored: false };
-    const plan = await this.admit(body, facts);
+    const plan = await this.admit(body, facts, owner.tenant);
     if (named) {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
-      const task = this.accept(body, plan, this.workspaces.get(named).id);
+      const task = this.accept(body, plan, this.ownWorkspace(named, owner.tenant), owner);
       this.workspaces.reuse(named); // named by id: a regular workspace from now on
       return task;
     }
-    const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers)).id;
+    const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
     try {
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
-      return this.accept(body, plan, workspaceId);
+      return this.accept(body, plan, workspaceId, owner);
     } catch (err) {
       await this.workspaces.delete(workspaceId, () => false);
       throw err;
@@ -147,29 +160,37 @@ export class TaskManager {
 
   /**
    * Admission: planTask, then what the engine must have (the image; its egress relay for a task
-   * with an allowlist), then room in the queue. Nothing is created here.
+   * with an allowlist), then room in the queue for one more of `tenant`'s tasks. Nothing is
+   * created here.
    */
-  async admit(body: CreateTaskBody, facts: WorkspaceFacts): Promise<TaskPlan> {
+  async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string): Promise<TaskPlan> {
     this.refuseWhenClosing();
     const plan = planTask(body, facts, this.config);
     await requireImage(this.engine, plan.image, this.config);
     if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
-    this.scheduler.requireRoom();
+    this.scheduler.requireRoom(tenant);
     return plan;
   }
 
+  /** The id of workspace `id` if it is `tenant`'s; another tenant's reads as one that does not exist. */
+  private ownWorkspace(id: string, tenant: string): string {
+    const w = this.workspaces.get(id);
+    if (w.tenant !== tenant) throw new AppError('WORKSPACE_NOT_FOUND', { id });
+    return w.id;
+  }
+
   /**
-   * Records an admitted task on its workspace and queues it (the queue's room is checked again:
+   * Records an admitted task of `owner` on its workspace and queues it (the queue's room is checked again:
    * the workspace's creation may have awaited, and so is shutdown). Returns the task as it was
    * accepted.
    */
-  accept(body: CreateTaskBody, plan: TaskPlan, workspaceId: string): TaskRecord {
+  accept(body: CreateTaskBody, plan: TaskPlan, workspaceId: string, owner: TaskOwner): TaskRecord {
     this.refuseWhenClosing();
-    this.scheduler.requireRoom();
+    this.scheduler.requireRoom(owner.tenant);
     const task: TaskRecord = {
       id: newTaskId(),
-      tenant: DEFAULT_TENANT,
-      keyId: null,
+      tenant: owner.tenant,
+      keyId: owner.keyId,
       status: 'queued',
       command: body.command,
       setup: plan.setup,

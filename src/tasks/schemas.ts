@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TENANT_PATTERN } from '../auth/scope.js';
 
 const envName = z.string().min(1).max(256).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a shell variable name');
 
@@ -75,15 +76,20 @@ export const createWorkspaceBody = z
   ])
   .describe('A workspace from inline files, a git repository or a host directory (archives are sent as the raw body instead)');
 
+/** `?tenant=`: an admin's filter (a user may name only its own tenant). */
+const tenantQuery = z.string().regex(TENANT_PATTERN, 'a tenant name').optional();
+
 export const listTasksQuery = z.strictObject({
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'error']).optional(),
   limit: z.coerce.number().int().min(1).default(20),
   cursor: z.string().min(1).max(64).optional(),
+  tenant: tenantQuery,
 });
 
 export const listWorkspacesQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).default(20),
   cursor: z.string().min(1).max(128).optional(),
+  tenant: tenantQuery,
 });
 
 export const afterQuery = z.strictObject({

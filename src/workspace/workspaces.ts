@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { DEFAULT_TENANT } from '../auth/principal.js';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -77,12 +76,16 @@ export interface WorkspaceEvents {
 export class Workspaces extends EventEmitter<WorkspaceEvents> {
   readonly storage: WorkspaceStorage;
   private readonly quotaBytes: number;
+  /** Quota bytes of workspaces being created, by tenant (counted against the tenant's limit). */
+  private readonly reserved = new Map<string, number>();
 
   constructor(
     private readonly root: string,
     private readonly store: Store,
     private readonly limits: WorkspaceStorageLimits,
     private readonly now: () => Date = () => new Date(),
+    /** The disk a tenant's workspaces may take together (tenants workspaceBytes), in bytes. */
+    private readonly tenantBytes: (tenant: string) => number = () => Number.MAX_SAFE_INTEGER,
   ) {
     super();
     mkdirSync(root, { recursive: true, mode: 0o711 });
@@ -137,9 +140,10 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
     return w;
   }
 
-  /** Every workspace record (for the list route). */
-  list(): WorkspaceRecord[] {
-    return this.store.listWorkspaces();
+  /** Every workspace record (for the list route), or only those of `tenant`. */
+  list(tenant?: string): WorkspaceRecord[] {
+    const all = this.store.listWorkspaces();
+    return tenant === undefined ? all : all.filter((w) => w.tenant === tenant);
   }
 
   /** Mounts the workspace for a task or a read (reference-counted); pair with `release`. */
@@ -181,9 +185,9 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
    * Creates a task's own workspace from an inline file map (ephemeral: see WorkspaceRecord);
    * nothing is left behind if it fails.
    */
-  async createFromFiles(files: Record<string, string>, markers: string[]): Promise<WorkspaceRecord> {
+  async createFromFiles(files: Record<string, string>, markers: string[], tenant: string): Promise<WorkspaceRecord> {
     checkInlineFiles(files, this.limits);
-    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true });
+    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true, tenant });
   }
 
   /** Sets whether a workspace is ephemeral (created for one task) or regular. */
@@ -209,14 +213,15 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
    * entry is given to the sandbox user, setuid/setgid/sticky bits are stripped, files and bytes are
    * counted (links are not followed), and the markers are detected from the root entries.
    * If anything fails, nothing is left behind: no image, no mount, no directory, no record.
-   * Writing past the quota fails with WORKSPACE_QUOTA_EXCEEDED.
+   * Writing past the quota fails with WORKSPACE_QUOTA_EXCEEDED. The workspace is `opts.tenant`'s.
    */
   async createWith(
     populate: (dir: string) => Promise<void>,
     detectMarkers: (rootFiles: string[]) => string[],
-    opts: { ephemeral?: boolean } = {},
+    opts: { ephemeral?: boolean; tenant: string },
   ): Promise<WorkspaceRecord> {
     const id = newWorkspaceId();
+    const unreserve = this.reserve(opts.tenant);
     let held = false;
     try {
       await this.storage.create(id);
@@ -242,7 +247,7 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
       const now = this.now().toISOString();
       const record: WorkspaceRecord = {
         id,
-        tenant: DEFAULT_TENANT,
+        tenant: opts.tenant,
         createdAt: now,
         files,
         bytes,
@@ -261,8 +266,32 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
       await this.storage.destroy(id);
       throw err;
     } finally {
+      unreserve();
       if (held) await this.release(id);
     }
+  }
+
+  /**
+   * Counts a new workspace's quota against its tenant's limit before anything is created: the
+   * quotas (not the bytes in use) of the tenant's workspaces, those being created included, since
+   * each may fill its quota later. Past the limit: TENANT_STORAGE_LIMIT. Returns the undo.
+   */
+  private reserve(tenant: string): () => void {
+    let allocated = this.reserved.get(tenant) ?? 0;
+    for (const w of this.store.listWorkspaces()) if (w.tenant === tenant) allocated += w.quotaBytes || this.quotaBytes;
+    const limit = this.tenantBytes(tenant);
+    if (allocated + this.quotaBytes > limit) {
+      throw new AppError('TENANT_STORAGE_LIMIT', { tenant, limitBytes: limit, allocatedBytes: allocated, requestedBytes: this.quotaBytes });
+    }
+    this.reserved.set(tenant, (this.reserved.get(tenant) ?? 0) + this.quotaBytes);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const left = (this.reserved.get(tenant) ?? 0) - this.quotaBytes;
+      if (left > 0) this.reserved.set(tenant, left);
+      else this.reserved.delete(tenant);
+    };
   }
 
   /**

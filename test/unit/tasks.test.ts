@@ -16,22 +16,22 @@ t.test('exit classification', async (t) => {
 });
 
 t.test('the queue: concurrency, queue room, busy workspaces skipped without blocking', async (t) => {
-  const q = new TaskQueue<{ id: string; workspaceId: string }>(2, 3);
-  q.push({ id: 'a', workspaceId: 'w1' });
-  q.push({ id: 'b', workspaceId: 'w1' });
-  q.push({ id: 'c', workspaceId: 'w2' });
+  const q = new TaskQueue<{ id: string; workspaceId: string; tenant: string }>(2, 3);
+  q.push({ id: 'a', workspaceId: 'w1', tenant: 't' });
+  q.push({ id: 'b', workspaceId: 'w1', tenant: 't' });
+  q.push({ id: 'c', workspaceId: 'w2', tenant: 't' });
   t.notOk(q.hasRoom() && q.queuedCount > 3);
   t.same(q.takeRunnable().map((x) => x.id), ['a', 'c'], 'b waits for w1; c runs past it');
   t.same(q.takeRunnable(), [], 'concurrency 2 reached');
-  q.push({ id: 'd', workspaceId: 'w3' });
+  q.push({ id: 'd', workspaceId: 'w3', tenant: 't' });
   q.done('a');
   t.same(q.takeRunnable().map((x) => x.id), ['b']);
   t.equal(q.queuedCount, 1);
   t.ok(q.remove('d'));
   t.notOk(q.remove('d'));
-  q.push({ id: 'e', workspaceId: 'w4' });
-  q.push({ id: 'f', workspaceId: 'w5' });
-  q.push({ id: 'g', workspaceId: 'w6' });
+  q.push({ id: 'e', workspaceId: 'w4', tenant: 't' });
+  q.push({ id: 'f', workspaceId: 'w5', tenant: 't' });
+  q.push({ id: 'g', workspaceId: 'w6', tenant: 't' });
   t.notOk(q.hasRoom(), 'three waiting fill a queue of 3');
 });
 
