@@ -17,10 +17,11 @@ export SANDBOXSHIFT_ROOT
 export CONTAINERS_CONF="$SANDBOXSHIFT_ROOT/deploy/containers.conf"
 
 # Debian packages the project needs on the host. catatonit is the init binary Podman injects for
-# `Init: true`; busybox-static lets tests assemble tiny images without a registry.
-# shellcheck disable=SC2034  # used by setup.sh
+# `Init: true`; busybox-static lets tests assemble tiny images without a registry; runsc is gVisor
+# (engine.isolation / allowedIsolation: gvisor, run through deploy/gvisor/runsc).
 # chromium: the web page's browser tests (playwright-core drives Debian's build, /usr/bin/chromium).
-SANDBOXSHIFT_APT_PACKAGES=(podman runc catatonit debootstrap nftables uidmap curl ca-certificates busybox-static gcc libc6-dev git e2fsprogs make systemd chromium)
+# shellcheck disable=SC2034  # used by setup.sh
+SANDBOXSHIFT_APT_PACKAGES=(podman runc runsc catatonit debootstrap nftables uidmap curl ca-certificates busybox-static gcc libc6-dev git e2fsprogs make systemd chromium)
 
 # Minimum Node.js (fastify 5 loads ESM-only dependencies through require(esm)).
 SANDBOXSHIFT_NODE_MIN="20.19.0"

@@ -6,7 +6,10 @@ import type { Config } from './config/schema.js';
 import type { UpstreamProxy } from './egress/upstream.js';
 import type { AuditRecorder } from './audit/recorder.js';
 import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
+import { isLoopbackListen } from './auth/exposure.js';
+import { selectSubprotocol } from './auth/subprotocol.js';
 import { registerAuthentication } from './http/authenticate.js';
+import { registerCors } from './http/cors.js';
 import { registerBodyDeadline } from './http/body-deadline.js';
 import { auditRoutes } from './http/audit.js';
 import { egressRoutes } from './http/egress.js';
@@ -69,7 +72,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   const intake = new WorkspaceIntake(deps.workspaces, deps.config, deps.intakeTmpDir, deps.caBundlePath ?? null, deps.upstreamProxy ?? null);
   await app.register(websocket, {
-    options: { maxPayload: 2 * 1024 * 1024 },
+    // A browser offers its key as the subprotocol `bearer.<key>` beside `sandboxshift.v1`: the
+    // server answers with `sandboxshift.v1` only, never echoing the key.
+    options: { maxPayload: 2 * 1024 * 1024, handleProtocols: (offered) => selectSubprotocol(offered) },
     // Closing: every WebSocket still open gets 1001 (going away) after what was already sent.
     preClose(done) {
       for (const client of this.websocketServer.clients) client.close(1001, 'server shutting down; reconnect with ?after=');
@@ -85,10 +90,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     allowedHosts: deps.config.http.allowedHosts,
     allowedOrigins: deps.config.http.allowedOrigins,
   });
+  // CORS preflights of listed origins are answered here, before authentication (they carry no key).
+  registerCors(app, deps.config.http.allowedOrigins);
   // Failed authentication is limited per client address (before the key is looked at), requests
   // per tenant after it.
   registerAuthFailureLimit(app, deps.config.requests.authFailuresPerMinute);
-  registerAuthentication(app, deps.keys ?? new ConfigKeys(deps.config.auth.keys));
+  registerAuthentication(app, deps.keys ?? new ConfigKeys(deps.config.auth.keys), { required: !isLoopbackListen(deps.config.listen.host) });
   registerTenantRateLimit(app, (tenant) => tenantLimits(deps.config, tenant).requestsPerMinute);
   const metrics = deps.metrics ?? new Metrics();
   registerObservation(app, deps.audit ?? null, metrics);

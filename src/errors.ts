@@ -34,6 +34,7 @@ export const ERRORS = {
   EGRESS_PATTERN_TOO_BROAD: { status: 422, message: 'An egress allowlist entry covers a whole public suffix' },
   EGRESS_OUTSIDE_CEILING: { status: 422, message: "An egress allowlist entry is outside the server's ceiling" },
   EGRESS_RELAY_MISSING: { status: 422, message: 'The image has no egress relay, so tasks in it cannot have an allowlist' },
+  ISOLATION_NOT_ALLOWED: { status: 422, message: "The requested isolation is not in the server's engine.allowedIsolation" },
   QUEUE_FULL: { status: 429, message: 'The task queue is full' },
   // Per-tenant quotas and rate limits (tenants.*, requests.authFailuresPerMinute).
   TENANT_QUEUED_LIMIT: { status: 429, message: "The tenant's queued tasks are at its limit (tenants maxQueued)" },
@@ -41,6 +42,7 @@ export const ERRORS = {
   TENANT_STORAGE_LIMIT: { status: 413, message: "The tenant's workspaces would take more disk than its limit (tenants workspaceBytes)" },
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
+  ISOLATION_UNAVAILABLE: { status: 503, message: 'The requested isolation is allowed but cannot start a hardened container on this machine now' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down; submit again once it is back' },
   // Workspace intake (archives, git, host roots, multipart): details name the entry, the rule and the bound.
   ARCHIVE_TOO_LARGE: { status: 413, message: 'The archive exceeds the compressed size limit' },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TENANT_PATTERN } from '../auth/scope.js';
 import { parseCidr } from '../egress/addresses.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { isHostEntry, isSerializedOrigin } from '../http/request-guard.js';
@@ -16,6 +17,11 @@ export const imageName = z
   .regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'must be an image reference like sandboxshift/runtime-python:3.11');
 
 /** An egress allowlist entry: a host name or `*.suffix` (checked fully by src/egress/policy.ts). */
+/** How a task is isolated: runc (a container on the host kernel) or gvisor (runsc's user-space kernel). */
+export const ISOLATIONS = ['runc', 'gvisor'] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+export const isolationName = z.enum(ISOLATIONS);
+
 const allowEntry = z.string().min(1).max(253);
 
 const language = z
@@ -121,11 +127,15 @@ const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSec
     })
     .prefault({});
 
+/** A tenant name, as keys carry it (config `auth.keys` and `sandboxshift keys create`). */
+export const TENANT_NAME = TENANT_PATTERN;
+export const TENANT_NAME_RULE = 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit';
+
 /** One API key of `auth.keys`: only the SHA-256 of the key is configured, never the key. */
 const configuredKey = z
   .strictObject({
     id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-", at most 64').describe('Key id (shown in listings, task records and the audit log)'),
-    tenant: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit').describe('Tenant the key acts for'),
+    tenant: z.string().regex(TENANT_NAME, TENANT_NAME_RULE).describe('Tenant the key acts for'),
     role: z.enum(['admin', 'user']).default('user').describe('admin sees every tenant; user only its own'),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256 of the whole key text, lower case').describe('SHA-256 of the key (`ssk_…`), hex'),
   })
@@ -251,7 +261,23 @@ export const configSchema = z
           .nullable()
           .default(null)
           .describe('Podman API socket (unix path or unix:// URL). Null: CONTAINER_HOST/DOCKER_HOST if set, else the server starts its own Podman API service'),
-        runtime: z.enum(['runc', 'runsc']).default('runc').describe('OCI runtime for task containers'),
+        isolation: isolationName
+          .default('runc')
+          .describe('Isolation of tasks that ask for none: runc (containers on the host kernel) or gvisor (runsc, a user-space kernel between the task and the host); must be in allowedIsolation'),
+        allowedIsolation: z
+          .array(isolationName)
+          .min(1)
+          .max(2)
+          .refine((l) => new Set(l).size === l.length, 'must not repeat a value')
+          .default(['runc'])
+          .describe('Isolations a task may ask for in its `isolation` field (any other: 422 ISOLATION_NOT_ALLOWED)'),
+        gvisorSocket: z
+          .string()
+          .min(1)
+          .max(1024)
+          .nullable()
+          .default(null)
+          .describe('Podman API socket whose default OCI runtime is deploy/gvisor/runsc, used to create gVisor tasks (Podman 4.3 takes no per-container runtime over its API). Null: the server starts its own such service when allowedIsolation lists gvisor'),
         podmanBinary: z.string().min(1).max(1024).default('podman').describe('podman executable used to start an owned API service'),
         startTimeoutSeconds: int(1, 300, 30, 'How long to wait for an owned Podman API service to answer'),
         readinessImage: imageName
@@ -260,6 +286,7 @@ export const configSchema = z
           .describe('Image used to prove at start-up that a hardened container starts (null: the default language image)'),
       })
       .prefault({})
+      .refine((e) => e.allowedIsolation.includes(e.isolation), { message: 'engine.isolation must be one of engine.allowedIsolation', path: ['isolation'] })
       .describe('Container engine'),
     images: imagesSchema,
     defaults: resources({ cpus: 1, memoryMb: 512, pids: 256, timeoutSeconds: 300 }, 'Default').describe(
@@ -323,6 +350,26 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Graceful shutdown'),
+    pool: z
+      .strictObject({
+        size: int(0, 32, 2, 'Pre-started sandboxes of the default shape (default image and limits, no network); 0 disables'),
+        shapes: z
+          .array(
+            z.strictObject({
+              image: z.string().min(1).max(256).describe('Image of the shape'),
+              cpus: z.number().min(0.1).max(64).describe('CPUs of the shape'),
+              memoryMb: z.number().int().min(16).max(262144).describe('Memory of the shape in MB'),
+              pids: z.number().int().min(16).max(32768).describe('Processes of the shape'),
+              size: z.number().int().min(0).max(32).describe('Pre-started sandboxes of this shape'),
+            }),
+          )
+          .max(8)
+          .default([])
+          .describe('Further shapes (no network) with pre-started sandboxes'),
+        maxIdleSeconds: int(10, 86400, 600, 'A pre-started sandbox idle this long is replaced (its engine backstop counts from its own start)'),
+      })
+      .prefault({})
+      .describe('Warm pool: tasks whose image, limits and network mode match get a pre-started sandbox instead of a new one'),
     queue: z
       .strictObject({
         concurrency: int(1, 256, 2, 'Tasks running at once'),

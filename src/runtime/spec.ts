@@ -1,7 +1,7 @@
 import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
-import type { SandboxRequest } from './engine.js';
-import { taskLabels } from './labels.js';
+import type { PoolSlot, SandboxRequest, SandboxShape } from './engine.js';
+import { LABEL_SLOT, taskLabels } from './labels.js';
 
 /** Server-wide settings that shape every task container. */
 export interface SandboxSettings {
@@ -32,6 +32,20 @@ export const SANDBOX_HOSTNAME = 'sandbox';
 export const EGRESS_DIR = '/run/sandboxshift/egress';
 export const EGRESS_SOCKET_NAME = 'egress.sock';
 export const EGRESS_SOCKET = `${EGRESS_DIR}/${EGRESS_SOCKET_NAME}`;
+
+/**
+ * Under gVisor the pids cgroup counts the sandbox's host threads, not the task's processes: runsc
+ * (ptrace platform) starts with about 48 and adds about 8 per task process. The limit becomes
+ * this base plus this many per allowed process, so that `pids` still bounds what the task can
+ * start; a task that goes past it has its whole sandbox ended instead of seeing fork fail.
+ */
+export const GVISOR_PIDS_BASE = 64;
+export const GVISOR_PIDS_PER_PROCESS = 10;
+
+/** The pids cgroup limit of a container allowed `pids` processes. */
+export function pidsLimit(pids: number, isolation: SandboxRequest['isolation']): number {
+  return isolation === 'gvisor' ? GVISOR_PIDS_BASE + GVISOR_PIDS_PER_PROCESS * pids : pids;
+}
 
 /**
  * The Docker-compatible create body for one task container. Pure: every security setting lives
@@ -84,7 +98,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
       Memory: memoryBytes,
       MemorySwap: memoryBytes,
       NanoCpus: Math.round(req.cpus * 1e9),
-      PidsLimit: req.pids,
+      PidsLimit: pidsLimit(req.pids, req.isolation),
       // RLIMIT_NPROC counts per host UID across every task (all run as 65532): keep it far above
       // the pids cgroup so that one task's fork bomb never starves another.
       Ulimits: [
@@ -104,3 +118,25 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
 }
 
 export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
+
+/**
+ * The create body of a pre-started sandbox: the task container's, field for field, except that
+ * its command is the waiter (see waiter.ts), stdin is open for the job, no task env is set yet,
+ * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
+ * server mounts onto the slot at handoff appears inside.
+ */
+export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
+  const spec = buildContainerSpec(
+    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, backstopSeconds: slot.backstopSeconds },
+    s,
+  );
+  const [workspace, ...rest] = spec.HostConfig.Binds;
+  spec.HostConfig.Binds = [`${workspace},rslave`, ...rest];
+  spec.Labels = { ...spec.Labels, [LABEL_SLOT]: slot.id };
+  return spec;
+}
+
+/** The variables the server sets on every task, after the task's own (they win). */
+export function forcedEnv(s: SandboxSettings): Record<string, string> {
+  return { ...(s.caBundlePath ? caEnv() : {}), HOME: TASK_HOME };
+}

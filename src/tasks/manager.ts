@@ -5,7 +5,7 @@ import type { Principal } from '../auth/principal.js';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { AppError } from '../errors.js';
-import type { ContainerEngine, OwnContainer } from '../runtime/engine.js';
+import type { ContainerEngine, OwnContainer, SandboxShape } from '../runtime/engine.js';
 import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
 import { PROJECT_FILE } from '../workspace/projectfile.js';
@@ -13,6 +13,7 @@ import { checkInlineFiles } from '../workspace/workspaces.js';
 import { planTask, requireImage, requireRelay, type TaskPlan, type WorkspaceFacts } from './admission.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
+import { IsolationAvailability, requireUsable } from './isolation.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
 import { planRecovery, type RecoveryPlan } from './recovery.js';
 import { TaskRun } from './run.js';
@@ -50,6 +51,10 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     egress: EgressProxy | null = null,
+    /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
+    private readonly isolations: IsolationAvailability = new IsolationAvailability(),
+    /** The warm pool: a task that brings no workspace takes a pre-started sandbox's empty one. */
+    private readonly warm: { reserve(shape: SandboxShape, markers: string[], tenant: string): string | null } | null = null,
   ) {
     this.lifecycle = new TaskLifecycle(store, log, clock);
     this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.active.delete(id));
@@ -148,6 +153,8 @@ export class TaskManager {
       this.workspaces.reuse(named); // named by id: a regular workspace from now on
       return task;
     }
+    const spare = this.reserveWarm(files, plan, owner.tenant);
+    if (spare) return this.accept(body, plan, spare, owner);
     const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
     try {
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
@@ -159,13 +166,25 @@ export class TaskManager {
   }
 
   /**
-   * Admission: planTask, then what the engine must have (the image; its egress relay for a task
-   * with an allowlist), then room in the queue for one more of `tenant`'s tasks. Nothing is
-   * created here.
+   * A runc task with no files and no allowlist that starts now (a run slot is free, so a
+   * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
+   * pre-started sandbox of its shape; null when there is none.
+   */
+  private reserveWarm(files: Record<string, string>, plan: TaskPlan, tenant: string): string | null {
+    const { queued, running } = this.scheduler.stats();
+    if (!this.warm || plan.isolation !== 'runc' || Object.keys(files).length > 0 || plan.network.allow.length > 0 || queued + running >= this.config.queue.concurrency) return null;
+    return this.warm.reserve({ image: plan.image, ...plan.resources, isolation: plan.isolation }, plan.detection.markers, tenant);
+  }
+
+  /**
+   * Admission: planTask, then whether its isolation can run here now, then what the engine must
+   * have (the image; its egress relay for a task with an allowlist), then room in the queue for
+   * one more of `tenant`'s tasks. Nothing is created here.
    */
   async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string): Promise<TaskPlan> {
     this.refuseWhenClosing();
     const plan = planTask(body, facts, this.config);
+    requireUsable(plan.isolation, this.isolations);
     await requireImage(this.engine, plan.image, this.config);
     if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
     this.scheduler.requireRoom(tenant);
@@ -211,6 +230,7 @@ export class TaskManager {
       timeoutSeconds: plan.timeoutSeconds,
       stdin: body.stdin,
       network: plan.network,
+      isolation: plan.isolation,
       env: plan.env,
     };
     const log = TaskLog.open(this.logDir(task.id));

@@ -52,6 +52,12 @@ export const createTaskBody = z
       .optional()
       .describe("Egress allowlist. Absent: the workspace file's list, else the server default. Every entry must fall inside the server's ceiling; over-broad patterns (`*`, `*.com`, `*.co.uk`) are refused unless the server allows unrestricted egress"),
     stdin: z.boolean().default(false).describe('Accept stdin frames over the WebSocket stream'),
+    isolation: z
+      .string()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe("runc or gvisor (absent: the server's engine.isolation). One the server's engine.allowedIsolation does not list: 422 ISOLATION_NOT_ALLOWED; allowed but unusable here: 503 ISOLATION_UNAVAILABLE"),
   })
   .describe('A task to run');
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import { EventEmitter } from 'node:events';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
@@ -190,6 +191,34 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
     return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true, tenant });
   }
 
+  /**
+   * An empty workspace made ahead of its task (a pool slot holds one): created and mounted as a
+   * task's own empty workspace is, held once, and not recorded until `claimSpare` (an unrecorded
+   * image is removed at the next start, so a crash leaves none behind).
+   */
+  async createSpare(): Promise<WorkspaceRecord> {
+    return this.createWith(async () => undefined, () => [], { ephemeral: true, spare: true, tenant: DEFAULT_TENANT });
+  }
+
+  /**
+   * Records a spare as `tenant`'s task's own (ephemeral) workspace; it stays held by its maker.
+   * Refused (TENANT_STORAGE_LIMIT) like a new workspace when the tenant has no room for one.
+   */
+  claimSpare(spare: WorkspaceRecord, markers: string[], tenant: string): WorkspaceRecord {
+    this.reserve(tenant)(); // the same check as a created workspace; the record below counts from now on
+    const now = this.now().toISOString();
+    const record = { ...spare, tenant, markers, createdAt: now, lastUsedAt: now };
+    this.store.insertWorkspace(record);
+    this.emit('created', record);
+    return record;
+  }
+
+  /** Removes a spare nobody claimed (its hold is dropped, then image and mount point go). */
+  async discardSpare(id: string): Promise<void> {
+    await this.release(id);
+    if (!this.store.getWorkspace(id)) await this.storage.destroy(id);
+  }
+
   /** Sets whether a workspace is ephemeral (created for one task) or regular. */
   setEphemeral(id: string, ephemeral: boolean): void {
     const w = this.store.getWorkspace(id);
@@ -218,10 +247,11 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
   async createWith(
     populate: (dir: string) => Promise<void>,
     detectMarkers: (rootFiles: string[]) => string[],
-    opts: { ephemeral?: boolean; tenant: string },
+    opts: { ephemeral?: boolean; spare?: boolean; tenant: string },
   ): Promise<WorkspaceRecord> {
     const id = newWorkspaceId();
-    const unreserve = this.reserve(opts.tenant);
+    // A spare belongs to no tenant until it is claimed (claimSpare makes the tenant's check).
+    const unreserve = opts.spare ? () => undefined : this.reserve(opts.tenant);
     let held = false;
     try {
       await this.storage.create(id);
@@ -257,8 +287,11 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
         quotaBytes: this.quotaBytes,
         ephemeral: opts.ephemeral ?? false,
       };
-      this.store.insertWorkspace(record);
-      this.emit('created', record);
+      if (opts.spare) held = false; // a spare stays mounted and unrecorded until it is claimed
+      else {
+        this.store.insertWorkspace(record);
+        this.emit('created', record);
+      }
       return record;
     } catch (err) {
       if (held) await this.release(id);

@@ -11,6 +11,7 @@ import { openapiDocument } from '../../src/http/openapi.js';
 import { installDir } from '../../src/paths.js';
 import { startServices, type Services } from '../../src/services.js';
 import { unmountAllUnder } from '../../src/workspace/storage.js';
+import { isWarm, WARM_POOL_SIZE, warmServers } from './paths.js';
 
 export const TEST_LABEL = { 'io.sandboxshift.test': '1' };
 
@@ -73,7 +74,10 @@ export async function startTestServer(overrides: Overrides = {}, deps: { uiDir?:
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
   // Tests stop their tasks with the server unless they ask for the shipped default (leaving
   // them running for the next start): a test's containers must not outlive it.
-  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false } }, overrides));
+  // No warm pool unless the test asks for one (its pre-started containers cost every server a
+  // few starts) or the file runs on the warm path (see paths.ts).
+  const pool = { size: isWarm() ? WARM_POOL_SIZE : 0 };
+  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, pool }, overrides));
   const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log, ...deps });
@@ -81,6 +85,7 @@ export async function startTestServer(overrides: Overrides = {}, deps: { uiDir?:
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   const held = new Set<string>();
+  if (isWarm() && config.pool.size > 0) warmServers.set(`http://127.0.0.1:${port}`, { services, expected: 0 });
   return {
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
@@ -125,7 +130,7 @@ export interface ServerProcess {
  */
 export async function startServerProcess(overrides: Overrides & { dataDir: string }): Promise<ServerProcess> {
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
-  const config = merge({ listen: { port: 0 }, engine: { socket } }, overrides);
+  const config = merge({ listen: { port: 0 }, engine: { socket }, pool: { size: isWarm() ? WARM_POOL_SIZE : 0 } }, overrides);
   const file = join(overrides.dataDir, 'test-server-config.json');
   mkdirSync(overrides.dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify(config));

@@ -11,6 +11,7 @@ const req = {
   cpus: 1.5,
   memoryMb: 512,
   pids: 128,
+  isolation: 'runc' as const,
   stdin: false,
   backstopSeconds: 65,
 };
@@ -115,4 +116,12 @@ t.test('operator CAs: the bundle mounted read-only at /run/sandboxshift/ca.pem, 
   t.same(s.Env, ['KEEP=1', ...names.map((n) => `${n}=/run/sandboxshift/ca.pem`), 'HOME=/workspace/.home']);
   const none = buildContainerSpec(req, { ...settings, caBundlePath: null });
   t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', `${settings.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`], 'no bundle, no mount');
+});
+
+t.test('under gVisor the pids limit leaves room for runsc\'s own threads; everything else is the same', async (t) => {
+  const runc = buildContainerSpec(req, settings);
+  const gvisor = buildContainerSpec({ ...req, isolation: 'gvisor' }, settings);
+  t.equal(gvisor.HostConfig.PidsLimit, 64 + 10 * 128, 'base plus ten host threads per allowed process');
+  t.same({ ...gvisor.HostConfig, PidsLimit: 0 }, { ...runc.HostConfig, PidsLimit: 0 }, 'every other host setting is the same');
+  t.same({ ...gvisor, HostConfig: null }, { ...runc, HostConfig: null });
 });
