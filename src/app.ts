@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -22,9 +23,11 @@ import { registerObservation } from './http/observe.js';
 import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
+import { uiRoutes } from './http/ui.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
 import { workspaceRoutes } from './http/workspaces.js';
 import { Metrics } from './metrics/metrics.js';
+import { installDir } from './paths.js';
 import type { Readiness } from './readiness.js';
 import { tenantLimits } from './tenants/limits.js';
 import type { TaskManager } from './tasks/manager.js';
@@ -46,6 +49,8 @@ export interface AppDeps {
   log: Logger;
   /** Where API keys are looked up; default: the configuration's `auth.keys`. */
   keys?: KeyDirectory;
+  /** The built web page served at /ui/; default: dist/ui of the install directory. */
+  uiDir?: string;
   /** The audit log's writer (401 answers are recorded; GET /v1/audit reads it); none: an empty log. */
   audit?: AuditRecorder | null;
   /** The Prometheus metrics GET /metrics serves; default: a registry fed only by this app. */
@@ -106,6 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     auditRoutes(scope, deps.audit ?? null, deps.config);
     metricsRoutes(scope, metrics);
     healthRoutes(scope, deps.readiness, deps.openapi);
+    await uiRoutes(scope, deps.uiDir ?? join(installDir(), 'dist', 'ui'));
   });
   return app;
 }

@@ -33,6 +33,14 @@ function presentedKey(req: FastifyRequest): string | null {
 }
 
 /**
+ * The web page and its assets (/ui, /ui/...) load without a key: a browser cannot send one on
+ * navigation; the page then signs in and sends the key with every API call.
+ */
+export function isOpenPath(path: string): boolean {
+  return OPEN_PATHS.has(path) || path === '/ui' || path.startsWith('/ui/');
+}
+
+/**
  * Authentication, as an onRequest hook after the Host and Origin checks: on a server with keys,
  * every route but OPEN_PATHS needs `Authorization: Bearer <key>` (or, on a WebSocket upgrade,
  * the subprotocols `sandboxshift.v1` and `bearer.<key>`) naming a known key, else 401
@@ -52,7 +60,7 @@ export function registerAuthentication(app: FastifyInstance, keys: KeyDirectory,
       req.principal = principal;
       return;
     }
-    if (OPEN_PATHS.has(path)) {
+    if (isOpenPath(path)) {
       req.principal = { ...OPEN_ACCESS, role: 'user' };
       return;
     }

@@ -34,7 +34,7 @@ export interface TestApp {
  * and the scheduler are the server's own; no container, mount or database is involved. For checks
  * that need none (validation, error mapping); what a container does is tested against Podman.
  */
-export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngine } = {}): Promise<TestApp> {
+export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngine; uiDir?: string } = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sbx-app-'));
   const config = parseConfig(merge({ dataDir, shutdown: { leaveRunning: false } }, opts.config ?? {}));
   const log = pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }));
@@ -53,6 +53,7 @@ export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngi
     readiness: new Readiness(config, engine, join(dataDir, 'probe'), log),
     openapi: () => openapiDocument(),
     log,
+    ...(opts.uiDir ? { uiDir: opts.uiDir } : {}),
   });
   await app.ready();
   return {

@@ -64,7 +64,7 @@ export function imageRecordPath(): string {
  * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
  * service of its own when none is given), a temporary data directory with a real SQLite file.
  */
-export async function startTestServer(overrides: Overrides = {}, opts: { logTo?: DestinationStream } = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Overrides = {}, opts: { logTo?: DestinationStream; uiDir?: string } = {}): Promise<TestServer> {
   // A caller that passes its own dataDir keeps it (restart tests); otherwise it is temporary.
   const ownData = typeof overrides.dataDir !== 'string';
   const dataDir = ownData ? mkdtempSync(join(tmpdir(), 'sbx-test-')) : (overrides.dataDir as string);
@@ -84,7 +84,7 @@ export async function startTestServer(overrides: Overrides = {}, opts: { logTo?:
     ? pino(logOptions({ level: 'trace' }), opts.logTo)
     : pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }));
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
-  const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
+  const app = await buildApp({ ...services, openapi: () => openapiDocument(), log, ...(opts.uiDir !== undefined ? { uiDir: opts.uiDir } : {}) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
