@@ -1,5 +1,6 @@
 import t from 'tap';
 import { hashKey } from '../../src/auth/keys.js';
+import { api } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
 // Per-tenant quotas and fairness on a real server with real Podman: a tenant at its running or
@@ -29,19 +30,7 @@ t.teardown(() => srv.close());
 
 async function call(tenant: (typeof TENANTS)[number] | string, method: string, path: string, body?: unknown) {
   const bearer = tenant in KEY ? KEY[tenant as (typeof TENANTS)[number]] : tenant;
-  const res = await fetch(`${srv.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, headers: res.headers, json, text };
+  return api(srv.url, method, path, body, { authorization: `Bearer ${bearer}` });
 }
 
 async function waitFor(tenant: (typeof TENANTS)[number], id: string, want: string[], ms = 60_000) {

@@ -2,6 +2,7 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { hashKey } from '../../src/auth/keys.js';
 import { multipartBody, tar } from '../helpers/archives.js';
+import { api } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
 // Tenant scoping on a real server with real Podman: tenant A's key never reaches tenant B's
@@ -19,19 +20,7 @@ const keys = [
 ];
 
 async function call(base: string, key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, json, text };
+  return api(base, method, path, body, { authorization: `Bearer ${key}`, ...headers });
 }
 
 /** The status of a WebSocket upgrade the server refused (or 101 when it accepted it). */
