@@ -169,6 +169,7 @@ export class PooledEngine implements ContainerEngine {
     const id = running.containerId;
     const exit = running.exit.then((e) => {
       this.pool.background(async () => {
+        await new Promise((r) => setImmediate(r)); // the exit goes out first
         await this.mounts.clear(slot).catch((err: unknown) => this.log.warn({ err, slot }, 'slot unmount failed'));
         // The claim names the task of the container for as long as the container exists.
         await this.inner.whenRemoved?.(id);

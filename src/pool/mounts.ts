@@ -1,10 +1,7 @@
-import { execFile } from 'node:child_process';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { hostRun as run } from '../workspace/host-commands.js';
 import { mountsUnder, unmount, unmountAllUnder } from '../workspace/storage.js';
-
-const run = promisify(execFile);
 
 /**
  * The host side of the pool's workspaces. `slots` is a bind mount of itself with shared

@@ -307,7 +307,7 @@ export class PodmanEngine implements ContainerEngine {
     let sock: Socket | null = null;
     if (opts.stdin && info.State.Running) sock = await this.attachStdin(containerId).catch(() => null);
     const follower = new EngineLogFollower(logPath, opts.from, handlers);
-    return this.follow(containerId, follower, sock, sock !== null, info.Config?.Labels?.[LABEL_TASK] ?? '');
+    return this.follow(containerId, follower, sock, sock !== null, info.Config?.Labels?.[LABEL_TASK] ?? '', info.State.Running);
   }
 
   private async logPath(id: string): Promise<string> {
@@ -317,15 +317,19 @@ export class PodmanEngine implements ContainerEngine {
     return path;
   }
 
-  /** The running sandbox over a started (or adopted) container and its log follower. */
-  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean, taskId: string): RunningSandbox {
+  /**
+   * The running sandbox over a started (or adopted) container and its log follower. `started`:
+   * the container is known to have run (just started, or found running), so its exit file will
+   * come.
+   */
+  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean, taskId: string, started = true): RunningSandbox {
     const container = this.docker.getContainer(id);
     sock?.on('error', () => undefined);
     sock?.on('data', () => undefined); // an attach with stdin only carries nothing back
     let stdinOpen = stdin && sock !== null;
     let stopping: Promise<void> | null = null;
     const detached = new AbortController();
-    const exit = this.waitExit(container, detached.signal).then(async (state) => {
+    const exit = this.waitExit(container, detached.signal, started).then(async (state) => {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
       await follower.finish();
       sock?.destroy();
@@ -405,11 +409,16 @@ export class PodmanEngine implements ContainerEngine {
   private async waitExit(
     container: Docker.Container,
     signal: AbortSignal,
+    started: boolean,
   ): Promise<{ exitCode: number | null; oomFlag: boolean; finishedAt: Date | null } | 'vanished' | 'detached'> {
     let failures = 0;
     while (!signal.aborted) {
       const recorded = this.exits?.read(container.id);
       if (recorded) return { exitCode: recorded.exitCode, oomFlag: false, finishedAt: recorded.finishedAt };
+      // With conmon's exit directory watched, the exit file is awaited without asking the engine;
+      // its state is read only when none came within a slice (a container that vanished, or whose
+      // conmon died before writing one).
+      if (this.exits && started && failures === 0 && (await this.exitFile(container.id, signal))) continue;
       try {
         const info = await container.inspect({ abortSignal: signal } as object);
         // Podman passes through "stopping" (Running false, ExitCode still 0) before "exited".
@@ -424,8 +433,10 @@ export class PodmanEngine implements ContainerEngine {
             finishedAt: finished && finished.getFullYear() > 1 ? finished : null,
           };
         }
-        if (info.State.Running) await this.waitBriefly(container, signal);
-        else await sleep(50);
+        if (info.State.Running) {
+          started = true;
+          if (!this.exits) await this.waitBriefly(container, signal);
+        } else await sleep(50);
         failures = 0;
       } catch (err) {
         if (signal.aborted) break;
@@ -439,6 +450,30 @@ export class PodmanEngine implements ContainerEngine {
       }
     }
     return 'detached';
+  }
+
+  /**
+   * Resolves true once conmon wrote the container's exit file, false after WAIT_SLICE_MS or on
+   * `signal` without one.
+   */
+  private exitFile(id: string, signal: AbortSignal): Promise<boolean> {
+    const exits = this.exits!;
+    return new Promise<boolean>((resolve) => {
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      };
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(false), WAIT_SLICE_MS);
+      const unsubscribe = exits.subscribe(id, () => {
+        if (exits.read(id)) done(true);
+      });
+      signal.addEventListener('abort', onAbort, { once: true });
+      // Written before the subscription: no event will come for it.
+      if (exits.read(id)) done(true);
+    });
   }
 
   /**

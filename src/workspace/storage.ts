@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { AppError } from '../errors.js';
-
-const run = promisify(execFile);
+import { hostRun as run } from './host-commands.js';
 
 /** Every workspace file belongs to the sandbox user (Chainguard `nonroot`). */
 export const SANDBOX_UID = 65532;
