@@ -152,6 +152,7 @@ export class PooledEngine implements ContainerEngine {
         // that became the task's workspace.
         if (held) await this.workspaces.release(workspaceId);
         await this.pool.spares.discardSpare(m.spare.id);
+        this.pool.refill();
       });
     } catch (err) {
       this.slotOf.delete(id);

@@ -36,13 +36,17 @@ export interface Member {
   spare: WorkspaceRecord;
 }
 
+/** The longest a member taken by a running task waits to be replaced. */
+const REFILL_AFTER_MS = 1000;
+
 export const shapeKey = (s: SandboxShape) => `${s.image}\u0000${s.cpus}\u0000${s.memoryMb}\u0000${s.pids}\u0000${s.isolation}`;
 
 export const newSlotId = () => `slt_${randomBytes(9).toString('base64url')}`;
 
 /**
  * Pre-started sandboxes, `size` per shape, refilled in the background one start at a time (so
- * that refills never crowd out the tasks themselves). `take` hands out a member at most once;
+ * that refills never crowd out the tasks themselves), after the task of a member taken has
+ * exited or a member was dropped. `take` hands out a member at most once;
  * an empty shape means a cold start. Members idle past maxIdleSeconds, or found dead, are
  * replaced. Nothing here outlives `close()` but the slots handed out.
  */
@@ -96,7 +100,13 @@ export class WarmPool {
       }
       this.drop(m);
     }
-    if (this.shapes.has(key)) this.refill();
+    // The refill waits for the task the member runs (`refill` once it has exited), so that a
+    // container start does not compete with a short task for the CPU; a shape left empty refills
+    // now, and a task still running after REFILL_AFTER_MS does not hold the refill any longer.
+    if (this.shapes.has(key)) {
+      if ((list?.length ?? 0) === 0) this.refill();
+      else setTimeout(() => this.refill(), REFILL_AFTER_MS).unref();
+    }
     return member;
   }
 
@@ -152,6 +162,7 @@ export class WarmPool {
       await m.sandbox.discard().catch((err: unknown) => this.log.warn({ err, slot: m.slot }, 'pool member removal failed'));
       await this.mounts.clear(m.slot);
       await this.spares.discardSpare(m.spare.id);
+      this.refill();
     });
   }
 
@@ -163,7 +174,8 @@ export class WarmPool {
     this.pending.add(p);
   }
 
-  private refill(): void {
+  /** Starts members for every shape below its size, one at a time, unless a fill is under way. */
+  refill(): void {
     if (this.closed || this.filling) return;
     this.filling = this.fill().finally(() => (this.filling = null));
   }
