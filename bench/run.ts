@@ -26,7 +26,7 @@ import { streamingSection } from './suite/streaming.js';
 import { throughputSection } from './suite/throughput.js';
 import { uploadSection } from './suite/upload.js';
 
-const DEEP_DIVES = ['output-memory', 'upload-memory', 'egress', 'workspace-storage'];
+const DEEP_DIVES = ['output-memory', 'upload-memory', 'egress', 'workspace-storage', 'ab'];
 // In this order: idle cost is read before the big streaming and upload sections, whose memory
 // the server's heap and allocator keep for a while.
 const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
