@@ -90,6 +90,11 @@ export class PooledEngine implements ContainerEngine {
     this.timer.unref();
   }
 
+  /** True when a live member of the shape is ready to be taken. */
+  ready(shape: SandboxShape): boolean {
+    return this.pool.hasReady(shape);
+  }
+
   /**
    * For a task that brings no workspace: a ready member of its shape, whose empty workspace is
    * recorded as the task's own. Returns that workspace's id, or null (the task creates one).

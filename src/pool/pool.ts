@@ -87,6 +87,11 @@ export class WarmPool {
     return this.enabled && this.shapes.has(shapeKey(shape));
   }
 
+  /** True when `take` would hand out a member of the shape now. */
+  hasReady(shape: SandboxShape): boolean {
+    return (this.idle.get(shapeKey(shape)) ?? []).some((m) => m.sandbox.alive && !this.tooOld(m));
+  }
+
   /** A live member of the shape, taken out of the pool (never handed out again), or null. */
   take(shape: SandboxShape): Member | null {
     const key = shapeKey(shape);

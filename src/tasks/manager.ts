@@ -26,6 +26,17 @@ export type { Clock, RecoveryPlan };
 
 export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
 
+/** The warm pool as the manager sees it. */
+export interface WarmReservations {
+  /** A ready pre-started sandbox of the shape: its empty workspace becomes the task's (its id), or null. */
+  reserve(shape: SandboxShape, markers: string[], tenant: string): string | null;
+  /**
+   * True when a pre-started sandbox of the shape is ready now. Its live attach connection tells
+   * that the engine answers, and its running container that its image is there.
+   */
+  ready?(shape: SandboxShape): boolean;
+}
+
 /** Whom a task is submitted by: the request's tenant and API key. */
 export type TaskOwner = Pick<Principal, 'tenant' | 'keyId'>;
 
@@ -55,7 +66,7 @@ export class TaskManager {
     /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
     private readonly isolations: IsolationAvailability = new IsolationAvailability(),
     /** The warm pool: a task that brings no workspace takes a pre-started sandbox's empty one. */
-    private readonly warm: { reserve(shape: SandboxShape, markers: string[], tenant: string): string | null } | null = null,
+    private readonly warm: WarmReservations | null = null,
     /** Where queued and running tasks' secretEnv is kept (encrypted); null refuses such tasks. */
     private readonly vault: SecretVault | null = null,
   ) {
@@ -187,7 +198,7 @@ export class TaskManager {
       ? // The stored workspace's root and its sandboxshift.yaml, read safely.
         { ...(await this.workspaces.inspect(named)), stored: true }
       : { rootEntries: checkInlineFiles(files, this.config.workspaces).rootEntries, projectFile: files[PROJECT_FILE] ?? null, stored: false };
-    const plan = await this.admit(body, facts, owner.tenant);
+    const plan = await this.admit(body, facts, owner.tenant, named ? null : files);
     if (named) {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
@@ -197,6 +208,7 @@ export class TaskManager {
     }
     const spare = this.reserveWarm(files, plan, owner.tenant);
     if (spare) return this.accept(body, plan, spare, owner);
+    if (plan.imageVouched) await requireImage(this.engine, plan.image, this.config); // the pool's member went meanwhile
     const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
     try {
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
@@ -213,9 +225,13 @@ export class TaskManager {
    * pre-started sandbox of its shape; null when there is none.
    */
   private reserveWarm(files: Record<string, string>, plan: TaskPlan, tenant: string): string | null {
-    const { queued, running } = this.scheduler.stats();
-    if (!this.warm || plan.isolation !== 'runc' || Object.keys(files).length > 0 || plan.network.allow.length > 0 || Object.keys(plan.secretEnv).length > 0 || queued + running >= this.config.queue.concurrency) return null;
+    if (!this.warm || !this.warmCandidate(files, plan)) return null;
     return this.warm.reserve({ image: plan.image, ...plan.resources, isolation: plan.isolation }, plan.detection.markers, tenant);
+  }
+
+  private warmCandidate(files: Record<string, string>, plan: TaskPlan): boolean {
+    const { queued, running } = this.scheduler.stats();
+    return plan.isolation === 'runc' && Object.keys(files).length === 0 && plan.network.allow.length === 0 && Object.keys(plan.secretEnv).length === 0 && queued + running < this.config.queue.concurrency;
   }
 
   /**
@@ -223,11 +239,15 @@ export class TaskManager {
    * have (the image; its egress relay for a task with an allowlist), then room in the queue for
    * one more of `tenant`'s tasks. Nothing is created here.
    */
-  async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string): Promise<TaskPlan> {
+  async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string, warmFiles: Record<string, string> | null = null): Promise<TaskPlan & { imageVouched?: boolean }> {
     this.refuseWhenClosing();
-    const plan = planTask(body, facts, this.config);
+    const plan: TaskPlan & { imageVouched?: boolean } = planTask(body, facts, this.config);
     requireUsable(plan.isolation, this.isolations);
-    await requireImage(this.engine, plan.image, this.config);
+    // A task that a ready pre-started sandbox will take (`warmFiles`: its inline files) needs no
+    // engine call here: that sandbox vouches for the engine and the image.
+    const shape = { image: plan.image, ...plan.resources, isolation: plan.isolation };
+    plan.imageVouched = warmFiles !== null && this.warmCandidate(warmFiles, plan) && this.warm?.ready?.(shape) === true;
+    if (!plan.imageVouched) await requireImage(this.engine, plan.image, this.config);
     if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
     this.scheduler.requireRoom(tenant);
     return plan;

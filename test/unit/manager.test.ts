@@ -103,3 +103,58 @@ t.test('shutdown (shutdown.leaveRunning false) while the container is being crea
   engine.release!();
   await until(() => engine.stops === 1);
 });
+
+t.test('a task a ready pre-started sandbox takes is admitted without asking the engine for its image', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-manager-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = parseConfig({ dataDir: dir });
+  const store = new MemoryStore();
+  const engine = new SlowEngine();
+  // Every sandbox starts at once and exits 0.
+  engine.start = async () => ({
+    containerId: 'fake',
+    exit: Promise.resolve({ exitCode: 0, oomKills: 0, finishedAt: null, vanished: false }),
+    writeStdin: () => false,
+    endStdin: () => undefined,
+    stop: async () => undefined,
+    detach: async () => undefined,
+  });
+  let inspected = 0;
+  engine.imagePresent = async () => {
+    inspected++;
+    return true;
+  };
+  const workspaces = new MemoryWorkspaces(store, config.workspaces);
+  let members = 1;
+  const warm = {
+    ready: () => members > 0,
+    // A member whose empty workspace becomes the task's; `members` 0 after the first.
+    reserve: (_s: unknown, markers: string[], tenant: string) => {
+      if (members === 0) return null;
+      members--;
+      const now = new Date().toISOString();
+      const id = `ws_spare${members}`;
+      store.insertWorkspace({ id, tenant, createdAt: now, files: 0, bytes: 0, markers, lastUsedAt: now, usedBytes: 0, quotaBytes: 0, ephemeral: true });
+      return id;
+    },
+  };
+  const manager = new TaskManager(config, engine, store, workspaces, join(dir, 'tasks'), pino({ level: 'silent' }), undefined, null, undefined, warm);
+  const a = await manager.submit(createTaskBody.parse({ command: 'true' }), OWNER);
+  t.equal(a.workspaceId, 'ws_spare0', 'the pre-started sandbox’s workspace');
+  t.equal(inspected, 0, 'no image inspect for the warm task');
+  const ended = (id: string) => until(() => manager.get(id).status === 'succeeded');
+  await ended(a.id);
+  // No member left: the next task is a cold one, and its image is asked for.
+  const b = await manager.submit(createTaskBody.parse({ command: 'true' }), OWNER);
+  t.equal(inspected, 1, 'the cold task’s image was asked for');
+  await ended(b.id);
+  // A member that is ready at admission but gone when it is to be taken: asked for after all.
+  warm.ready = () => true;
+  const c = await manager.submit(createTaskBody.parse({ command: 'true' }), OWNER);
+  t.equal(inspected, 2, 'a vouched-for task whose member went is asked for too');
+  await ended(c.id);
+  // A task with inline files never takes a member: always asked for.
+  await manager.submit(createTaskBody.parse({ command: 'true', workspace: { files: { 'a.txt': 'x' } } }), OWNER);
+  t.equal(inspected, 3);
+  await manager.close(1000);
+});
