@@ -25,9 +25,10 @@ export interface PoolWorkspaces {
 /**
  * The engine the task manager sees when a pool exists. A task that brings no workspace may take
  * a member at submission (`reserve`): the member's empty workspace becomes the task's, already
- * mounted on the slot. At start, a task whose shape matches (and that has no egress allowlist:
- * its socket directory is bound at creation) is handed to its reserved member, or to any ready
- * member with its workspace mounted over the member's spare; any other starts cold.
+ * mounted on the slot. At start, a task whose shape matches (and that has no secrets: their file
+ * is bound at creation) is handed to its reserved member, or to any ready member with its
+ * workspace mounted over the member's spare; any other starts cold. A task with an allowlist has
+ * its egress socket directory mounted onto the slot's egress directory first.
  *
  * A handed-out container is recorded in `claims/<container id>` (the task id) before the job is
  * sent, so that a later start finds the task of a pre-started container (whose labels name no
@@ -41,7 +42,7 @@ export class PooledEngine implements ContainerEngine {
   private timer: NodeJS.Timeout | undefined;
   /** Tasks handed to a pre-started sandbox so far. */
   handoffs = 0;
-  /** Tasks of a pooled shape (and no allowlist) that started cold: the pool had no member ready. */
+  /** Tasks of a pooled shape (and no secrets) that started cold: the pool had no member ready. */
   missed = 0;
 
   constructor(
@@ -118,7 +119,7 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(job.workspaceDir);
     let member: Member | null = null;
     let attach = true;
-    const cold = job.egress !== undefined || Object.keys(job.secretEnv ?? {}).length > 0; // both are bound at create
+    const cold = Object.keys(job.secretEnv ?? {}).length > 0; // the secrets file is bound at create
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;
@@ -149,6 +150,7 @@ export class PooledEngine implements ContainerEngine {
         held = true;
         await this.mounts.attach(m.slot, job.workspaceDir, job.workspaceReadonly);
       }
+      if (job.egress) await this.mounts.attachEgress(m.slot, job.egress.socketDir);
       this.slotOf.set(id, m.slot);
       const running = await m.sandbox.handoff(job, handlers);
       this.handoffs += 1;
@@ -162,7 +164,8 @@ export class PooledEngine implements ContainerEngine {
     } catch (err) {
       this.slotOf.delete(id);
       rmSync(this.claim(id), { force: true });
-      if (held) await this.mounts.clear(m.slot).then(() => this.workspaces.release(workspaceId)).catch(() => undefined);
+      if (held || job.egress) await this.mounts.clear(m.slot).catch(() => undefined);
+      if (held) await this.workspaces.release(workspaceId).catch(() => undefined);
       throw err;
     }
   }

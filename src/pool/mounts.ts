@@ -3,8 +3,11 @@ import { join } from 'node:path';
 import { hostRun as run } from '../workspace/host-commands.js';
 import { mountsUnder, unmount, unmountAllUnder } from '../workspace/storage.js';
 
+/** A slot's egress directory is the slot's own name with this suffix (slot ids never hold a dot). */
+const EGRESS_SUFFIX = '.egress';
+
 /**
- * The host side of the pool's workspaces. `slots` is a bind mount of itself with shared
+ * The host side of the pool's workspaces and egress sockets. `slots` is a bind mount of itself with shared
  * propagation; each pre-started container mounts its slot directory `rslave`, so a mount the
  * server makes on that directory appears at the container's /workspace (and only there: a slave
  * sees mounts below its own root only). `stage` stays private: a read-only view is made there
@@ -27,7 +30,7 @@ export class SlotMounts {
     await mkdir(this.slots, { recursive: true, mode: 0o711 });
     await mkdir(this.stage, { recursive: true, mode: 0o700 });
     let unmounted = await unmountAllUnder(this.stage);
-    const kept = new Set([...keep].map((s) => this.dir(s)));
+    const kept = this.keptDirs(keep);
     for (const p of mountsUnder(this.slots)) {
       if (p === this.slots || kept.has(p)) continue;
       await unmount(p);
@@ -43,10 +46,24 @@ export class SlotMounts {
     return join(this.slots, slot);
   }
 
-  /** An empty root-owned directory for a new slot. */
-  async create(slot: string): Promise<string> {
+  /**
+   * The slot's egress directory (mounted `rslave` at the container's egress socket directory):
+   * a task with an allowlist has its proxy socket directory mounted onto it, read-only.
+   */
+  egressDir(slot: string): string {
+    return join(this.slots, `${slot}${EGRESS_SUFFIX}`);
+  }
+
+  /** Empty root-owned directories for a new slot (its workspace and egress directories). */
+  async create(slot: string): Promise<{ dir: string; egressDir: string }> {
     await mkdir(this.dir(slot), { mode: 0o755 });
-    return this.dir(slot);
+    await mkdir(this.egressDir(slot), { mode: 0o755 });
+    return { dir: this.dir(slot), egressDir: this.egressDir(slot) };
+  }
+
+  /** Mounts a task's egress socket directory onto the slot's, read-only (nosuid, nodev, noexec). */
+  async attachEgress(slot: string, socketDir: string): Promise<void> {
+    await this.bindReadonly(slot, socketDir, this.egressDir(slot), 'remount,bind,ro,nosuid,nodev,noexec');
   }
 
   /**
@@ -58,13 +75,18 @@ export class SlotMounts {
       await run('mount', ['--bind', workspaceDir, this.dir(slot)]);
       return;
     }
-    const staged = join(this.stage, slot);
+    await this.bindReadonly(slot, workspaceDir, this.dir(slot), 'remount,bind,ro,nosuid,nodev');
+  }
+
+  /** `source` onto `target` with the remount's flags, made on a private stage first. */
+  private async bindReadonly(slot: string, source: string, target: string, flags: string): Promise<void> {
+    const staged = join(this.stage, `${slot}.${target === this.dir(slot) ? 'ws' : 'egress'}`);
     await mkdir(staged, { mode: 0o700 });
     try {
-      await run('mount', ['--bind', workspaceDir, staged]);
+      await run('mount', ['--bind', source, staged]);
       try {
-        await run('mount', ['-o', 'remount,bind,ro,nosuid,nodev', staged]);
-        await run('mount', ['--bind', staged, this.dir(slot)]);
+        await run('mount', ['-o', flags, staged]);
+        await run('mount', ['--bind', staged, target]);
       } finally {
         await unmount(staged);
       }
@@ -73,16 +95,23 @@ export class SlotMounts {
     }
   }
 
-  /** Unmounts whatever is on the slot and removes its directory. */
+  /** Unmounts whatever is on the slot's directories and removes them. */
   async clear(slot: string): Promise<void> {
-    await unmountAllUnder(this.dir(slot));
-    await rmdir(this.dir(slot)).catch(() => undefined);
+    for (const dir of [this.dir(slot), this.egressDir(slot)]) {
+      await unmountAllUnder(dir);
+      await rmdir(dir).catch(() => undefined);
+    }
+  }
+
+  /** The directories of the slots in `keep` (both of each). */
+  private keptDirs(keep: ReadonlySet<string>): Set<string> {
+    return new Set([...keep].flatMap((s) => [this.dir(s), this.egressDir(s)]));
   }
 
   /** Shutdown: unmounts every slot but those in `keep` (and `slots` itself when none is kept). */
   async close(keep: ReadonlySet<string>): Promise<void> {
     await unmountAllUnder(this.stage);
-    const kept = new Set([...keep].map((s) => this.dir(s)));
+    const kept = this.keptDirs(keep);
     for (const p of mountsUnder(this.slots)) {
       if (p === this.slots || kept.has(p)) continue;
       await unmount(p);

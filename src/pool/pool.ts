@@ -194,12 +194,12 @@ export class WarmPool {
       const slot = newSlotId();
       let spare: WorkspaceRecord | null = null;
       try {
-        const dir = await this.mounts.create(slot);
+        const { dir, egressDir } = await this.mounts.create(slot);
         spare = await this.spares.createSpare();
         await this.mounts.attach(slot, this.spares.dir(spare.id), false);
         const sandbox = await this.engine.prestart!(
           { image: shape.image, cpus: shape.cpus, memoryMb: shape.memoryMb, pids: shape.pids, isolation: 'runc' },
-          { id: slot, dir, backstopSeconds: this.settings.backstopSeconds },
+          { id: slot, dir, egressDir, backstopSeconds: this.settings.backstopSeconds },
         );
         const member: Member = { slot, key, sandbox, spare };
         if (this.closed) {

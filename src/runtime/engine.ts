@@ -114,10 +114,15 @@ export interface OwnContainer {
   slot: string | null;
 }
 
-/** Where a pre-started sandbox's workspace will appear: a host directory mounted `rslave` at /workspace. */
+/**
+ * Where a pre-started sandbox's workspace will appear: a host directory mounted `rslave` at
+ * /workspace; and its egress socket directory: one mounted `rslave` where a cold sandbox has the
+ * task's socket directory.
+ */
 export interface PoolSlot {
   id: string;
   dir: string;
+  egressDir: string;
   /** The engine stops the container this many seconds after it started (its backstop). */
   backstopSeconds: number;
 }

@@ -23,7 +23,7 @@ import { LABEL_SERVER, LABEL_SLOT, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
 import { SecretFiles } from './secret-file.js';
 import type { OomProbe } from './oom.js';
-import { buildContainerSpec, buildPooledSpec, forcedEnv, type SandboxSettings } from './spec.js';
+import { buildContainerSpec, buildPooledSpec, EGRESS_SOCKET, forcedEnv, type SandboxSettings } from './spec.js';
 import { encodeJob, MAX_JOB_BYTES, WAITER_SCRIPT } from './waiter.js';
 import { toSpecGenerator } from './specgen.js';
 
@@ -260,9 +260,8 @@ export class PodmanEngine implements ContainerEngine {
       },
       handoff: async (job, handlers) => {
         if (taken) throw new EngineError('a pre-started sandbox takes one job only');
-        if (job.egress) throw new EngineError('a pre-started sandbox has no egress socket');
         if (Object.keys(job.secretEnv ?? {}).length > 0) throw new EngineError('a pre-started sandbox has no secrets file');
-        const line = encodeJob(job.command, job.env, forcedEnv(this.settings));
+        const line = encodeJob(job.command, job.env, forcedEnv(this.settings, job.egress), job.egress && [job.egress.relay, String(job.egress.port), EGRESS_SOCKET, '--']);
         if (Buffer.byteLength(line) > MAX_JOB_BYTES) throw new EngineError('the job is too large for a pre-started sandbox');
         if (!alive || sock.destroyed) throw new EngineError('the pre-started sandbox has ended');
         taken = true;

@@ -130,7 +130,9 @@ export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
  * The create body of a pre-started sandbox: the task container's, field for field, except that
  * its command is the waiter (see waiter.ts), stdin is open for the job, no task env is set yet,
  * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
- * server mounts onto the slot at handoff appears inside.
+ * server mounts onto the slot at handoff appears inside. The slot's egress directory is mounted
+ * the same way (read-only, empty until a task with an allowlist has its socket directory mounted
+ * onto it) where a cold sandbox has the task's socket directory.
  */
 export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
   const spec = buildContainerSpec(
@@ -138,12 +140,12 @@ export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: str
     s,
   );
   const [workspace, ...rest] = spec.HostConfig.Binds;
-  spec.HostConfig.Binds = [`${workspace},rslave`, ...rest];
+  spec.HostConfig.Binds = [`${workspace},rslave`, ...rest, `${slot.egressDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec,rslave`];
   spec.Labels = { ...spec.Labels, [LABEL_SLOT]: slot.id };
   return spec;
 }
 
-/** The variables the server sets on every task, after the task's own (they win). */
-export function forcedEnv(s: SandboxSettings): Record<string, string> {
-  return { ...(s.caBundlePath ? caEnv() : {}), HOME: TASK_HOME };
+/** The variables the server sets on every task, after the task's own (they win): as buildContainerSpec's. */
+export function forcedEnv(s: SandboxSettings, egress?: SandboxRequest['egress']): Record<string, string> {
+  return { ...(egress ? proxyEnv(egress.port) : {}), ...(s.caBundlePath ? caEnv() : {}), HOME: TASK_HOME };
 }

@@ -21,14 +21,17 @@ export function shellWord(s: string): string {
 }
 
 /**
- * The job line: `exec env -- K=V... /bin/sh -c <command>` with the task's environment first and
- * the variables the server forces (`forced`, e.g. HOME and the CA bundle's) after it, so that
- * they win as they do on the cold path. Names are shell variable names (validated on intake).
+ * The job line: `exec env -- K=V... [wrapper...] /bin/sh -c <command>` with the task's environment
+ * first and the variables the server forces (`forced`, e.g. HOME and the CA bundle's) after it, so
+ * that they win as they do on the cold path. `wrapper` runs first and execs the rest (the egress
+ * relay and its arguments, as a cold sandbox's entrypoint has them). Names are shell variable
+ * names (validated on intake).
  */
-export function encodeJob(command: string, env: Readonly<Record<string, string>>, forced: Readonly<Record<string, string>>): string {
+export function encodeJob(command: string, env: Readonly<Record<string, string>>, forced: Readonly<Record<string, string>>, wrapper: readonly string[] = []): string {
   const words = ['exec', 'env', '--'];
   for (const [k, v] of Object.entries(env)) if (!(k in forced)) words.push(shellWord(`${k}=${v}`));
   for (const [k, v] of Object.entries(forced)) words.push(shellWord(`${k}=${v}`));
+  for (const w of wrapper) words.push(shellWord(w));
   words.push('/bin/sh', '-c', shellWord(command));
   return `${words.join(' ')}\n`;
 }

@@ -20,10 +20,9 @@ interface WarmServer {
 
 export const warmServers = new Map<string, WarmServer>();
 
-/** A body the pool's default shape takes: no limits, image or allowlist of its own. */
+/** A body the pool's default shape takes: no limits, image or secrets of its own. */
 function defaultShape(body: Record<string, unknown>): boolean {
-  const network = body.network as { allow?: unknown[] } | undefined;
-  return body.resources === undefined && body.image === undefined && !(network?.allow && network.allow.length > 0);
+  return body.resources === undefined && body.image === undefined && body.secretEnv === undefined;
 }
 
 /** Called by the client helper before each submission. */

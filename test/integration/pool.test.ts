@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import Docker from 'dockerode';
 import t from 'tap';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
+import { httpUpstream } from '../helpers/egress.js';
 import { leftContainers, sleep } from '../helpers/host.js';
 import { keptDataDir, startServerProcess, startTestServer } from '../helpers/server.js';
 import { mountsUnder } from '../../src/workspace/storage.js';
@@ -92,7 +93,41 @@ t.test('a pre-started container is never reused: one container per task, removed
   }
 });
 
-t.test('a task with an allowlist, or a shape no pool holds, starts cold', async (t) => {
+t.test('a task with an allowlist runs warm: its own proxy socket, mounted read-only, gone with the task', async (t) => {
+  const web = await httpUpstream();
+  const esrv = await startTestServer({
+    pool: { size: 1 },
+    egress: { testHosts: { 'ok.test': ['127.0.0.1'] }, allowPrivateRanges: ['127.0.0.1/32'], ports: [web.port], ceiling: ['ok.test'] },
+  });
+  t.teardown(async () => {
+    await esrv.close();
+    await web.close();
+  });
+  t.ok(await esrv.services.pool.ready(60_000), 'the pool is full');
+  const before = esrv.services.engine.handoffs;
+  const script = [
+    `python3 -c "import urllib.request as u; print(u.urlopen('http://ok.test:${web.port}/warm').read().decode(), end='')"`,
+    'ls -ld /run/sandboxshift/egress | cut -c1-10',
+    'touch /run/sandboxshift/egress/x 2>/dev/null && echo writable || echo read-only',
+    'chmod 700 /run/sandboxshift/egress 2>/dev/null && echo chmod || echo no-chmod',
+  ].join('; ');
+  const r = await runTask(esrv.url, script, { network: { allow: ['ok.test'] } });
+  t.equal(esrv.services.engine.handoffs, before + 1, 'handed to a pre-started sandbox');
+  t.equal(r.task.status, 'succeeded', r.stderr);
+  t.equal(r.stdout, `hello /warm\ndr-x------\nread-only\nno-chmod\n`, 'through the proxy; the socket directory cannot be changed');
+  t.match(web.seen, [/^GET \/warm host=ok.test/], 'the upstream saw the request');
+  const e = (await api(esrv.url, 'GET', `/v1/tasks/${r.id}/egress`)).json;
+  t.match(e.decisions, [{ host: 'ok.test', port: web.port, allowed: true }], 'decided by the task’s own listener');
+  // A task without an allowlist in the next pre-started sandbox: no socket in the directory.
+  t.ok(await esrv.services.pool.ready(60_000));
+  const plain = await runTask(esrv.url, 'ls -A /run/sandboxshift/egress | wc -l; echo $HTTP_PROXY.');
+  t.equal(plain.stdout, '0\n.\n', 'an empty egress directory, no proxy variables');
+  const slots = join(esrv.services.config.dataDir, 'pool', 'slots');
+  for (let i = 0; i < 100 && mountsUnder(slots).some((p) => p.endsWith('.egress')); i++) await sleep(100);
+  t.same(mountsUnder(slots).filter((p) => p.endsWith('.egress')), [], 'no slot egress directory left mounted');
+});
+
+t.test('a shape no pool holds starts cold', async (t) => {
   t.ok(await srv.services.pool.ready(60_000));
   const before = srv.services.engine.handoffs;
   const r = await runTask(srv.url, 'echo cold', { resources: { pids: 200 } });
