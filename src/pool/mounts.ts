@@ -48,7 +48,9 @@ export class SlotMounts {
 
   /**
    * The slot's egress directory (mounted `rslave` at the container's egress socket directory):
-   * a task with an allowlist has its proxy socket directory mounted onto it, read-only.
+   * an empty read-only tmpfs of its own (shared, so that what is mounted on it propagates), so a
+   * task without an allowlist sees no host directory there; a task with one has its proxy socket
+   * directory mounted onto it, read-only.
    */
   egressDir(slot: string): string {
     return join(this.slots, `${slot}${EGRESS_SUFFIX}`);
@@ -58,6 +60,8 @@ export class SlotMounts {
   async create(slot: string): Promise<{ dir: string; egressDir: string }> {
     await mkdir(this.dir(slot), { mode: 0o755 });
     await mkdir(this.egressDir(slot), { mode: 0o755 });
+    await run('mount', ['-t', 'tmpfs', '-o', 'ro,size=4k,mode=0555,nosuid,nodev,noexec', 'sandboxshift-egress', this.egressDir(slot)]);
+    await run('mount', ['--make-shared', this.egressDir(slot)]);
     return { dir: this.dir(slot), egressDir: this.egressDir(slot) };
   }
 

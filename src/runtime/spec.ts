@@ -130,9 +130,9 @@ export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
  * The create body of a pre-started sandbox: the task container's, field for field, except that
  * its command is the waiter (see waiter.ts), stdin is open for the job, no task env is set yet,
  * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
- * server mounts onto the slot at handoff appears inside. The slot's egress directory is mounted
- * the same way (read-only, empty until a task with an allowlist has its socket directory mounted
- * onto it) where a cold sandbox has the task's socket directory.
+ * server mounts onto the slot at handoff appears inside. The slot's egress directory (an empty
+ * tmpfs until a task with an allowlist has its socket directory mounted onto it) is mounted the
+ * same way, read-only, where a cold sandbox has the task's socket directory.
  */
 export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
   const spec = buildContainerSpec(
