@@ -31,6 +31,7 @@ import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { SqliteTaskStore } from './tasks/sqlite-store.js';
 import { SecretVault } from './tasks/vault.js';
+import { StdinFifos } from './runtime/stdin-fifo.js';
 import { SecretFiles } from './runtime/secret-file.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
@@ -176,6 +177,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   );
   // Secrets files for task containers live on a host tmpfs, per server (its tasks' only).
   const secretsDir = join(config.sandbox.secretsDir, serverId);
+  // Stdin pipes of tasks whose image's relay reads them: per task, under the data directory.
+  const stdinDir = join(dataDir, 'stdin');
   const podman = PodmanEngine.forSocket(
     choice.socketPath,
     {
@@ -189,6 +192,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
       secretsDir,
+      stdinDir,
     },
     new KernelLogOomProbe(),
     log,
@@ -247,6 +251,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
   new SecretFiles(secretsDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
+  new StdinFifos(stdinDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
   engine.startPool();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));

@@ -186,6 +186,7 @@ changes=(
   --change "LABEL io.sandboxshift.build=offline"
   --change "LABEL io.sandboxshift.base=\"debian:$OFFLINE_SUITE (debootstrap $OFFLINE_VARIANT)\""
   --change "LABEL io.sandboxshift.relay=/usr/local/bin/sbx-relay"
+  --change "LABEL io.sandboxshift.relay.stdin=1"
   --change "LABEL io.sandboxshift.recipe=$RECIPE"
 )
 for e in "${ENVS[@]}"; do changes+=(--change "ENV $e"); done
