@@ -63,7 +63,7 @@ async function checkDone(t: Tap.Test, url: string, id: string, frames: Frame[], 
 // (a) A server that owns its Podman API service (no socket configured): the test kills that
 // service by its PID under a running task; the server starts it again.
 t.test('owned Podman service killed and started again', async (t) => {
-  const srv = await startTestServer({ engine: { socket: null }, ...BOTH_ISOLATIONS });
+  const srv = await startTestServer({ engine: { ...BOTH_ISOLATIONS.engine, socket: null } });
   t.teardown(() => srv.close());
   const socketPath = srv.services.socketPath;
   const servicePid = () => Number.parseInt(readFileSync(`${socketPath}.pid`, 'utf8'), 10);
