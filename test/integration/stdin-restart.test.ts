@@ -70,7 +70,7 @@ t.test('owned Podman service killed and started again', async (t) => {
   const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
   for (const isolation of ISOLATIONS) {
     await t.test(isolation, async (t) => {
-      const { id } = await submit(srv.url, { command: READER, stdin: true, isolation });
+      const { id } = await submit(srv.url, { command: READER, stdin: true, isolation, timeoutSeconds: 40 });
       const { stream, send } = await firstLine(srv.wsUrl, id, async () => {
         const first = servicePid();
         process.kill(first, 'SIGKILL');
@@ -99,7 +99,7 @@ async function server(t: Tap.Test, dataDir: string): Promise<ServerProcess> {
 async function acrossRestart(t: Tap.Test, isolation: string, signal: NodeJS.Signals) {
   const dataDir = keptDataDir(t, 'sbx-stdin-restart-');
   const first = await server(t, dataDir);
-  const { id } = await submit(first.url, { command: READER, stdin: true, isolation });
+  const { id } = await submit(first.url, { command: READER, stdin: true, isolation, timeoutSeconds: 40 });
   const { stream } = await firstLine(first.wsUrl, id, async () => {
     first.kill(signal);
     t.equal(await first.exited, signal === 'SIGKILL' ? 'SIGKILL' : 0, `the server ended (${signal})`);
