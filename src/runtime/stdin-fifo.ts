@@ -22,8 +22,8 @@ export const STDIN_FIFO = `${STDIN_DIR}/${STDIN_FIFO_NAME}`;
 export const STDIN_FRAME_MAX = 4094;
 /** How long a server leaving a task running waits for its queued stdin to reach the pipe. */
 export const STDIN_FLUSH_MS = 2000;
-/** How often a full pipe is tried again. */
-const RETRY_MS = 10;
+/** A full pipe is tried again after 1 ms, then twice as long each time it is still full, up to this. */
+const RETRY_MAX_MS = 50;
 
 const EOF_FRAME = Buffer.from([0, 0]);
 
@@ -105,6 +105,7 @@ export class FifoWriter {
   private timer: NodeJS.Timeout | null = null;
   private ended = false;
   private drained: (() => void)[] = [];
+  private retryMs = 1;
 
   constructor(path: string) {
     this.fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
@@ -162,12 +163,14 @@ export class FifoWriter {
         // A frame fits in PIPE_BUF: it is written whole or not at all.
         writeSync(this.fd, this.queue[0]!);
         this.queue.shift();
+        this.retryMs = 1;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
           this.timer = setTimeout(() => {
             this.timer = null;
             this.pump();
-          }, RETRY_MS);
+          }, this.retryMs);
+          this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
           this.timer.unref();
           return;
         }

@@ -66,6 +66,9 @@ t.test('owned Podman service killed and started again', async (t) => {
   const srv = await startTestServer({ engine: { ...BOTH_ISOLATIONS.engine, socket: null } });
   t.teardown(() => srv.close());
   const socketPath = srv.services.socketPath;
+  const image = srv.services.config.images.languages.python!.image;
+  const labels = await srv.services.engine.imageLabels(image);
+  t.equal(labels?.['io.sandboxshift.relay.stdin'], '1', `the default image ${image} has a relay with the stdin mode (else rebuild it: scripts/setup.sh)`);
   const servicePid = () => Number.parseInt(readFileSync(`${socketPath}.pid`, 'utf8'), 10);
   const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
   for (const isolation of ISOLATIONS) {
