@@ -537,7 +537,7 @@ export const configSchema = z
               .regex(/^http:\/\/[^/@\s]+(:\d{1,5})?\/?$/, 'must be http://host:port')
               .nullable()
               .default(null)
-              .describe('The proxy URL tasks are given (with their credentials added), e.g. http://sandboxshift-egress.sandboxshift-system.svc:3128 (null: http://<listen>, which needs a concrete listen address)'),
+              .describe('The proxy URL tasks are given (with their credentials added), e.g. http://sandboxshift-egress.sandboxshift-system.svc:3128; a host name is resolved once when the listener starts and tasks get the address, since task pods have no DNS (null: http://<listen>, which needs a concrete listen address)'),
             maxPendingConnections: int(1, 65536, 256, 'Connections to the TCP listener that have not yet sent a complete request head, at most; more are answered 503'),
           })
           .superRefine((t, ctx) => {

@@ -1,4 +1,5 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { createServer, isIP, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { credentialUrl, deriveCredential, loadCredentialKey, presentedCredential, tokenMatches, type TaskCredential } from './credentials.js';
 import type { Pattern } from './policy.js';
@@ -12,8 +13,13 @@ export interface TcpOptions {
   host: string;
   /** Port to bind (0: any free port, for tests). */
   port: number;
-  /** The URL tasks use to reach the listener, `http://host:port`; null: the bound address. */
+  /**
+   * The URL tasks use to reach the listener, `http://host:port`; null: the bound address. A host
+   * name in it is resolved once, here (task pods have no DNS): their proxy URLs hold the address.
+   */
   advertiseUrl: string | null;
+  /** Resolves the advertised host name (default: the system resolver). */
+  lookup?: (host: string) => Promise<string>;
   /** The credential key file (created 0600 when missing). */
   keyFile: string;
   /** Connections that have not yet presented a complete request head, at most (more: 503). */
@@ -23,8 +29,13 @@ export interface TcpOptions {
 export interface TcpAddress {
   host: string;
   port: number;
+  /** As configured (or the bound address). */
   advertiseUrl: string;
+  /** What task proxy URLs are built on: advertiseUrl with its host resolved to an address. */
+  proxyBase: string;
 }
+
+const systemLookup = async (host: string) => (await lookup(host)).address;
 
 /** The stable texts of a 407: what clients and operators see in the body. */
 export const REFUSALS: Readonly<Record<CredentialRefusal['reason'], string>> = {
@@ -38,6 +49,16 @@ function refusal(fields: readonly (readonly [string, string])[]): { refusal: Cre
   if (p.kind === 'missing') return { refusal: { reason: 'proxy_auth_missing', message: REFUSALS.proxy_auth_missing } };
   if (p.kind === 'malformed') return { refusal: { reason: 'proxy_auth_malformed', message: `${REFUSALS.proxy_auth_malformed}: ${p.why}` } };
   return p;
+}
+
+/** `http://host:port` with a host name replaced by the address it resolves to. */
+async function resolvedUrl(url: string, resolve: (host: string) => Promise<string>): Promise<string> {
+  const u = new URL(url);
+  const bare = u.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(bare)) return `http://${u.host}`;
+  const address = await resolve(bare);
+  const host = isIP(address) === 6 ? `[${address}]` : address;
+  return `http://${host}:${u.port || '80'}`;
 }
 
 const REFUSED: CredentialRefusal = { reason: 'proxy_auth_refused', message: REFUSALS.proxy_auth_refused };
@@ -110,7 +131,15 @@ export class TcpListener {
     this.server.on('error', (err) => this.log.error({ err }, 'egress TCP listener error'));
     const a = this.server.address() as AddressInfo;
     const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    this.address = { host: a.address, port: a.port, advertiseUrl: opts.advertiseUrl ?? `http://${shown}:${a.port}` };
+    const advertiseUrl = opts.advertiseUrl ?? `http://${shown}:${a.port}`;
+    let proxyBase: string;
+    try {
+      proxyBase = await resolvedUrl(advertiseUrl, opts.lookup ?? systemLookup);
+    } catch (err) {
+      await new Promise((r) => this.server.close(r));
+      throw new Error(`egress.tcp.advertiseUrl ${advertiseUrl}: its host does not resolve (${(err as Error).message})`);
+    }
+    this.address = { host: a.address, port: a.port, advertiseUrl, proxyBase };
     this.log.info(this.address, 'egress TCP listener ready');
     return this.address;
   }
@@ -120,7 +149,7 @@ export class TcpListener {
     // One registration per task: opening it again (a re-attach) replaces the earlier one.
     for (const t of this.byUser.get(taskId.toLowerCase()) ?? []) if (t.taskId === taskId) t.close();
     const credential = deriveCredential(this.key, taskId);
-    const task = new TcpTaskEgress(taskId, allow, this.proxy, credential, credentialUrl(this.address.advertiseUrl, credential), this);
+    const task = new TcpTaskEgress(taskId, allow, this.proxy, credential, credentialUrl(this.address.proxyBase, credential), this);
     this.byUser.set(credential.user, [...(this.byUser.get(credential.user) ?? []), task]);
     return task;
   }

@@ -230,3 +230,28 @@ t.test('openTcp without a started listener is an error; after closeTcp the port 
   const err = await new Promise<string>((r) => net.connect(at.port, at.host).once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')).once('connect', () => r('connected')));
   t.equal(err, 'ECONNREFUSED');
 });
+
+t.test('an advertised host name is resolved once at start: task proxy URLs hold the address (pods have no DNS)', async (t) => {
+  const free = net.createServer();
+  await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
+  const port = (free.address() as net.AddressInfo).port;
+  await new Promise((r) => free.close(r));
+  const p = new EgressProxy(join(dir, `p${n++}`), base, createResolver(hosts), buildRangeList(['127.0.0.1/32']), store, pino({ level: 'silent' }));
+  proxies.push(p);
+  const asked: string[] = [];
+  const lookup = async (host: string) => {
+    asked.push(host);
+    if (host === 'sandboxshift-egress.test') return '127.0.0.1';
+    throw new Error(`ENOTFOUND ${host}`);
+  };
+  const opts = { host: '127.0.0.1', port, keyFile: join(dir, 'egress-tcp.key'), maxPendingConnections: 8, lookup };
+  await t.rejects(p.startTcp({ ...opts, advertiseUrl: 'http://nowhere.test:3128' }), /egress\.tcp\.advertiseUrl http:\/\/nowhere\.test:3128: its host does not resolve \(ENOTFOUND nowhere\.test\)/);
+  const address = await p.startTcp({ ...opts, advertiseUrl: `http://sandboxshift-egress.test:${port}` });
+  t.same([address.advertiseUrl, address.proxyBase], [`http://sandboxshift-egress.test:${port}`, `http://127.0.0.1:${port}`]);
+  const id = taskId();
+  const e = await p.openTcp(id, ['ok.test']);
+  t.match(e.proxyUrl, new RegExp(`^http://${id.toLowerCase()}:[0-9a-f]{64}@127\\.0\\.0\\.1:${port}$`));
+  t.equal((await curl(e.proxyUrl!, `http://ok.test:${web.port}/resolved`)).code, 200);
+  t.same(asked, ['nowhere.test', 'sandboxshift-egress.test'], 'looked up at start only, not per task');
+  e.close();
+});
