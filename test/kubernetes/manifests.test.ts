@@ -214,6 +214,7 @@ t.test('Services: the API and the egress proxy, both selecting the server pod', 
     t.ok(selects({ matchLabels: s.spec.selector }, podLabels), `${s.metadata.name} selects the server pod`);
   }
   t.same(egress.spec.ports.map((p: Obj) => [p.port, p.targetPort, p.protocol]), [[egressPort, 'egress', 'TCP']]);
+  t.equal(egress.spec.publishNotReadyAddresses, true, 'the proxy stays reachable while the server is not ready');
   const advertised = new URL(rawConfig.egress.tcp.advertiseUrl);
   t.equal(advertised.hostname, `${egress.metadata.name}.${SYSTEM}.svc`, 'advertiseUrl names the egress Service');
   t.equal(Number(advertised.port), egressPort);
