@@ -5,8 +5,6 @@ import type { Logger } from 'pino';
 import { destinationReason, localInterfaceAddresses, type ResolvedAddress, type Resolver } from './addresses.js';
 import type { DecisionSink, EgressDecision } from './decisions.js';
 import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
-
-export { TaskEgress } from './task-egress.js';
 import { parseClientHello, sniMatches } from './client-hello.js';
 import { parseAuthority, parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
 import { relayRequest } from './request-relay.js';
@@ -14,6 +12,8 @@ import { connectTo, reply, replyProxyAuth, withTimeout } from './sockets.js';
 import { TaskEgress, type Conn } from './task-egress.js';
 import { TcpListener, type TcpAddress, type TcpOptions } from './tcp.js';
 import { upstreamProxyHead, upstreamTunnel, connectUpstream, type UpstreamProxy } from './upstream.js';
+
+export { TaskEgress } from './task-egress.js';
 
 export interface ProxySettings {
   ports: readonly number[];
@@ -40,9 +40,9 @@ const CLIENT_HELLO_SECONDS = 10;
  * (bind-mounted into its container, reached through the in-image relay), or, for tasks that reach
  * the server over the network (Kubernetes pods), a per-task credential on the shared TCP listener;
  * either way every connection belongs to exactly one task and is judged against that task's
- * allowlist only. It speaks CONNECT
- * and absolute-URI HTTP, resolves names itself, refuses destinations that are not the public
- * internet (unless in the operator's test ranges), and connects to the very address it checked.
+ * allowlist only. It speaks CONNECT and absolute-URI HTTP, resolves names itself, refuses
+ * destinations that are not the public internet (unless in the operator's test ranges), and
+ * connects to the very address it checked.
  */
 export class EgressProxy {
   private tcp: TcpListener | null = null;

@@ -12,7 +12,6 @@ import { listenAddress } from '../../src/egress/listen-address.js';
 import { installDir } from '../../src/paths.js';
 import { rightsOfDir, rightsOfRole } from './manifests-rbac.js';
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- manifests are untyped YAML */
 type Obj = any;
 
 const root = installDir();
