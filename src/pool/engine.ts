@@ -119,7 +119,8 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(job.workspaceDir);
     let member: Member | null = null;
     let attach = true;
-    const cold = Object.keys(job.secretEnv ?? {}).length > 0; // the secrets file is bound at create
+    // Secrets and a stdin pipe are bound at create.
+    const cold = Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined;
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;
