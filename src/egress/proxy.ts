@@ -7,6 +7,7 @@ import type { DecisionSink, EgressDecision } from './decisions.js';
 import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js';
 import { parseClientHello, sniMatches } from './client-hello.js';
 import { parseAuthority, parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
+import { relayRequest } from './request-relay.js';
 import { connectTo, reply, withTimeout } from './sockets.js';
 import { upstreamProxyHead, upstreamTunnel, connectUpstream, type UpstreamProxy } from './upstream.js';
 
@@ -119,12 +120,14 @@ export class EgressProxy {
     const conn: Conn = { client, upstream: null, decisionId: null, decision: null, up: 0, down: 0, done: false, phase: 'head' };
     task.conns.add(conn);
     client.once('close', () => this.end(task, conn));
-    client.setTimeout(s.headerTimeoutSeconds * 1000, () => {
+    // One handler for the connection's life; each phase sets the timer's length.
+    client.on('timeout', () => {
       if (conn.phase === 'head') reply(client, 408, 'header_timeout', `no complete request head within ${s.headerTimeoutSeconds} s`);
       else if (conn.phase === 'tunnel') this.end(task, conn);
       // connecting: the lookup and each connect attempt have their own bounds (connectTimeoutSeconds);
       // hello: the ClientHello wait has its own (see checkClientHello)
     });
+    client.setTimeout(s.headerTimeoutSeconds * 1000);
     let buf = Buffer.alloc(0);
     // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
     const onEnd = () => this.end(task, conn);
@@ -253,8 +256,8 @@ export class EgressProxy {
     conn.upstream = upstream;
     const { client } = conn;
     upstream.on('error', () => undefined);
-    upstream.once('close', () => this.end(task, conn));
     if (head.kind === 'connect') {
+      upstream.once('close', () => this.end(task, conn));
       conn.phase = 'hello';
       client.setTimeout(0);
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
@@ -264,20 +267,30 @@ export class EgressProxy {
     conn.decisionId = this.decide(task, { host, port: head.port, allowed: true, reason: 'allowlisted', address }, conn);
     // Idle in both directions: Node resets a socket's timer on reads and on writes.
     const idle = this.settings.idleTimeoutSeconds * 1000;
-    client.setTimeout(idle, () => this.end(task, conn));
+    client.setTimeout(idle);
     upstream.setTimeout(idle, () => this.end(task, conn));
-    client.on('data', (c: Buffer) => (conn.up += c.length));
     upstream.on('data', (c: Buffer) => (conn.down += c.length));
     const h = viaUpstreamProxy ? upstreamProxyHead(head, this.upstreamProxy!, upstreamHead(head)) : upstreamHead(head);
     conn.up += h.length;
     upstream.write(h);
-    if (rest.length) {
-      conn.up += rest.length;
-      upstream.write(rest);
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
+    relayRequest({
+      client,
+      upstream,
+      framing: head.body,
+      first: rest,
+      maxHeaderBytes: this.settings.maxHeaderBytes,
+      onUp: (bytes) => (conn.up += bytes),
+      onResponseEnd: () => this.closeDecision(task, conn),
+      onNext: (next, nextRest) => {
+        conn.phase = 'connecting';
+        this.serve(task, conn, next, nextRest).catch((err: unknown) => {
+          this.log.error({ taskId: task.taskId, err }, 'egress: connection failed');
+          this.end(task, conn);
+        });
+      },
+      // Gracefully, so the end of the response reaches the client; the timeout bounds a client that never reads.
+      onEnd: () => client.end(() => this.end(task, conn)),
+    });
   }
 
   /**
@@ -339,7 +352,7 @@ export class EgressProxy {
     conn.phase = 'tunnel';
     conn.decisionId = this.decide(task, { host, port, allowed: true, reason: 'allowlisted', address }, conn);
     const idle = this.settings.idleTimeoutSeconds * 1000;
-    client.setTimeout(idle, () => this.end(task, conn));
+    client.setTimeout(idle);
     upstream.setTimeout(idle, () => this.end(task, conn));
     client.on('data', (c: Buffer) => (conn.up += c.length));
     upstream.on('data', (c: Buffer) => (conn.down += c.length));
@@ -372,15 +385,25 @@ export class EgressProxy {
     conn.client.destroy();
     conn.upstream?.destroy();
     task.conns.delete(conn);
-    if (conn.decision) {
-      try {
-        if (conn.decisionId !== null) this.sink.setEgressBytes(conn.decisionId, conn.up, conn.down);
-      } catch (err) {
-        // Runs from socket events: never let a closing store throw out of one.
-        this.log.warn({ taskId: task.taskId, err }, 'egress byte counts not stored');
-      }
-      this.log.info({ taskId: task.taskId, host: conn.decision.host, port: conn.decision.port, bytesUp: conn.up, bytesDown: conn.down }, 'egress connection closed');
+    this.closeDecision(task, conn);
+  }
+
+  /** The connection's current destination is done with: its byte counts are final. */
+  private closeDecision(task: TaskEgress, conn: Conn): void {
+    const d = conn.decision;
+    conn.upstream = null;
+    conn.decision = null;
+    if (!d) return;
+    try {
+      if (conn.decisionId !== null) this.sink.setEgressBytes(conn.decisionId, conn.up, conn.down);
+    } catch (err) {
+      // Runs from socket events: never let a closing store throw out of one.
+      this.log.warn({ taskId: task.taskId, err }, 'egress byte counts not stored');
     }
+    this.log.info({ taskId: task.taskId, host: d.host, port: d.port, bytesUp: conn.up, bytesDown: conn.down }, 'egress connection closed');
+    conn.decisionId = null;
+    conn.up = 0;
+    conn.down = 0;
   }
 }
 

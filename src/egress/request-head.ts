@@ -3,6 +3,8 @@
  * what a proxy client sends: `CONNECT host:port HTTP/1.x` and absolute-form `http://` requests.
  * Everything else, including every malformed byte sequence, is an error with a status to answer.
  */
+import { bodyFraming, type BodyFraming } from './request-body.js';
+
 export interface ProxyTarget {
   /** The host as written by the client (unchecked; the policy judges it). */
   host: string;
@@ -20,6 +22,8 @@ export type ParsedHead =
       /** origin-form path and query, as sent upstream */
       path: string;
       headers: [string, string][];
+      /** where the body ends (the next request on the connection starts there) */
+      body: BodyFraming;
     } & ProxyTarget);
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -96,7 +100,9 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): ParsedHead {
   if (hash >= 0) path = path.slice(0, hash);
   const t = parseAuthority(authority, 80);
   if (!t) return { kind: 'error', status: 400, reason: 'malformed host in the request URI' };
-  return { kind: 'forward', headBytes, method, path, headers, ...t };
+  const body = bodyFraming(headers, version);
+  if ('error' in body) return { kind: 'error', status: 400, reason: body.error };
+  return { kind: 'forward', headBytes, method, path, headers, body, ...t };
 }
 
 /** Headers that concern the hop to the proxy, never forwarded upstream. */

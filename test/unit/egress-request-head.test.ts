@@ -17,7 +17,10 @@ t.test('CONNECT and absolute-form requests', async (t) => {
     'origin-form upstream; Host from the URI; hop-by-hop headers dropped',
   );
   t.match(parse('GET http://ok.test HTTP/1.0\r\n\r\n'), { kind: 'forward', port: 80, path: '/' });
-  t.match(parse('POST http://ok.test?x=1 HTTP/1.1\r\n\r\n'), { kind: 'forward', path: '/?x=1' });
+  t.match(parse('POST http://ok.test?x=1 HTTP/1.1\r\n\r\n'), { kind: 'forward', path: '/?x=1', body: { kind: 'length', bytes: 0 } });
+  t.match(parse('POST http://ok.test/ HTTP/1.1\r\nContent-Length: 7\r\n\r\n'), { kind: 'forward', body: { kind: 'length', bytes: 7 } });
+  t.match(parse('POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'), { kind: 'forward', body: { kind: 'chunked' } });
+  t.match(parse('POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n'), { kind: 'error', status: 400 }, 'ambiguous framing');
 });
 
 t.test('an incomplete head waits; an oversized one is 431', async (t) => {
