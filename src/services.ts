@@ -11,7 +11,8 @@ import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
 import { writeSandboxHosts } from './runtime/hosts.js';
-import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
+import { HostUidPool } from './runtime/host-uids.js';
+import { ownSigpendingLimit, raiseKernelLimits, requiredKernelLimits, taskSigpending } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
@@ -20,6 +21,7 @@ import { TaskManager } from './tasks/manager.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
+import { buildIdmapHelper } from './workspace/idmap.js';
 import { Workspaces } from './workspace/workspaces.js';
 
 export interface Services {
@@ -122,6 +124,20 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     }),
     log,
   );
+  // Per-task host UIDs: a user namespace per task, its workspace seen through an idmapped view.
+  const uns = config.sandbox.userNamespaces;
+  let idmapHelper: string | null = null;
+  if (uns.enabled) {
+    try {
+      idmapHelper = await buildIdmapHelper(fromInstall('deploy/idmap-mount/idmap_mount.c'), join(dataDir, 'bin'));
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'the idmapped-mount helper cannot be built (a C compiler is needed: apt-get install gcc libc6-dev): every task runs as host UID 65532');
+    }
+  }
+  const uids = idmapHelper ? new HostUidPool(uns.firstHostUid, uns.slots) : null;
+  const hostSigpending = ownSigpendingLimit();
+  const sigpending = uids && hostSigpending ? taskSigpending(hostSigpending, config.queue.concurrency) : null;
+  if (uids) log.info({ firstHostUid: uns.firstHostUid, slots: uns.slots, sigpending }, 'each task runs as a host UID of its own');
   const engine = PodmanEngine.forSocket(
     choice.socketPath,
     {
@@ -131,6 +147,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
+      sigpending,
       logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
@@ -138,7 +155,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     new KernelLogOomProbe(),
     log,
   );
-  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
+  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces, undefined, idmapHelper);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -153,7 +170,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress);
+  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress, uids);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());

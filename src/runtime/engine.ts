@@ -34,6 +34,11 @@ export interface SandboxJob {
   workspaceReadonly: boolean;
   stdin: boolean;
   /**
+   * The task's own host UID (a user namespace maps container UID 65532 to it), or null/absent to
+   * run as host UID 65532 without a user namespace. workspaceDir must then be an idmapped view.
+   */
+  hostUid?: number | null | undefined;
+  /**
    * Present when the task has an allowlist. The container keeps network mode none; the
    * directory holding the proxy's per-task socket is bind-mounted read-only and the image's
    * relay wraps the command.
@@ -101,6 +106,8 @@ export interface OwnContainer {
   containerId: string;
   taskId: string;
   running: boolean;
+  /** The task's host UID from the container's label, null without a user namespace. */
+  hostUid: number | null;
 }
 
 export interface ContainerEngine {

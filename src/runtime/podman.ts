@@ -15,7 +15,7 @@ import {
 } from './engine.js';
 import { EngineLogFollower } from './enginelog.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
-import { LABEL_SERVER, LABEL_TASK } from './labels.js';
+import { LABEL_HOST_UID, LABEL_SERVER, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, type SandboxSettings } from './spec.js';
@@ -333,7 +333,10 @@ export class PodmanEngine implements ContainerEngine {
     } catch (err) {
       throw new EngineError(`list failed: ${describe(err)}`, isUnavailable(err));
     }
-    return list.map((c) => ({ containerId: c.Id, taskId: c.Labels?.[LABEL_TASK] ?? '', running: c.State === 'running' }));
+    return list.map((c) => {
+      const uid = Number(c.Labels?.[LABEL_HOST_UID] ?? NaN);
+      return { containerId: c.Id, taskId: c.Labels?.[LABEL_TASK] ?? '', running: c.State === 'running', hostUid: Number.isSafeInteger(uid) ? uid : null };
+    });
   }
 
   async remove(id: string): Promise<void> {

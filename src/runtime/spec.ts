@@ -1,7 +1,8 @@
 import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
 import type { SandboxRequest } from './engine.js';
-import { taskLabels } from './labels.js';
+import { idMappingFor } from './host-uids.js';
+import { LABEL_HOST_UID, taskLabels } from './labels.js';
 
 /** Server-wide settings that shape every task container. */
 export interface SandboxSettings {
@@ -12,6 +13,11 @@ export interface SandboxSettings {
   tmpfsMb: number;
   nofile: number;
   nproc: number;
+  /**
+   * RLIMIT_SIGPENDING of a task with a host UID of its own (see taskSigpending), or null to leave
+   * the engine's.
+   */
+  sigpending?: number | null;
   /** Bound of the engine's own copy of a container's output (its k8s-file log), in bytes. */
   logMaxBytes: number;
   extraLabels?: Readonly<Record<string, string>>;
@@ -53,6 +59,21 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   binds.push(`${s.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`);
   if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
   if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
+  const labels = taskLabels(s.serverId, req.taskId, s.extraLabels);
+  const ulimits = [
+    { Name: 'nofile', Soft: s.nofile, Hard: s.nofile },
+    { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
+  ];
+  // Podman's own mapping (not a Docker field): the task's user namespace, container UIDs and GIDs
+  // 0-65535 onto the task's slot, so its user is host UID req.hostUid and no other task's.
+  let IdMappings: { UIDMap: ReturnType<typeof idMappingFor>[]; GIDMap: ReturnType<typeof idMappingFor>[] } | undefined;
+  if (req.hostUid !== undefined && req.hostUid !== null) {
+    IdMappings = { UIDMap: [idMappingFor(req.hostUid)], GIDMap: [idMappingFor(req.hostUid)] };
+    labels[LABEL_HOST_UID] = String(req.hostUid);
+    // Queued signals count per user namespace, and again all together for the namespaces' creator
+    // (root): a per-task bound keeps every task's own count, and their sum, below what root has.
+    if (s.sigpending) ulimits.push({ Name: 'sigpending', Soft: s.sigpending, Hard: s.sigpending });
+  }
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
@@ -61,7 +82,8 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
-    Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
+    Labels: labels,
+    ...(IdMappings ? { IdMappings } : {}),
     Hostname: SANDBOX_HOSTNAME,
     Tty: false,
     AttachStdin: req.stdin,
@@ -85,12 +107,9 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
       MemorySwap: memoryBytes,
       NanoCpus: Math.round(req.cpus * 1e9),
       PidsLimit: req.pids,
-      // RLIMIT_NPROC counts per host UID across every task (all run as 65532): keep it far above
-      // the pids cgroup so that one task's fork bomb never starves another.
-      Ulimits: [
-        { Name: 'nofile', Soft: s.nofile, Hard: s.nofile },
-        { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
-      ],
+      // RLIMIT_NPROC counts per host UID (across every task when they share 65532): keep it far
+      // above the pids cgroup so that one task's fork bomb never starves another.
+      Ulimits: ulimits,
       NetworkMode: 'none',
       // A System V IPC / POSIX mqueue namespace of its own, which no other container can join.
       IpcMode: 'private',

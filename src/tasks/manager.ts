@@ -16,6 +16,7 @@ import { resolveLimits } from './limits.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { classifyExit, TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
+import type { HostUidPool } from '../runtime/host-uids.js';
 import { TaskQueue } from './queue.js';
 import { TaskRun, type Checkpoint } from './run.js';
 import type { CreateTaskBody } from './schemas.js';
@@ -41,6 +42,8 @@ export class TaskManager {
   private readonly queue: TaskQueue<TaskRecord>;
   private readonly active = new Map<string, Active>();
   private readonly finishing = new Set<Promise<void>>();
+  /** Host UIDs of the tasks that have (or are creating) a container with a user namespace. */
+  private readonly taskUids = new Map<string, number>();
   private closing = false;
   readonly lifecycle: TaskLifecycle;
 
@@ -54,6 +57,8 @@ export class TaskManager {
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     private readonly egress: EgressProxy | null = null,
+    /** Host UIDs of tasks' own user namespaces; null runs every task as host UID 65532. */
+    private readonly uids: HostUidPool | null = null,
   ) {
     this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
     this.lifecycle = new TaskLifecycle(store, log, clock);
@@ -352,8 +357,20 @@ export class TaskManager {
     try {
       await this.runHeld(a);
     } finally {
-      if (!a.detached) await this.workspaces.release(id);
+      if (!a.detached) {
+        await this.releaseHostUid(a);
+        await this.workspaces.release(id);
+      }
     }
+  }
+
+  /** Once the task's container is gone: its idmapped workspace view and its host UID slot go. */
+  private async releaseHostUid(a: Active): Promise<void> {
+    const uid = this.taskUids.get(a.task.id);
+    if (uid === undefined) return;
+    this.taskUids.delete(a.task.id);
+    await this.workspaces.unmap(a.task.workspaceId, uid).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
+    this.uids?.release(a.task.id);
   }
 
   /** Arms the deadline: `timeoutSeconds` after the task started, whenever this run began. */
@@ -378,16 +395,23 @@ export class TaskManager {
     let starting: Promise<RunningSandbox> | undefined;
     try {
       this.workspaces.ensureHome(task.workspaceId);
-      const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
+      const hostUid = this.uids ? this.uids.allocate(task.id) : null;
+      let workspaceDir = this.workspaces.dir(task.workspaceId);
+      if (hostUid !== null) {
+        this.taskUids.set(task.id, hostUid);
+        workspaceDir = await this.workspaces.mapFor(task.workspaceId, hostUid);
+      }
+      const egress = task.network.allow.length > 0 ? await this.openEgress(a, hostUid) : undefined;
       starting = this.engine.start(
         { image: task.image.name, ...task.resources },
         {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),
           env: task.env,
-          workspaceDir: this.workspaces.dir(task.workspaceId),
+          workspaceDir,
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
+          hostUid,
           egress,
           backstopSeconds: task.timeoutSeconds + this.config.sandbox.backstopSeconds,
         },
@@ -436,7 +460,12 @@ export class TaskManager {
       const from = checkpoint?.containerId === container.containerId ? checkpoint : null;
       a.openCaptures(from ?? { containerId: container.containerId, position: null, produced: { stdout: 0, stderr: 0 } }, true);
       this.armTimer(a);
-      if (task.network.allow.length > 0 && container.running) await this.openEgress(a);
+      // The slot its container was created with (its label): no new task gets that host UID.
+      if (container.hostUid !== null) {
+        if (this.uids && !this.uids.adopt(task.id, container.hostUid)) throw new Error(`its host UID ${container.hostUid} is outside sandbox.userNamespaces or taken`);
+        this.taskUids.set(task.id, container.hostUid);
+      }
+      if (task.network.allow.length > 0 && container.running) await this.openEgress(a, container.hostUid);
       const sandbox = await this.engine.adopt(container.containerId, { stdin: task.stdin, from: from?.position ?? null }, a.handlers());
       if (!sandbox) {
         clearTimeout(a.timer);
@@ -453,7 +482,10 @@ export class TaskManager {
       this.finish(a, 'error', 'lost', null, started);
       await this.engine.remove(container.containerId).catch(() => undefined);
     } finally {
-      if (held && !a.detached) await this.workspaces.release(task.workspaceId);
+      if (held && !a.detached) {
+        await this.releaseHostUid(a);
+        await this.workspaces.release(task.workspaceId);
+      }
     }
   }
 
@@ -515,11 +547,11 @@ export class TaskManager {
   }
 
   /** Opens the task's proxy listener before its container exists (closed in finish()). */
-  private async openEgress(a: Active): Promise<SandboxEgress> {
+  private async openEgress(a: Active, hostUid: number | null): Promise<SandboxEgress> {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
     const relay = await this.relayOf(a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
-    a.egress = await this.egress.open(a.task.id, a.task.network.allow);
+    a.egress = await this.egress.open(a.task.id, a.task.network.allow, hostUid ?? undefined);
     return { socketDir: a.egress.socketDir, relay, port: this.config.egress.relayPort };
   }
 

@@ -26,5 +26,8 @@ export interface TaskWorkspaces {
   release(id: string): Promise<void>;
   ensureHome(id: string): void;
   dir(id: string): string;
+  /** The idmapped view of a held workspace for a task running as host UID `hostUid`; pair with `unmap`. */
+  mapFor(id: string, hostUid: number): Promise<string>;
+  unmap(id: string, hostUid: number): Promise<void>;
   afterTask(id: string): Promise<{ full: boolean }>;
 }

@@ -75,10 +75,25 @@ export class Workspaces {
     private readonly store: Store,
     private readonly limits: WorkspaceStorageLimits,
     private readonly now: () => Date = () => new Date(),
+    /** The idmapped-mount helper, for tasks with a host UID of their own (null: none). */
+    idmapHelper: string | null = null,
   ) {
     mkdirSync(root, { recursive: true, mode: 0o711 });
     this.quotaBytes = limits.quotaMb * 1024 * 1024;
-    this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes);
+    this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes, join(root, '..', 'mapped'), idmapHelper);
+  }
+
+  /**
+   * The directory a task running as host UID `hostUid` gets as /workspace: an idmapped view of
+   * the held workspace in which that UID owns what SANDBOX_UID owns on disk. Pair with `unmap`
+   * before the release.
+   */
+  async mapFor(id: string, hostUid: number): Promise<string> {
+    return this.storage.openMapped(id, hostUid);
+  }
+
+  async unmap(id: string, hostUid: number): Promise<void> {
+    await this.storage.closeMapped(id, hostUid);
   }
 
   /**
@@ -87,6 +102,7 @@ export class Workspaces {
    */
   async start(keep: ReadonlySet<string> = new Set()): Promise<{ unmounted: number; removed: number; kept: number }> {
     let unmounted = await unmountAllUnder(join(this.root, '..', 'views'));
+    unmounted += await this.storage.unmountMapped(keep);
     // Mounts of workspaces whose tasks are adopted stay; every other mount goes.
     const kept = new Set([...keep].map((id) => resolve(this.dir(id))));
     for (const p of mountsUnder(this.root)) {

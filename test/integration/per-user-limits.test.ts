@@ -2,9 +2,30 @@ import t from 'tap';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { startTestServer } from '../helpers/server.js';
 
-// Every task runs as the same host UID, so the kernel's per-user counters are shared between them.
+// Per-user kernel counters: those the server can raise are raised; the others are each task's own
+// because each task runs as a host UID of its own (a user namespace per task).
 const srv = await startTestServer({ queue: { concurrency: 2 } });
 t.teardown(() => srv.close());
+
+/**
+ * Starts `hog` (a Python program that prints one line once it holds what it can, then sleeps),
+ * waits for that line, then runs `probe` beside it. The hog is cancelled afterwards.
+ */
+async function beside(hog: string, probe: string): Promise<{ held: string; probe: Awaited<ReturnType<typeof runTask>>; hogStatus: string }> {
+  const h = await submit(srv.url, { command: `python3 -c '${hog}'`, timeoutSeconds: 90 });
+  let held = '';
+  for (let i = 0; i < 300 && !held; i++) {
+    held = (await api(srv.url, 'GET', `/v1/tasks/${h.id}/logs?stream=stdout`)).text;
+    if (!held) await new Promise((r) => setTimeout(r, 100));
+  }
+  const p = await runTask(srv.url, `python3 -c '${probe}'`);
+  const hogStatus = (await api(srv.url, 'GET', `/v1/tasks/${h.id}`)).json.status;
+  await api(srv.url, 'POST', `/v1/tasks/${h.id}/cancel`);
+  await waitDone(srv.url, h.id);
+  return { held, probe: p, hogStatus };
+}
+
+const UID_MAP = 'open("/proc/self/uid_map").read().split()[1]';
 
 const INOTIFY = 'import ctypes, os; libc = ctypes.CDLL(None, use_errno=True)';
 
@@ -38,4 +59,49 @@ rt = ctypes.CDLL("librt.so.1", use_errno=True)
 fd = rt.mq_open(b"/q", os.O_CREAT | os.O_RDWR, 0o600, None)
 print("opened" if fd >= 0 else os.strerror(ctypes.get_errno()))'`);
   t.equal(r.stdout, 'Operation not permitted\n');
+});
+
+t.test('one task holding every queued signal it may leaves another task its own (RLIMIT_SIGPENDING)', async (t) => {
+  const SIGQUEUE = 'import ctypes, os, signal, time; libc = ctypes.CDLL(None, use_errno=True); signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\nq = lambda: libc.sigqueue(os.getpid(), int(signal.SIGRTMIN), ctypes.c_void_p(0)) == 0';
+  const r = await beside(
+    `${SIGQUEUE}
+n = 0
+while q(): n += 1
+print(n, os.strerror(ctypes.get_errno()), ${UID_MAP}, flush=True)
+time.sleep(60)`,
+    `${SIGQUEUE}
+print("queued" if q() else os.strerror(ctypes.get_errno()), ${UID_MAP})`,
+  );
+  const [count, ...rest] = r.held.trim().split(' ');
+  const hogUid = rest.pop();
+  t.ok(Number(count) > 1000, `the first task queued ${r.held.trim()}: bounded by its own limit`);
+  const [answer, probeUid] = r.probe.stdout.trim().split(' ');
+  t.equal(answer, 'queued', 'a task beside it still queues a signal');
+  t.not(probeUid, hogUid, 'the two tasks run as different host UIDs');
+  t.equal(r.hogStatus, 'running', 'while the first still holds its own');
+});
+
+t.test('one task with every file it may have in flight on Unix sockets leaves another task its own', async (t) => {
+  const r = await beside(
+    `import array, errno, os, socket, time
+fds = array.array("i", [os.open("/dev/null", os.O_RDONLY)] * 250)
+pairs, n = [], 0
+try:
+    while True:
+        a, b = socket.socketpair(); pairs.append((a, b))
+        for _ in range(4):
+            a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]); n += 250
+except OSError as e:
+    print(n, errno.errorcode[e.errno], flush=True)
+time.sleep(60)`,
+    `import array, errno, os, socket
+a, b = socket.socketpair()
+try:
+    a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [os.open("/dev/null", os.O_RDONLY)]))]); print("sent")
+except OSError as e:
+    print(errno.errorcode[e.errno])`,
+  );
+  t.match(r.held, /^\d+ ETOOMANYREFS\n$/, `the first task reached its in-flight limit: ${r.held.trim()}`);
+  t.equal(r.probe.stdout, 'sent\n', 'a task beside it still passes a file descriptor');
+  t.equal(r.hogStatus, 'running');
 });
