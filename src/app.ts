@@ -3,6 +3,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { UpstreamProxy } from './egress/upstream.js';
+import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
+import { registerAuthentication } from './http/authenticate.js';
 import { registerBodyDeadline } from './http/body-deadline.js';
 import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
@@ -32,6 +34,8 @@ export interface AppDeps {
   readiness: Readiness;
   openapi: () => unknown;
   log: Logger;
+  /** Where API keys are looked up; default: the configuration's `auth.keys`. */
+  keys?: KeyDirectory;
 }
 
 /** Builds the HTTP app: plugins and routes only, no listening, no side effects. */
@@ -65,6 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     allowedHosts: deps.config.http.allowedHosts,
     allowedOrigins: deps.config.http.allowedOrigins,
   });
+  registerAuthentication(app, deps.keys ?? new ConfigKeys(deps.config.auth.keys));
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);

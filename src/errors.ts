@@ -12,6 +12,7 @@ export const ERRORS = {
   // Browser-facing checks made before any other work (src/http/request-guard.ts).
   ORIGIN_NOT_ALLOWED: { status: 403, message: "The request comes from a web page of another origin (Origin or Sec-Fetch-Site) that http.allowedOrigins does not list" },
   HOST_NOT_ALLOWED: { status: 421, message: 'The Host header names neither this server (its listen address, a loopback name) nor an entry of http.allowedHosts' },
+  UNAUTHENTICATED: { status: 401, message: 'The request needs Authorization: Bearer <API key> naming a key this server knows' },
   TASK_NOT_ACTIVE: { status: 409, message: 'The task has already finished' },
   STDIN_NOT_ENABLED: { status: 409, message: 'The task was not submitted with "stdin": true' },
   BODY_TIMEOUT: { status: 408, message: 'The request body did not arrive within the configured time' },

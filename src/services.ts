@@ -18,6 +18,7 @@ import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
 import { SqliteStore } from './store/sqlite.js';
 import { TaskManager } from './tasks/manager.js';
+import { SqliteTaskStore } from './tasks/sqlite-store.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
@@ -30,6 +31,8 @@ export interface Services {
   socketPath: string;
   engine: ContainerEngine;
   store: SqliteStore;
+  /** The task records (a table of the same database). */
+  tasks: SqliteTaskStore;
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
@@ -83,6 +86,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
 
   const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
   undo.push(() => store.close());
+  const tasks = new SqliteTaskStore(store);
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
 
@@ -170,13 +174,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, store, workspaces, logsDir, log, undefined, egress, uids);
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, uids);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
   for (const c of plan.orphans) await engine.remove(c.containerId);
   log.info({ adopted: plan.adopt.size, removed: plan.orphans.length }, 'containers of this server: adopted and orphans removed');
-  const adoptedTasks = [...plan.adopt.keys()].map((id) => store.getTask(id)!);
+  const adoptedTasks = [...plan.adopt.keys()].map((id) => tasks.getTask(id)!);
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
   // mounts of adopted tasks.
   log.info(await workspaces.start(new Set(adoptedTasks.map((t) => t.workspaceId))), 'workspace storage ready');
@@ -193,7 +197,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
   // Finished tasks past retention.taskDays: record, log directory, egress decisions.
-  const retention = new RetentionSweeper(store, logsDir, config.retention, log);
+  const retention = new RetentionSweeper(tasks, logsDir, config.retention, log);
   retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
   let draining: Promise<Set<string>> | undefined;
@@ -204,6 +208,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     socketPath: choice.socketPath,
     engine,
     store,
+    tasks,
     workspaces,
     intakeTmpDir: intakeTmp,
     caBundlePath,

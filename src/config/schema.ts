@@ -121,8 +121,30 @@ const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSec
     })
     .prefault({});
 
+/** One API key of `auth.keys`: only the SHA-256 of the key is configured, never the key. */
+const configuredKey = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-", at most 64').describe('Key id (shown in listings, task records and the audit log)'),
+    tenant: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit').describe('Tenant the key acts for'),
+    role: z.enum(['admin', 'user']).default('user').describe('admin sees every tenant; user only its own'),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256 of the whole key text, lower case').describe('SHA-256 of the key (`ssk_…`), hex'),
+  })
+  .describe('An API key, by hash');
+
 export const configSchema = z
   .strictObject({
+    auth: z
+      .strictObject({
+        keys: z
+          .array(configuredKey)
+          .max(1000)
+          .default([])
+          .refine((ks) => new Set(ks.map((k) => k.id)).size === ks.length, 'key ids must be unique')
+          .refine((ks) => new Set(ks.map((k) => k.sha256)).size === ks.length, 'key hashes must be unique')
+          .describe('API keys given by hash (at most 1000). With any key, every route but /healthz, /readyz and /openapi.json needs Authorization: Bearer <key>'),
+      })
+      .prefault({})
+      .describe('Who may call the API'),
     listen: z
       .strictObject({
         host: z.string().min(1).max(255).default('127.0.0.1').describe('Address the HTTP server binds'),

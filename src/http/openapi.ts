@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { ERRORS, type ErrorCode } from '../errors.js';
+import { OPEN_PATHS } from './authenticate.js';
 import { afterQuery, createTaskBody, createWorkspaceBody, listTasksQuery, listWorkspacesQuery, logsQuery, stdinFrame, workspaceRef } from '../tasks/schemas.js';
 import {
   egressDecision,
@@ -568,7 +569,7 @@ const OPERATIONS: Operation[] = [
 ];
 
 function operationObject(op: Operation): Json {
-  const errors = errorResponses([...op.errors, ...GUARD_CODES]);
+  const errors = errorResponses([...op.errors, ...GUARD_CODES, ...(OPEN_PATHS.has(op.path) ? [] : (['UNAUTHENTICATED'] as ErrorCode[]))]);
   if (op.path === '/v1/tasks/{id}/stream' && errors['404']) {
     errors['404'] = {
       ...errors['404'],
@@ -590,9 +591,11 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 403 a request from a web page of another origin; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',
   'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
+  '',
+  'On a server with API keys (`auth.keys`), every route except /healthz, /readyz and /openapi.json needs `Authorization: Bearer <key>`; a missing, malformed, unknown or revoked key is 401 UNAUTHENTICATED (the same answer for each). A server without keys needs none.',
   '',
   'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
 ].join('\n');
@@ -616,7 +619,7 @@ export function openapiDocument(): Json {
     components: {
       schemas: { ...components(RESPONSE_COMPONENTS, 'output'), ...components(REQUEST_COMPONENTS, 'input') },
     },
-    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', ...GUARD_CODES]) },
+    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', 'UNAUTHENTICATED', ...GUARD_CODES]) },
   };
 }
 

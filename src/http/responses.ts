@@ -50,6 +50,8 @@ export const imageChoice = z
 export const taskView = z
   .strictObject({
     id: taskId,
+    tenant: z.string().describe('The tenant that submitted the task'),
+    keyId: z.string().nullable().describe('Id of the API key the task was submitted with (null on a server without keys)'),
     status: taskStatus,
     command: z.string().describe('The command, run as `/bin/sh -c <command>`'),
     setup: z.string().nullable().describe("sandbox.setup from the workspace's sandboxshift.yaml; the task runs `setup && command` (null: none)"),
@@ -125,6 +127,7 @@ export const taskList = z
 export const workspaceViewSchema = z
   .strictObject({
     id: workspaceId,
+    tenant: z.string().describe('The tenant that created the workspace'),
     files: count.describe('Number of regular files (at creation, then after each task)'),
     bytes: count.describe('Total bytes of regular file content (at creation, then after each task)'),
     image: z

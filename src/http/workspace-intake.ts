@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import type { TaskManager } from '../tasks/manager.js';
-import { resolveLimits } from '../tasks/limits.js';
+import { checkRequestLimits, type TaskPlan } from '../tasks/admission.js';
 import type { TaskRecord } from '../tasks/model.js';
 import { createTaskBody, createWorkspaceBody } from '../tasks/schemas.js';
 import { ARCHIVE_MEDIA_TYPES } from '../workspace/intake/archive.js';
@@ -112,7 +112,7 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   }
   const body = parse(createTaskBody, json, 'task part');
   if (body.workspace !== undefined) throw new AppError('MULTIPART_INVALID', { rule: 'task_names_a_workspace', hint: 'the workspace part supplies it' });
-  resolveLimits(body, config); // refuse over-limit tasks before reading the archive
+  checkRequestLimits(body, config); // refuse over-limit tasks before reading the archive
 
   const second = await parts.next();
   if (second.done || second.value.fieldname !== 'workspace' || second.value.type !== 'file') {
@@ -123,23 +123,24 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   if (!(type in ARCHIVE_MEDIA_TYPES)) {
     throw new AppError('UNSUPPORTED_MEDIA_TYPE', { part: 'workspace', declared: type, accepted: Object.keys(ARCHIVE_MEDIA_TYPES) });
   }
-  // The image (unknown, ambiguous, missing) and queue room are checked on the extracted files
-  // inside createWith: a refusal there removes them and records nothing.
+  // Admission (the archive's sandboxshift.yaml, limits, allowlist, image, queue room) runs once,
+  // on the extracted files inside createWith: a refusal there removes them and records nothing.
+  let plan: TaskPlan | undefined;
   const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, async (rootFiles, dir) => {
     // Nothing may follow the workspace part (a second workspace or task part): checked once the
     // archive is read, before its workspace is recorded.
     await noMoreParts(parts);
-    await manager.precheckImageAndQueue(body, rootFiles, await readProjectFile(dir, config.workspaces.projectFileBytes));
+    const projectFile = await readProjectFile(dir, config.workspaces.projectFileBytes);
+    plan = await manager.admit(body, { rootEntries: rootFiles, projectFile, stored: true });
   });
   try {
-    // readonly left out: the archive's sandboxshift.yaml (workspace.readonly) may set it.
-    const task = await manager.submit({ ...body, workspace: { id: w.id } });
+    const task = manager.accept(body, plan!, w.id);
     // The workspace was made for this task: it expires ephemeralTtlSeconds after its last use.
     intake.markEphemeral(w.id);
     return task;
   } catch (err) {
-    // Only a check made by submit() alone (e.g. the network allowlist) or a queue that filled
-    // meanwhile gets here: the workspace is complete and stays usable, so name it.
+    // Only a queue that filled, or a shutdown that began, while the workspace was being recorded
+    // gets here: the workspace is complete and stays usable, so name it.
     if (err instanceof AppError) {
       throw new AppError(err.code, { ...err.details, workspaceId: w.id }, err.message, err.headers);
     }

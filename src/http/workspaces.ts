@@ -13,6 +13,7 @@ export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
   const detection = detectImage(w.markers, config.images);
   return {
     id: w.id,
+    tenant: w.tenant,
     files: w.files,
     bytes: w.bytes,
     image: { name: detection.name, markers: detection.markers },

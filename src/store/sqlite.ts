@@ -1,10 +1,12 @@
 import Database from 'better-sqlite3';
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { DecisionSink, EgressDecision } from '../egress/decisions.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import type { TaskRecord, TaskStatus } from '../tasks/model.js';
 
 export interface WorkspaceRecord {
   id: string;
+  /** The tenant that created it. */
+  tenant: string;
   createdAt: string;
   files: number;
   bytes: number;
@@ -23,18 +25,11 @@ export interface WorkspaceRecord {
   ephemeral: boolean;
 }
 
-export interface TaskPage {
-  tasks: TaskRecord[];
-  nextCursor: string | null;
-}
-
-/** Persistence for tasks and workspaces. SQLite is the embedded default. */
+/**
+ * Persistence for workspaces, egress decisions and server metadata. SQLite is the embedded
+ * default; other parts keep tables of their own in the same database (`database`).
+ */
 export interface Store extends DecisionSink {
-  insertTask(t: TaskRecord): void;
-  updateTask(t: TaskRecord): void;
-  getTask(id: string): TaskRecord | null;
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage;
-  tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
   insertWorkspace(w: WorkspaceRecord): void;
   getWorkspace(id: string): WorkspaceRecord | null;
   updateWorkspace(w: WorkspaceRecord): void;
@@ -50,7 +45,7 @@ export { decodeCursor, encodeCursor };
 
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
-  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false };
+  return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false, tenant: w.tenant ?? DEFAULT_TENANT };
 }
 
 export class SqliteStore implements Store {
@@ -62,14 +57,6 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS tasks (
-        rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        status TEXT NOT NULL,
-        data TEXT NOT NULL
-      );
-      CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
-      CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (json_extract(data, '$.finishedAt'));
       CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY, data TEXT NOT NULL);
       -- Egress decisions: bounded per task by egress.maxDecisionsPerTask.
       CREATE TABLE IF NOT EXISTS egress_decisions (
@@ -82,68 +69,9 @@ export class SqliteStore implements Store {
     `);
   }
 
-  insertTask(t: TaskRecord): void {
-    this.db.prepare('INSERT INTO tasks (id, status, data) VALUES (?, ?, ?)').run(t.id, t.status, JSON.stringify(t));
-  }
-
-  updateTask(t: TaskRecord): void {
-    this.db.prepare('UPDATE tasks SET status = ?, data = ? WHERE id = ?').run(t.status, JSON.stringify(t), t.id);
-  }
-
-  getTask(id: string): TaskRecord | null {
-    const row = this.db.prepare('SELECT data FROM tasks WHERE id = ?').get(id) as { data: string } | undefined;
-    return row ? (JSON.parse(row.data) as TaskRecord) : null;
-  }
-
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    if (q.status) {
-      where.push('status = ?');
-      args.push(q.status);
-    }
-    if (q.cursor !== undefined) {
-      where.push('rowid < ?');
-      args.push(q.cursor);
-    }
-    const sql = `SELECT rowid, data FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as { rowid: number; data: string }[];
-    const page = rows.slice(0, q.limit);
-    const last = page[page.length - 1];
-    return {
-      tasks: page.map((r) => JSON.parse(r.data) as TaskRecord),
-      nextCursor: rows.length > q.limit && last ? encodeCursor(last.rowid) : null,
-    };
-  }
-
-  tasksWithStatus(statuses: TaskStatus[]): TaskRecord[] {
-    const rows = this.db
-      .prepare(`SELECT data FROM tasks WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY rowid`)
-      .all(...statuses) as { data: string }[];
-    return rows.map((r) => JSON.parse(r.data) as TaskRecord);
-  }
-
-  /** Ids of tasks in one of `statuses` that finished before `before` (an ISO time), oldest first. */
-  finishedBefore(statuses: TaskStatus[], before: string, limit: number): string[] {
-    const rows = this.db
-      .prepare(
-        `SELECT id FROM tasks WHERE json_extract(data, '$.finishedAt') < ? AND status IN (${statuses.map(() => '?').join(',')})
-         ORDER BY json_extract(data, '$.finishedAt') LIMIT ?`,
-      )
-      .all(before, ...statuses, limit) as { id: string }[];
-    return rows.map((r) => r.id);
-  }
-
-  /** Removes task records with their egress decisions, in one transaction. */
-  deleteTasks(ids: string[]): void {
-    const del = [
-      this.db.prepare('DELETE FROM tasks WHERE id = ?'),
-      this.db.prepare('DELETE FROM egress_decisions WHERE task_id = ?'),
-      this.db.prepare('DELETE FROM egress_dropped WHERE task_id = ?'),
-    ];
-    this.db.transaction(() => {
-      for (const id of ids) for (const stmt of del) stmt.run(id);
-    })();
+  /** The database itself, for the parts that keep tables of their own in it (task records). */
+  get database(): Database.Database {
+    return this.db;
   }
 
   insertWorkspace(w: WorkspaceRecord): void {
@@ -197,6 +125,12 @@ export class SqliteStore implements Store {
     const rows = this.db.prepare('SELECT data FROM egress_decisions WHERE task_id = ? ORDER BY id').all(taskId) as { data: string }[];
     const dropped = this.db.prepare('SELECT count FROM egress_dropped WHERE task_id = ?').get(taskId) as { count: number } | undefined;
     return { decisions: rows.map((r) => JSON.parse(r.data) as EgressDecision), dropped: dropped?.count ?? 0 };
+  }
+
+  /** Removes a task's egress decisions and its dropped count. */
+  deleteEgressDecisions(taskId: string): void {
+    this.db.prepare('DELETE FROM egress_decisions WHERE task_id = ?').run(taskId);
+    this.db.prepare('DELETE FROM egress_dropped WHERE task_id = ?').run(taskId);
   }
 
   close(): void {

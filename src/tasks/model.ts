@@ -1,3 +1,4 @@
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { TaskStatus } from '../streaming/frames.js';
 
 export type { TaskStatus };
@@ -13,6 +14,10 @@ export interface ImageChoice {
 
 export interface TaskRecord {
   id: string;
+  /** The tenant that submitted the task. */
+  tenant: string;
+  /** The API key it was submitted with; null on a server without keys. */
+  keyId: string | null;
   status: TaskStatus;
   command: string;
   /** sandbox.setup from the workspace's sandboxshift.yaml: the task runs `setup && command`. */
@@ -44,8 +49,8 @@ export interface TaskRecord {
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
-  // Records written before the count existed read 0.
-  return { ...rest, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort() };
+  // Records written before the count (or tenants) existed read 0 (or the default tenant).
+  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort() };
 }
 
 /**

@@ -1,12 +1,17 @@
 import type { EgressDecision } from '../egress/decisions.js';
 import type { TaskRecord, TaskStatus } from './model.js';
 
-/** What the task code needs of persistence (the SQLite store implements it). */
+export interface TaskPage {
+  tasks: TaskRecord[];
+  nextCursor: string | null;
+}
+
+/** What the task code needs of persistence (SqliteTaskStore implements it). */
 export interface TaskStore {
   insertTask(t: TaskRecord): void;
   updateTask(t: TaskRecord): void;
   getTask(id: string): TaskRecord | null;
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): { tasks: TaskRecord[]; nextCursor: string | null };
+  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage;
   tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
   egressDecisions(taskId: string): { decisions: EgressDecision[]; dropped: number };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
 
-/** What the retention sweep needs of the store (the SQLite store implements it). */
+/** What the retention sweep needs of the store (SqliteTaskStore implements it). */
 export interface RetentionStore {
   /** Ids of tasks in one of `statuses` that finished before `before` (an ISO time), oldest first. */
   finishedBefore(statuses: TaskStatus[], before: string, limit: number): string[];

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -249,6 +250,7 @@ export class Workspaces {
       const now = this.now().toISOString();
       const record: WorkspaceRecord = {
         id,
+        tenant: DEFAULT_TENANT,
         createdAt: now,
         files,
         bytes,

@@ -43,9 +43,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-type Overrides = Record<string, unknown>;
+export type Overrides = Record<string, unknown>;
 
-function merge(base: Overrides, over: Overrides): Overrides {
+export function merge(base: Overrides, over: Overrides): Overrides {
   const out: Overrides = { ...base };
   for (const [k, v] of Object.entries(over)) {
     out[k] = v && typeof v === 'object' && !Array.isArray(v) && typeof base[k] === 'object' ? merge(base[k] as Overrides, v as Overrides) : v;

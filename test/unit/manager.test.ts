@@ -5,10 +5,9 @@ import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { parseConfig } from '../../src/config/load.js';
 import type { ContainerEngine, RunningSandbox, SandboxExit } from '../../src/runtime/engine.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
 import { TaskManager } from '../../src/tasks/manager.js';
 import { createTaskBody } from '../../src/tasks/schemas.js';
-import { Workspaces } from '../../src/workspace/workspaces.js';
+import { MemoryStore, MemoryWorkspaces } from '../helpers/memory-ports.js';
 
 /** An engine whose start() resolves only when the test says so (a hung or slow Podman). */
 class SlowEngine implements ContainerEngine {
@@ -55,13 +54,10 @@ class SlowEngine implements ContainerEngine {
 function setup(t: Test, leaveRunning = false) {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-manager-'));
   const config = parseConfig({ dataDir: dir, shutdown: { leaveRunning } });
-  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  const store = new MemoryStore();
   const engine = new SlowEngine();
-  const manager = new TaskManager(config, engine, store, new Workspaces(join(dir, 'ws'), store, config.workspaces), join(dir, 'tasks'), pino({ level: 'silent' }));
-  t.teardown(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const manager = new TaskManager(config, engine, store, new MemoryWorkspaces(store, config.workspaces), join(dir, 'tasks'), pino({ level: 'silent' }));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return { manager, engine };
 }
 

@@ -8,6 +8,7 @@ import { SqliteStore } from '../../src/store/sqlite.js';
 import { TaskLog } from '../../src/streaming/tasklog.js';
 import type { TaskRecord, TaskStatus } from '../../src/tasks/model.js';
 import { RetentionSweeper } from '../../src/tasks/retention.js';
+import { SqliteTaskStore } from '../../src/tasks/sqlite-store.js';
 
 const DAY = 86_400_000;
 const NOW = new Date('2026-06-01T12:00:00.000Z');
@@ -52,10 +53,11 @@ const decision: EgressDecision = {
 
 function setup(t: Test) {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-retention-'));
-  const store = new SqliteStore(join(dir, 'db.sqlite'));
+  const db = new SqliteStore(join(dir, 'db.sqlite'));
+  const store = new SqliteTaskStore(db);
   const logsDir = join(dir, 'tasks');
   t.teardown(() => {
-    store.close();
+    db.close();
     rmSync(dir, { recursive: true, force: true });
   });
   /** A task as the server leaves it: record, log directory with frames, egress decisions (one dropped). */
@@ -65,8 +67,8 @@ function setup(t: Test) {
     log.append({ type: 'status', status: 'queued' });
     log.append({ type: 'stdout', data: 'hello\n' });
     log.release();
-    store.addEgressDecision(id, decision, 1);
-    store.addEgressDecision(id, decision, 1);
+    db.addEgressDecision(id, decision, 1);
+    db.addEgressDecision(id, decision, 1);
   };
   const sweeper = new RetentionSweeper(store, logsDir, { taskDays: 30, sweepIntervalSeconds: 3600 }, pino({ level: 'silent' }), {
     now: () => NOW,

@@ -1,30 +1,51 @@
-import { readdirSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import WebSocket from 'ws';
-import { api } from '../helpers/client.js';
-import { startTestServer } from '../helpers/server.js';
+import { buildTestApp } from '../helpers/app.js';
+import { FakeEngine } from '../helpers/fake-engine.js';
 
-const srv = await startTestServer({
-  requests: { bodyBytes: 64 * 1024 },
-  images: {
-    languages: {
-      python: { image: 'sandboxshift/runtime-python:3.11', build: 'bash images/offline/build-python.sh' },
-      node: { image: 'localhost/sandboxshift-test/missing:0', build: 'make -C images build-node' },
+// The HTTP validation of task submissions and lookups, through the real app on a fake engine
+// and in-memory ports (app.inject): none of these checks needs a container.
+const PYTHON = 'sandboxshift/runtime-python:3.11';
+const srv = await buildTestApp({
+  engine: new FakeEngine({ [PYTHON]: {} }),
+  config: {
+    requests: { bodyBytes: 64 * 1024 },
+    images: {
+      languages: {
+        python: { image: PYTHON, build: 'bash images/offline/build-python.sh' },
+        node: { image: 'localhost/sandboxshift-test/missing:0', build: 'make -C images build-node' },
+      },
+      multi: null,
+      default: 'python',
+      markers: { 'requirements.txt': 'python', 'package.json': 'node' },
     },
-    multi: null,
-    default: 'python',
-    markers: { 'requirements.txt': 'python', 'package.json': 'node' },
   },
 });
 t.teardown(() => srv.close());
 
-const taskCount = async () => (await api(srv.url, 'GET', '/v1/tasks?limit=100')).json.tasks.length;
-const workspaceCount = () => readdirSync(`${srv.dataDir}/workspaces`).length;
+/** One request through app.inject(); a string body is sent as is, anything else as JSON. */
+async function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await srv.app.inject({
+    method: method as 'GET',
+    url,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { payload: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+  let json: any = null;
+  try {
+    json = JSON.parse(res.body);
+  } catch {
+    json = null;
+  }
+  return { status: res.statusCode, headers: res.headers, json };
+}
+
+const taskCount = async () => (await call('GET', '/v1/tasks?limit=100')).json.tasks.length;
+const workspaceCount = () => srv.store.listWorkspaces().length;
 
 async function refused(t: Test, body: unknown, status: number, code: string, headers: Record<string, string> = {}) {
   const tasks = await taskCount();
   const workspaces = workspaceCount();
-  const r = await api(srv.url, 'POST', '/v1/tasks', body, headers);
+  const r = await call('POST', '/v1/tasks', body, headers);
   t.equal(r.status, status, `status ${status} for ${code}`);
   t.equal(r.json?.error?.code, code);
   t.type(r.json?.error?.message, 'string');
@@ -32,7 +53,6 @@ async function refused(t: Test, body: unknown, status: number, code: string, hea
   t.equal(workspaceCount(), workspaces, 'no workspace created');
   return r.json?.error;
 }
-
 
 t.test('malformed and schema-failing bodies: 400 naming the field', async (t) => {
   await refused(t, '{"command": ', 400, 'MALFORMED_JSON');
@@ -87,10 +107,10 @@ t.test('images: unknown, missing (with its build command) and ambiguous', async 
   t.match(e.message, /make -C images build-node/);
   const amb = await refused(t, { command: 'true', workspace: { files: { 'package.json': '{}', 'requirements.txt': '' } } }, 422, 'IMAGE_AMBIGUOUS');
   t.same(amb.details.markers, ['package.json', 'requirements.txt']);
-  const ok = await api(srv.url, 'POST', '/v1/tasks', { command: 'true', workspace: { files: { 'requirements.txt': '' } } });
+  const ok = await call('POST', '/v1/tasks', { command: 'true', workspace: { files: { 'requirements.txt': '' } } });
   t.equal(ok.status, 202);
   t.same(ok.json.image, { name: 'sandboxshift/runtime-python:3.11', markers: ['requirements.txt'] }, 'markers are recorded');
-  const explicit = await api(srv.url, 'POST', '/v1/tasks', {
+  const explicit = await call('POST', '/v1/tasks', {
     command: 'true',
     image: 'sandboxshift/runtime-python:3.11',
     workspace: { files: { 'package.json': '{}', 'requirements.txt': '' } },
@@ -107,29 +127,30 @@ t.test('egress allowlist entries: malformed, IP literals and over-broad patterns
 
 t.test('unknown ids, routes and bad queries', async (t) => {
   for (const path of ['/v1/tasks/tsk_nope', '/v1/tasks/../../etc', '/v1/tasks/tsk_nope/logs', '/v1/workspaces/ws_nope', '/v1/tasks/%zz']) {
-    const r = await api(srv.url, 'GET', path);
+    const r = await call('GET', path);
     t.equal(r.status, 404, path);
     t.match(r.json.error.code, /^(TASK_NOT_FOUND|WORKSPACE_NOT_FOUND|NOT_FOUND)$/);
   }
-  t.equal((await api(srv.url, 'POST', '/v1/tasks/tsk_nope/cancel')).json.error.code, 'TASK_NOT_FOUND');
-  t.equal((await api(srv.url, 'GET', '/v1/nothing')).json.error.code, 'NOT_FOUND');
+  t.equal((await call('POST', '/v1/tasks/tsk_nope/cancel')).json.error.code, 'TASK_NOT_FOUND');
+  t.equal((await call('GET', '/v1/nothing')).json.error.code, 'NOT_FOUND');
   for (const q of ['limit=5000', 'limit=101']) {
-    const r = await api(srv.url, 'GET', `/v1/tasks?${q}`);
+    const r = await call('GET', `/v1/tasks?${q}`);
     t.equal(r.status, 422, q);
     t.match(r.json.error, { code: 'LIMIT_ABOVE_MAXIMUM', details: { field: 'limit', maximum: 100 } });
   }
   for (const q of ['limit=0', 'limit=x', 'status=weird', 'cursor=%21%21', 'extra=1']) {
-    const r = await api(srv.url, 'GET', `/v1/tasks?${q}`);
+    const r = await call('GET', `/v1/tasks?${q}`);
     t.equal(r.status, 400, q);
     t.equal(r.json.error.code, 'VALIDATION_FAILED');
   }
-  const logs = await api(srv.url, 'GET', '/v1/tasks/tsk_nope/logs?stream=stdin');
+  const logs = await call('GET', '/v1/tasks/tsk_nope/logs?stream=stdin');
   t.equal(logs.status, 400, 'a bad query is checked before the id');
-  const status = await new Promise<number>((resolve) => {
-    const ws = new WebSocket(`${srv.wsUrl}/v1/tasks/tsk_nope/stream`);
-    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.on('open', () => resolve(101));
-    ws.on('error', () => undefined);
-  });
+  const status = await srv.app.injectWS('/v1/tasks/tsk_nope/stream', { headers: { host: 'localhost' } }).then(
+    (ws) => {
+      ws.terminate();
+      return 101;
+    },
+    (err: Error) => Number(/response: (\d+)/.exec(err.message)?.[1] ?? 0),
+  );
   t.equal(status, 404, 'the stream of an unknown task is refused before the upgrade');
 });
