@@ -55,12 +55,13 @@ export class HostUidPool {
   }
 
   /**
-   * An adopted task's host UID (from its container's label). False when it is not one of this
-   * range's task UIDs or another task holds that slot.
+   * An adopted task's host UID (from its container's label): its slot is held again. False when
+   * another task holds that slot. A UID outside this range (the range was changed between runs)
+   * holds nothing: no slot of the range can collide with it.
    */
   adopt(taskId: string, hostUid: number): boolean {
     const slot = this.slotOf(hostUid);
-    if (slot === null) return false;
+    if (slot === null) return true;
     if (this.byTask.get(taskId) === hostUid) return true;
     if (this.used.has(slot) || this.byTask.has(taskId)) return false;
     this.take(taskId, slot);

@@ -160,7 +160,7 @@ export class TaskRunner {
       this.armTimer(a);
       // The slot its container was created with (its label): no new task gets that host UID.
       if (container.hostUid !== null) {
-        if (this.uids && !this.uids.adopt(task.id, container.hostUid)) throw new Error(`its host UID ${container.hostUid} is outside sandbox.userNamespaces or taken`);
+        if (this.uids && !this.uids.adopt(task.id, container.hostUid)) throw new Error(`its host UID ${container.hostUid} is held by another task`);
         this.taskUids.set(task.id, container.hostUid);
       }
       if (task.network.allow.length > 0 && container.running) await this.openEgress(a, container.hostUid);

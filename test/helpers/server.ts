@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +60,15 @@ export function imageRecordPath(): string {
 }
 
 /**
+ * A host UID range of 64 slots per data directory (the same for a restart on it), so that test
+ * servers running at once on this machine do not hand out the same host UIDs.
+ */
+function testUidRange(dataDir: string): { firstHostUid: number; slots: number } {
+  const index = createHash('sha256').update(dataDir).digest().readUInt32BE(0) % 512;
+  return { firstHostUid: 0x70000000 + index * 64 * 65536, slots: 64 };
+}
+
+/**
  * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
  * service of its own when none is given), a temporary data directory with a real SQLite file.
  */
@@ -73,7 +83,7 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
   // Tests stop their tasks with the server unless they ask for the shipped default (leaving
   // them running for the next start): a test's containers must not outlive it.
-  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false } }, overrides));
+  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, sandbox: { userNamespaces: testUidRange(dataDir) } }, overrides));
   const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
   const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
@@ -125,7 +135,7 @@ export interface ServerProcess {
  */
 export async function startServerProcess(overrides: Overrides & { dataDir: string }): Promise<ServerProcess> {
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
-  const config = merge({ listen: { port: 0 }, engine: { socket } }, overrides);
+  const config = merge({ listen: { port: 0 }, engine: { socket }, sandbox: { userNamespaces: testUidRange(overrides.dataDir) } }, overrides);
   const file = join(overrides.dataDir, 'test-server-config.json');
   mkdirSync(overrides.dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify(config));
