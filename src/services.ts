@@ -133,7 +133,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   let idmapHelper: string | null = null;
   if (uns.enabled) {
     try {
-      idmapHelper = await buildIdmapHelper(fromInstall('deploy/idmap-mount/idmap_mount.c'), join(dataDir, 'bin'));
+      // Kept beside the install (one build for every server run from it), else in the data directory.
+      idmapHelper = await buildIdmapHelper(fromInstall('deploy/idmap-mount/idmap_mount.c'), [fromInstall('.build'), join(dataDir, 'bin')]);
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'the idmapped-mount helper cannot be built (a C compiler is needed: apt-get install gcc libc6-dev): every task runs as host UID 65532');
     }
