@@ -203,6 +203,8 @@ export class TaskRunner {
     }
     const exit = await Promise.race([sandbox.exit, a.whenDetached]).finally(() => clearTimeout(a.timer));
     if (exit === 'detached') return;
+    // The container is removed: its host UID and idmapped view go before the task is recorded done.
+    await this.releaseHostUid(a);
 
     task.output = a.finishOutput();
     task.oomKills = exit.oomKills;
