@@ -3,19 +3,24 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { UpstreamProxy } from './egress/upstream.js';
+import type { AuditRecorder } from './audit/recorder.js';
 import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerBodyDeadline } from './http/body-deadline.js';
+import { auditRoutes } from './http/audit.js';
 import { egressRoutes } from './http/egress.js';
 import { frameworkErrorHandler, registerErrorHandling } from './http/errors.js';
 import { healthRoutes } from './http/health.js';
 import { StreamLimiter } from './http/limiter.js';
 import { logRoutes } from './http/logs.js';
+import { metricsRoutes } from './http/metrics.js';
+import { registerObservation } from './http/observe.js';
 import { registerRequestGuard } from './http/request-guard.js';
 import { streamRoutes } from './http/stream.js';
 import { taskRoutes } from './http/tasks.js';
 import { workspaceIntakeRoutes } from './http/workspace-intake.js';
 import { workspaceRoutes } from './http/workspaces.js';
+import { Metrics } from './metrics/metrics.js';
 import type { Readiness } from './readiness.js';
 import type { TaskManager } from './tasks/manager.js';
 import { WorkspaceIntake } from './workspace/intake/intake.js';
@@ -36,6 +41,10 @@ export interface AppDeps {
   log: Logger;
   /** Where API keys are looked up; default: the configuration's `auth.keys`. */
   keys?: KeyDirectory;
+  /** The audit log's writer (401 answers are recorded; GET /v1/audit reads it); none: an empty log. */
+  audit?: AuditRecorder | null;
+  /** The Prometheus metrics GET /metrics serves; default: a registry fed only by this app. */
+  metrics?: Metrics;
 }
 
 /** Builds the HTTP app: plugins and routes only, no listening, no side effects. */
@@ -70,7 +79,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     allowedOrigins: deps.config.http.allowedOrigins,
   });
   registerAuthentication(app, deps.keys ?? new ConfigKeys(deps.config.auth.keys));
+  const metrics = deps.metrics ?? new Metrics();
+  registerObservation(app, deps.audit ?? null, metrics);
   const streams = new StreamLimiter(deps.config.requests.maxStreams, deps.config.queue.retryAfterSeconds);
+  metrics.observeSubscribers(() => streams.openCount);
   await app.register(async (scope) => {
     await workspaceIntakeRoutes(scope, intake, deps.config);
     taskRoutes(scope, deps.manager, intake, deps.config);
@@ -78,6 +90,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logRoutes(scope, deps.manager, streams);
     streamRoutes(scope, deps.manager, streams, deps.config.output.subscriberBacklogBytes);
     workspaceRoutes(scope, deps.workspaces, deps.config, (id) => deps.manager.workspaceBusy(id));
+    auditRoutes(scope, deps.audit ?? null, deps.config);
+    metricsRoutes(scope, metrics);
     healthRoutes(scope, deps.readiness, deps.openapi);
   });
   return app;

@@ -13,6 +13,7 @@ export const ERRORS = {
   ORIGIN_NOT_ALLOWED: { status: 403, message: "The request comes from a web page of another origin (Origin or Sec-Fetch-Site) that http.allowedOrigins does not list" },
   HOST_NOT_ALLOWED: { status: 421, message: 'The Host header names neither this server (its listen address, a loopback name) nor an entry of http.allowedHosts' },
   UNAUTHENTICATED: { status: 401, message: 'The request needs Authorization: Bearer <API key> naming a key this server knows' },
+  ADMIN_REQUIRED: { status: 403, message: 'Only an API key with the role admin may use this route' },
   TASK_NOT_ACTIVE: { status: 409, message: 'The task has already finished' },
   STDIN_NOT_ENABLED: { status: 409, message: 'The task was not submitted with "stdin": true' },
   BODY_TIMEOUT: { status: 408, message: 'The request body did not arrive within the configured time' },

@@ -29,6 +29,9 @@ export function requiredImages(images: Readonly<ImagesConfig>): string[] {
   return [...new Set(names)];
 }
 
+/** How soon a failed container probe is tried again. */
+const FAILED_PROBE_RETRY_MS = 5_000;
+
 /**
  * Ready means: the engine answers, it has been seen to start a hardened container (the same spec
  * tasks get), and the required images are present. The container probe is cached for `probeTtlMs`.
@@ -44,6 +47,7 @@ export class Readiness {
     private readonly probeDir: string,
     private readonly log: Logger,
     private readonly probeTtlMs = 30_000,
+    private readonly failedProbeRetryMs = FAILED_PROBE_RETRY_MS,
   ) {}
 
   requiredImages(): string[] {
@@ -109,7 +113,9 @@ export class Readiness {
       images.push({ name, present, required: required.has(name), build });
     }
     const probeImagePresent = images.some((i) => i.name === this.probeImage() && i.present);
-    if (reachable && probeImagePresent && (force || !this.lastProbe || Date.now() - this.lastProbe.at > this.probeTtlMs)) {
+    // A failed probe is retried after a few seconds, not the whole TTL: readiness comes back by itself.
+    const ttl = this.lastProbe?.ok === false ? Math.min(this.probeTtlMs, this.failedProbeRetryMs) : this.probeTtlMs;
+    if (reachable && probeImagePresent && (force || !this.lastProbe || Date.now() - this.lastProbe.at > ttl)) {
       try {
         await this.probeContainer();
         this.lastProbe = { ok: true, error: null, at: Date.now() };

@@ -2,10 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { AuditLog } from './audit/log.js';
+import { AuditRecorder } from './audit/recorder.js';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
+import { ObservedDecisions } from './egress/observed.js';
 import { EgressProxy } from './egress/proxy.js';
 import { loadUpstreamProxy, type UpstreamProxy } from './egress/upstream.js';
+import { Metrics } from './metrics/metrics.js';
 import { fromInstall } from './paths.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { Readiness } from './readiness.js';
@@ -42,6 +46,10 @@ export interface Services {
   upstreamProxy: UpstreamProxy | null;
   manager: TaskManager;
   readiness: Readiness;
+  /** The audit log, fed from the task lifecycle, egress decisions and workspaces (and 401s by the app). */
+  audit: AuditRecorder;
+  /** The Prometheus metrics, fed from the same seams. */
+  metrics: Metrics;
   /**
    * First half of a shutdown: new work is refused (503 SHUTTING_DOWN), running tasks are left
    * running (shutdown.leaveRunning) or stopped, and task logs are released so streams end.
@@ -89,6 +97,9 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const tasks = new SqliteTaskStore(store);
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
+  const audit = new AuditRecorder(AuditLog.forConfig(config, opts.cwd ?? process.cwd()), log);
+  audit.configLoaded(config, serverId);
+  log.info({ audit: audit.path }, 'audit log open');
 
   const choice = chooseSocket(config.engine.socket, env, join(dataDir, 'podman', 'podman.sock'));
   let owned: OwnedPodmanService | null = null;
@@ -164,18 +175,24 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
+  const decisions = new ObservedDecisions(store);
   const egress = new EgressProxy(
     join(dataDir, 'egress'),
     config.egress,
     createResolver(config.egress.testHosts),
     buildRangeList(config.egress.allowPrivateRanges),
-    store,
+    decisions,
     log,
     undefined,
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
   const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, uids);
+  // Audit and metrics hear every transition, decision and workspace change from here on.
+  const sources = { lifecycle: manager.lifecycle, decisions, workspaces, taskOf: (id: string) => tasks.getTask(id) };
+  audit.attach(sources);
+  const metrics = new Metrics();
+  metrics.attach(sources, () => manager.stats().queued);
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());
@@ -216,6 +233,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
     manager,
     readiness,
+    audit,
+    metrics,
     drain() {
       sweeper.stop();
       retention.stop();

@@ -106,6 +106,19 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
     });
 
   program
+    .command('audit')
+    .description('the audit log of the server configured by --config')
+    .command('verify')
+    .description('check the audit chain across its rotated files: exit 0 when it holds, 1 naming the first record edited, removed or moved')
+    .option('--config <file>', 'configuration file (also SANDBOXSHIFT_CONFIG)')
+    .action(async () => {
+      const config = configOrExit(rest(argv, 'verify'));
+      if (!config) return done(2);
+      const { auditVerifyCommand } = await import('../audit/command.js');
+      done(await auditVerifyCommand(config, { cwd: process.cwd(), out: write, err: writeErr }));
+    });
+
+  program
     .command('run')
     .description('run COMMAND on the server with DIR as its workspace; exits with the task exit code')
     .argument('<dir>', 'directory to upload (.gitignore honoured, links never followed)')

@@ -145,6 +145,19 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Who may call the API'),
+    audit: z
+      .strictObject({
+        path: z
+          .string()
+          .min(1)
+          .max(1024)
+          .nullable()
+          .default(null)
+          .describe('The audit log: JSON lines, one hash-chained record each (null: <dataDir>/audit.jsonl; a relative path is resolved against the working directory)'),
+        rotateBytes: int(64 * 1024, 4096 * MiB, 64 * MiB, 'Size in bytes past which the audit file is renamed to <path>.<first seq> and a new one begun; rotated files are kept and continue the chain'),
+      })
+      .prefault({})
+      .describe('The append-only audit log (tasks, workspaces, egress decisions, authentication failures, keys, start-up)'),
     listen: z
       .strictObject({
         host: z.string().min(1).max(255).default('127.0.0.1').describe('Address the HTTP server binds'),

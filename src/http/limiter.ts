@@ -13,6 +13,11 @@ export class StreamLimiter {
     private readonly retryAfterSeconds: number,
   ) {}
 
+  /** Streams open now. */
+  get openCount(): number {
+    return this.open;
+  }
+
   /** Takes a slot for this request until its connection closes, or throws TOO_MANY_STREAMS. */
   acquire(req: FastifyRequest): void {
     if (this.open >= this.max) {

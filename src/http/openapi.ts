@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import { z } from 'zod';
+import { auditPage, auditQuery, auditRecordSchema } from '../audit/schemas.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import { OPEN_PATHS } from './authenticate.js';
 import { afterQuery, createTaskBody, createWorkspaceBody, listTasksQuery, listWorkspacesQuery, logsQuery, stdinFrame, workspaceRef } from '../tasks/schemas.js';
@@ -53,6 +54,8 @@ const RESPONSE_COMPONENTS: [string, z.ZodType][] = [
   ['Workspace', workspaceViewSchema],
   ['EgressDecision', egressDecision],
   ['EgressReport', egressReport],
+  ['AuditRecord', auditRecordSchema],
+  ['AuditPage', auditPage],
   ['ErrorCode', errorCode],
   ['Error', errorEnvelope],
   ['Health', healthz],
@@ -536,6 +539,44 @@ const OPERATIONS: Operation[] = [
   },
   {
     method: 'get',
+    path: '/v1/audit',
+    operationId: 'listAudit',
+    tags: ['operations'],
+    summary: 'Read the audit log (admin only)',
+    description: [
+      "The server's append-only audit log (`audit.path`, rotated files included), oldest first: task submitted, started and finished; workspace created and deleted; every egress decision; every 401; API keys created and revoked; the configuration loaded at start-up. Environment values are never recorded, only their names. Each record carries the hash of the one before (`prevHash`) and its own (`hash`); `sandboxshift audit verify` checks the chain.",
+      "Filters combine: `tenant`, `task` (a task id), `event` (e.g. `task.finished`), `since` (inclusive) and `until` (exclusive). A key whose role is `user` is 403 ADMIN_REQUIRED. A `limit` above `requests.listLimit` is LIMIT_ABOVE_MAXIMUM; a `cursor` this server did not issue is VALIDATION_FAILED; unknown query parameters are refused.",
+    ].join('\n\n'),
+    parameters: queryParameters(auditQuery, {
+      tenant: 'Only records of this tenant',
+      task: 'Only records of this task',
+      event: 'Only records of this event',
+      since: 'Only records written at or after this time (ISO 8601)',
+      until: 'Only records written before this time (ISO 8601)',
+      limit: 'Page size',
+      cursor: '`nextCursor` of the previous page',
+    }),
+    responses: { '200': { description: 'A page of audit records', content: json(ref('AuditPage')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'ADMIN_REQUIRED', 'INTERNAL'],
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    operationId: 'metrics',
+    tags: ['operations'],
+    summary: 'Prometheus metrics (admin only on a server with keys)',
+    description:
+      'Prometheus text exposition: `sandboxshift_tasks_total{status}` (transitions into each status; `queued` counts submissions), `sandboxshift_queue_depth`, `sandboxshift_task_start_seconds` (accepted to started) and `sandboxshift_task_duration_seconds` (started to ended) histograms, `sandboxshift_stream_bytes_total{stream}` (stdout and stderr bytes, counted when a task ends), `sandboxshift_subscribers` (live streams open), `sandboxshift_egress_decisions_total{allowed}`, `sandboxshift_engine_errors_total` (tasks ended by an engine error and requests refused with ENGINE_UNAVAILABLE) and `sandboxshift_auth_failures_total` (401 answers). A key whose role is `user` is 403 ADMIN_REQUIRED.',
+    responses: {
+      '200': {
+        description: 'The metrics',
+        content: { 'text/plain': { schema: { type: 'string', description: 'Prometheus text format 0.0.4' } } },
+      },
+    },
+    errors: ['ADMIN_REQUIRED', 'INTERNAL'],
+  },
+  {
+    method: 'get',
     path: '/healthz',
     operationId: 'healthz',
     tags: ['operations'],
@@ -591,7 +632,7 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, or a route for admin keys only; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',
   'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
   '',

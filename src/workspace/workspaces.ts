@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { DEFAULT_TENANT } from '../auth/principal.js';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
@@ -67,7 +68,13 @@ export function checkInlineFiles(files: Record<string, string>, limits: Workspac
  * Mount discipline: `dir(id)` is only a real workspace while it is held (`hold`/`release`, or
  * inside `createWith`). rootEntries, ensureHome and readProjectFile need it held.
  */
-export class Workspaces {
+/** What Workspaces emits (for the audit log): a workspace recorded, and one removed (by a request, or expired). */
+export interface WorkspaceEvents {
+  created: [workspace: Readonly<WorkspaceRecord>];
+  deleted: [workspace: Readonly<WorkspaceRecord>, cause: 'request' | 'expired'];
+}
+
+export class Workspaces extends EventEmitter<WorkspaceEvents> {
   readonly storage: WorkspaceStorage;
   private readonly quotaBytes: number;
 
@@ -79,6 +86,7 @@ export class Workspaces {
     /** The idmapped-mount helper, for tasks with a host UID of their own (null: none). */
     idmapHelper: string | null = null,
   ) {
+    super();
     mkdirSync(root, { recursive: true, mode: 0o711 });
     this.quotaBytes = limits.quotaMb * 1024 * 1024;
     this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes, join(root, '..', 'mapped'), idmapHelper);
@@ -261,6 +269,7 @@ export class Workspaces {
         ephemeral: opts.ephemeral ?? false,
       };
       this.store.insertWorkspace(record);
+      this.emit('created', record);
       return record;
     } catch (err) {
       if (held) await this.release(id);
@@ -297,7 +306,7 @@ export class Workspaces {
    * afterwards), then its mount, image and mount point. `busy` says whether a task is queued or
    * running on it; then, or while anything holds it, the delete is refused with WORKSPACE_BUSY.
    */
-  async delete(id: string, busy: (id: string) => boolean, waitMs = 0): Promise<void> {
+  async delete(id: string, busy: (id: string) => boolean, waitMs = 0, cause: 'request' | 'expired' = 'request'): Promise<void> {
     const w = this.get(id);
     if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
     // A task that just finished may still be releasing it (its container being removed), or a
@@ -308,6 +317,7 @@ export class Workspaces {
     if (busy(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'a task is queued or running on it' });
     if (this.storage.inUse(w.id)) throw new AppError('WORKSPACE_BUSY', { id: w.id, reason: 'it is being read or written by the server' });
     this.store.deleteWorkspace(w.id);
+    this.emit('deleted', w, cause);
     await this.storage.destroy(w.id);
   }
 
@@ -317,7 +327,7 @@ export class Workspaces {
     const removed: string[] = [];
     for (const w of this.store.listWorkspaces()) {
       if (this.expiresAt(w).getTime() > now || busy(w.id) || this.storage.inUse(w.id)) continue;
-      await this.delete(w.id, busy).then(
+      await this.delete(w.id, busy, 0, 'expired').then(
         () => removed.push(w.id),
         () => undefined, // became busy meanwhile: next sweep
       );

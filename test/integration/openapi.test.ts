@@ -549,6 +549,19 @@ t.test('a malformed percent-encoding is answered inside the error envelope (404,
   t.equal(r.json.error.code, 'NOT_FOUND');
 });
 
+t.test('metrics and the audit log after the workload above (a server without keys: admin access)', async (t) => {
+  const m = await call(t, base, 'GET', '/metrics', '/metrics', 'metrics', { status: 200 });
+  t.match(m.text, /^# HELP sandboxshift_/m);
+  const page = await call(t, base, 'GET', '/v1/audit?limit=100', '/v1/audit', 'audit page', { status: 200 });
+  t.ok(page.json.records.length > 10, 'records of the tasks and workspaces above');
+  for (const e of ['config.loaded', 'task.submitted', 'task.started', 'task.finished', 'workspace.created']) {
+    t.ok(page.json.records.some((r: Json) => r.event === e), `${e} is among them`);
+  }
+  await call(t, base, 'GET', '/v1/audit?event=task.finished&limit=2', '/v1/audit', 'audit filtered', { status: 200 });
+  await call(t, base, 'GET', '/v1/audit?limit=5000', '/v1/audit', 'audit limit', { status: 422, code: 'LIMIT_ABOVE_MAXIMUM' });
+  await call(t, base, 'GET', '/v1/audit?cursor=zz', '/v1/audit', 'audit cursor', { status: 400, code: 'VALIDATION_FAILED' });
+});
+
 t.test('every documented route answered with success at least once', async (t) => {
   for (const [path, item] of Object.entries<Json>(doc.paths)) {
     for (const m of Object.keys(item)) t.ok(exercised.has(`${m.toUpperCase()} ${path}`), `${m.toUpperCase()} ${path} was driven successfully`);

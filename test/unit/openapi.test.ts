@@ -95,8 +95,10 @@ t.test('the routes the brief requires are documented with their main codes', asy
     [
       'DELETE /v1/workspaces/{id}',
       'GET /healthz',
+      'GET /metrics',
       'GET /openapi.json',
       'GET /readyz',
+      'GET /v1/audit',
       'GET /v1/tasks',
       'GET /v1/tasks/{id}',
       'GET /v1/tasks/{id}/egress',
@@ -127,7 +129,9 @@ t.test('the routes the brief requires are documented with their main codes', asy
   t.ok(doc.paths['/v1/tasks'].post.responses['503'].headers['Retry-After'], '503 documents Retry-After (SHUTTING_DOWN)');
   // The Host and Origin checks run before routing: every route, and an unmatched one, documents them.
   for (const { where, responses } of responseMaps(doc)) {
-    t.same(responses['403']?.['x-error-codes'], ['ORIGIN_NOT_ALLOWED'], `${where}: 403 ORIGIN_NOT_ALLOWED`);
+    // The admin-only routes answer a key of role user with 403 too.
+    const admin = where === 'GET /metrics' || where === 'GET /v1/audit';
+    t.same(responses['403']?.['x-error-codes'], admin ? ['ORIGIN_NOT_ALLOWED', 'ADMIN_REQUIRED'] : ['ORIGIN_NOT_ALLOWED'], `${where}: 403 ORIGIN_NOT_ALLOWED${admin ? ' and ADMIN_REQUIRED' : ''}`);
     t.same(responses['421']?.['x-error-codes'], ['HOST_NOT_ALLOWED'], `${where}: 421 HOST_NOT_ALLOWED`);
   }
   t.ok(doc.paths['/v1/workspaces/{id}/archive'].get.responses['200'].headers['X-SandboxShift-Omitted'], 'the archive documents X-SandboxShift-Omitted');
