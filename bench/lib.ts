@@ -297,11 +297,11 @@ export interface TaskRecord {
   output: { stdoutBytes: number; stderrBytes: number; truncated: boolean };
 }
 
-export async function submit(server: ServerChild, command: string, timeoutSeconds: number): Promise<TaskRecord> {
+export async function submit(server: ServerChild, command: string, timeoutSeconds: number, extra: Record<string, unknown> = {}): Promise<TaskRecord> {
   const res = await fetch(`${server.url}/v1/tasks`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ command, timeoutSeconds }),
+    body: JSON.stringify({ command, timeoutSeconds, ...extra }),
   });
   const body = (await res.json()) as TaskRecord;
   if (res.status !== 202) throw new Error(`POST /v1/tasks answered ${res.status}: ${JSON.stringify(body)}`);
@@ -587,9 +587,14 @@ export function peakRssWatch(pid: number): () => number {
 }
 
 /** One task through REST + WebSocket: submit → first stdout frame, and submit → exit frame. */
-export async function serverRun(server: ServerChild, command: string, timeoutSeconds = 120): Promise<{ firstByteMs: number | null; exitMs: number; task: TaskRecord; status: string }> {
+export async function serverRun(
+  server: ServerChild,
+  command: string,
+  timeoutSeconds = 120,
+  extra: Record<string, unknown> = {},
+): Promise<{ firstByteMs: number | null; exitMs: number; task: TaskRecord; status: string }> {
   const t0 = now();
-  const task = await submit(server, command, timeoutSeconds);
+  const task = await submit(server, command, timeoutSeconds, extra);
   const sub = new Subscriber(`${server.wsUrl}/v1/tasks/${task.id}/stream`, t0, false, true);
   await sub.opened;
   if ((await within(sub.exited, timeoutSeconds * 1000 + 30_000)) === 'timeout' || !sub.exit) throw new Error(`task ${task.id} (${command}) gave no exit frame`);

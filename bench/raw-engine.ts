@@ -48,7 +48,7 @@ export class RawApi {
   /** One container through the bare API path, with the server's spec (and its default limits). */
   async run(command: string, logDriver: 'none' | 'k8s-file' = 'none'): Promise<RunTiming> {
     const spec = buildContainerSpec(
-      { taskId: `raw${this.n++}`, image: this.image, command, env: {}, workspaceDir: this.workspaceDir, workspaceReadonly: false, cpus: 1, memoryMb: 512, pids: 256, stdin: false, backstopSeconds: 3600 },
+      { taskId: `raw${this.n++}`, image: this.image, command, env: {}, workspaceDir: this.workspaceDir, workspaceReadonly: false, cpus: 1, memoryMb: 512, pids: 256, isolation: 'runc', stdin: false, backstopSeconds: 3600 },
       this.settings,
     );
     (spec.HostConfig as { LogConfig: unknown }).LogConfig = { Type: logDriver, Config: {} };

@@ -17,8 +17,9 @@ import { parseFlags, repoRoot, startServer, table, usage, UsageError, writeJson,
 import { hotSpots } from './profile.js';
 import { RawApi, servicePid, startPodmanService } from './raw-engine.js';
 import { cpuSection } from './suite/cpu.js';
-import { PLANS, serverLimits, type Context, type Plan, type SectionResult } from './suite/context.js';
+import { PLANS, POOL_SIZE, serverLimits, type Context, type Plan, type SectionResult } from './suite/context.js';
 import { echoSection } from './suite/echo.js';
+import { gvisorSection } from './suite/gvisor.js';
 import { idleSection } from './suite/idle.js';
 import { ratios, render, targets } from './suite/report.js';
 import { streamingSection } from './suite/streaming.js';
@@ -35,6 +36,7 @@ const SECTIONS: Record<string, (ctx: Context) => Promise<SectionResult>> = {
   streaming: streamingSection,
   upload: uploadSection,
   cpu: cpuSection,
+  isolation: gvisorSection,
 };
 const FLAGS: readonly FlagSpec[] = [
   { name: 'quick', kind: 'bool', help: 'fewer rounds (under two minutes), same JSON' },
@@ -106,8 +108,9 @@ async function main(argv: string[]): Promise<number> {
     const config = {
       dataDir,
       listen: { host: '127.0.0.1', port: 0 },
-      engine: { socket },
+      engine: { socket, allowedIsolation: ['runc', 'gvisor'] },
       queue: { concurrency: limits['queue.concurrency'], maxQueued: limits['queue.maxQueued'] },
+      pool: { size: POOL_SIZE },
       requests: { maxStreams: limits['requests.maxStreams'] },
       workspaces: { archive: { maxCompressedBytes: limits['workspaces.archive.maxCompressedBytes'], maxExpandedBytes: limits['workspaces.archive.maxExpandedBytes'] } },
     };

@@ -17,9 +17,11 @@ export SANDBOXSHIFT_ROOT
 export CONTAINERS_CONF="$SANDBOXSHIFT_ROOT/deploy/containers.conf"
 
 # Debian packages the project needs on the host. catatonit is the init binary Podman injects for
-# `Init: true`; busybox-static lets tests assemble tiny images without a registry.
+# `Init: true`; busybox-static lets tests assemble tiny images without a registry; runsc is gVisor
+# (engine.isolation / allowedIsolation: gvisor, run through deploy/gvisor/runsc).
+# chromium: the web page's browser tests (playwright-core drives Debian's build, /usr/bin/chromium).
 # shellcheck disable=SC2034  # used by setup.sh
-SANDBOXSHIFT_APT_PACKAGES=(podman runc catatonit debootstrap nftables uidmap curl ca-certificates busybox-static gcc libc6-dev git e2fsprogs make systemd)
+SANDBOXSHIFT_APT_PACKAGES=(podman runc runsc catatonit debootstrap nftables uidmap curl ca-certificates busybox-static gcc libc6-dev git e2fsprogs make systemd chromium)
 
 # Minimum Node.js (fastify 5 loads ESM-only dependencies through require(esm)).
 SANDBOXSHIFT_NODE_MIN="20.19.0"
@@ -154,7 +156,8 @@ ensure_npm_deps() {
   _npm_deps_key >"$stamp"
 }
 
-# ensure_build: compile TypeScript to dist/ (skipped while there are no TypeScript sources yet).
+# ensure_build: compile TypeScript to dist/ and bundle the web page into dist/ui (skipped while
+# there are no TypeScript sources yet).
 ensure_build() {
   local tsc="$SANDBOXSHIFT_ROOT/node_modules/.bin/tsc"
   [[ -x "$tsc" ]] || die "typescript is not installed in node_modules (run: npm install)"
@@ -165,6 +168,10 @@ ensure_build() {
   fi
   step "compiling TypeScript (tsc -p tsconfig.json)"
   (cd "$SANDBOXSHIFT_ROOT" && "$tsc" -p tsconfig.json) || die "TypeScript build failed (see the errors above)"
+  if [[ -f "$SANDBOXSHIFT_ROOT/dist/scripts/build-ui.js" ]]; then
+    step "bundling the web page (esbuild: ui/ -> dist/ui)"
+    (cd "$SANDBOXSHIFT_ROOT" && node dist/scripts/build-ui.js) || die "web page bundle failed (see the errors above)"
+  fi
 }
 
 # _is_our_podman_service PID: the PID is alive and is a `podman ... system service` process.

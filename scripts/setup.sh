@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare this machine for SandboxShift; idempotent, used by `npm start` and `npm test`.
-#   - root, and the Debian packages: podman, runc, debootstrap, nftables, ... (apt-get)
+#   - root, and the Debian packages: podman, runc, runsc (gVisor), debootstrap, nftables, ... (apt-get)
 #   - Node.js >= 20.19, npm dependencies (native addons built from source), TypeScript build
 #   - the runtime images, built when missing (scripts/images.sh: from the registry when it can be
 #     reached, else offline from Debian packages) and recorded in the data directory
@@ -17,6 +17,11 @@ step "checking podman with runc and the project's containers.conf ($CONTAINERS_C
 runtime="$(pm info --format '{{.Host.OCIRuntime.Name}}' 2>&1)" ||
   die "podman does not work here: $runtime (install: apt-get install podman runc)"
 [[ "$runtime" == "runc" ]] || die "podman uses OCI runtime '$runtime', expected runc (apt-get install runc)"
+
+step "checking gVisor: runsc through deploy/gvisor/runsc"
+runsc_version="$(/usr/bin/runsc --version 2>&1 | head -n1)" || die "runsc does not run: $runsc_version (install: apt-get install runsc)"
+[[ -x "$SANDBOXSHIFT_ROOT/deploy/gvisor/runsc" ]] || die "deploy/gvisor/runsc is missing or not executable (chmod 755 it)"
+step "gVisor: $runsc_version"
 
 ensure_node
 ensure_npm_deps

@@ -13,6 +13,7 @@ export const ERRORS = {
   ORIGIN_NOT_ALLOWED: { status: 403, message: "The request comes from a web page of another origin (Origin or Sec-Fetch-Site) that http.allowedOrigins does not list" },
   HOST_NOT_ALLOWED: { status: 421, message: 'The Host header names neither this server (its listen address, a loopback name) nor an entry of http.allowedHosts' },
   UNAUTHENTICATED: { status: 401, message: 'The request needs Authorization: Bearer <API key> naming a key this server knows' },
+  TENANT_FORBIDDEN: { status: 403, message: 'Only an admin key may filter by another tenant' },
   ADMIN_REQUIRED: { status: 403, message: 'Only an API key with the role admin may use this route' },
   TASK_NOT_ACTIVE: { status: 409, message: 'The task has already finished' },
   STDIN_NOT_ENABLED: { status: 409, message: 'The task was not submitted with "stdin": true' },
@@ -33,9 +34,15 @@ export const ERRORS = {
   EGRESS_PATTERN_TOO_BROAD: { status: 422, message: 'An egress allowlist entry covers a whole public suffix' },
   EGRESS_OUTSIDE_CEILING: { status: 422, message: "An egress allowlist entry is outside the server's ceiling" },
   EGRESS_RELAY_MISSING: { status: 422, message: 'The image has no egress relay, so tasks in it cannot have an allowlist' },
+  ISOLATION_NOT_ALLOWED: { status: 422, message: "The requested isolation is not in the server's engine.allowedIsolation" },
   QUEUE_FULL: { status: 429, message: 'The task queue is full' },
+  // Per-tenant quotas and rate limits (tenants.*, requests.authFailuresPerMinute).
+  TENANT_QUEUED_LIMIT: { status: 429, message: "The tenant's queued tasks are at its limit (tenants maxQueued)" },
+  RATE_LIMITED: { status: 429, message: 'Too many requests; retry after the time in Retry-After' },
+  TENANT_STORAGE_LIMIT: { status: 413, message: "The tenant's workspaces would take more disk than its limit (tenants workspaceBytes)" },
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
+  ISOLATION_UNAVAILABLE: { status: 503, message: 'The requested isolation is allowed but cannot start a hardened container on this machine now' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down; submit again once it is back' },
   // Workspace intake (archives, git, host roots, multipart): details name the entry, the rule and the bound.
   ARCHIVE_TOO_LARGE: { status: 413, message: 'The archive exceeds the compressed size limit' },

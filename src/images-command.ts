@@ -7,6 +7,7 @@ import { imageTable } from './detection/detect.js';
 import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection/record.js';
 import { fromInstall, installDir } from './paths.js';
 import { requiredImages } from './readiness.js';
+import { checkGvisor, type GvisorCheck } from './runtime/gvisor-check.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
@@ -26,6 +27,8 @@ export interface ImagesReport {
   socket: string;
   record: { path: string; mode: string | null; error: string | null };
   images: ImageStatus[];
+  /** runsc installed, and (when gvisor is allowed, or with --gvisor) whether a hardened gVisor container starts. */
+  gvisor: GvisorCheck;
 }
 
 interface Io {
@@ -69,7 +72,7 @@ export async function imagesReport(configIn: Readonly<Config>, argv: readonly st
       const service = new OwnedPodmanService(
         {
           podmanBinary: config.engine.podmanBinary,
-          runtime: config.engine.runtime,
+          runtime: 'runc',
           socketPath,
           containersConf: fromInstall('deploy/containers.conf'),
           timeoutMs: config.engine.startTimeoutSeconds * 1000,
@@ -96,10 +99,15 @@ export async function imagesReport(configIn: Readonly<Config>, argv: readonly st
     for (const name of required) {
       if (!images.some((i) => i.name === name)) images.push({ name, languages: [], present: await engine.imagePresent(name), required: true, build: '' });
     }
+    const probeImagePresent = images.some((i) => i.name === (config.engine.readinessImage ?? requiredImages(config.images)[0]) && i.present);
+    const gvisor = probeImagePresent
+      ? await checkGvisor(config, socketPath, argv.includes('--gvisor'), log)
+      : { allowed: config.engine.allowedIsolation.includes('gvisor'), runsc: null, canStartContainer: null, error: 'the probe image is missing' };
     return {
       socket: temporary ? 'a temporary Podman API service' : socketPath,
       record: { path: join(dataDir, IMAGE_RECORD_FILE), mode: record?.mode ?? null, error },
       images,
+      gvisor,
     };
   } finally {
     if (temporary) {
@@ -114,12 +122,14 @@ export async function imagesCommand(config: Readonly<Config>, argv: readonly str
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--config' || a === '--socket') i++;
-    else if (a !== '--json' && !a.startsWith('--config=') && !a.startsWith('--socket=')) {
-      throw new UsageError(`sandboxshift images: unknown argument "${a}" (usage: sandboxshift images [--config FILE] [--socket PATH] [--json])`);
+    else if (a !== '--json' && a !== '--gvisor' && !a.startsWith('--config=') && !a.startsWith('--socket=')) {
+      throw new UsageError(`sandboxshift images: unknown argument "${a}" (usage: sandboxshift images [--config FILE] [--socket PATH] [--gvisor] [--json])`);
     }
   }
   const report = await imagesReport(config, argv, io);
-  const ok = report.images.every((i) => !i.required || i.present);
+  // gVisor decides the exit code only when it is the default isolation (as in /readyz).
+  const gvisorOk = config.engine.isolation !== 'gvisor' || report.gvisor.canStartContainer === true;
+  const ok = report.images.every((i) => !i.required || i.present) && gvisorOk;
   if (argv.includes('--json')) {
     io.out(`${JSON.stringify({ ...report, ok }, null, 2)}\n`);
     return ok ? 0 : 1;
@@ -135,6 +145,9 @@ export async function imagesCommand(config: Readonly<Config>, argv: readonly str
     io.out(`\nto build the missing images (in ${installDir()}):\n`);
     for (const i of missing) io.out(`  ${i.name}: ${i.build || '(no build command configured)'}\n`);
   }
-  io.out(ok ? '\nall default images are present\n' : '\nNOT READY: a default image is missing\n');
+  const g = report.gvisor;
+  const started = g.canStartContainer === null ? 'not tried (gvisor is not in engine.allowedIsolation; --gvisor tries it)' : g.canStartContainer ? 'a hardened container starts' : `CANNOT start a hardened container: ${g.error}`;
+  io.out(`\ngVisor: runsc ${g.runsc ?? 'NOT INSTALLED (apt-get install runsc)'}; ${started}\n`);
+  io.out(ok ? '\nall default images are present\n' : gvisorOk ? '\nNOT READY: a default image is missing\n' : '\nNOT READY: the default isolation (gvisor) cannot start a container\n');
   return ok ? 0 : 1;
 }

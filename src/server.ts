@@ -1,13 +1,16 @@
 import { pino } from 'pino';
 import { buildApp } from './app.js';
+import { exposureRefusal } from './auth/exposure.js';
+import { hasAnyKey } from './auth/server-keys.js';
 import { ConfigError, configPath, loadConfig } from './config/load.js';
+import { logOptions } from './logging.js';
 import { openapiDocument } from './http/openapi.js';
 import { startServices } from './services.js';
 import { installShutdown } from './shutdown.js';
 
 /** The only file that listens, handles signals and exits. */
 async function main(): Promise<void> {
-  const log = pino({ name: 'sandboxshift' });
+  const log = pino(logOptions());
   let config;
   try {
     config = loadConfig(configPath(process.argv.slice(2), process.env));
@@ -19,6 +22,12 @@ async function main(): Promise<void> {
     throw err;
   }
   log.info({ listen: config.listen, dataDir: config.dataDir }, 'configuration loaded');
+  // Before anything starts: a server without keys is open to whoever reaches its port.
+  const refusal = exposureRefusal(config.listen.host, hasAnyKey(config));
+  if (refusal) {
+    process.stderr.write(`sandboxshift: refusing to start: ${refusal}\n`);
+    process.exit(2);
+  }
   const services = await startServices(config, log);
   const report = await services.readiness.check(true);
   if (report.ready) log.info('readiness: a hardened container started; required images present');

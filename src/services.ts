@@ -4,6 +4,9 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { AuditLog } from './audit/log.js';
 import { AuditRecorder } from './audit/recorder.js';
+import { CombinedKeys } from './auth/directory.js';
+import { KeyStore } from './auth/key-store.js';
+import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { ObservedDecisions } from './egress/observed.js';
@@ -19,13 +22,21 @@ import { HostUidPool } from './runtime/host-uids.js';
 import { ownSigpendingLimit, raiseKernelLimits, requiredKernelLimits, taskSigpending } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
+import { setUpGvisor, type GvisorService } from './runtime/gvisor.js';
+import { PooledEngine } from './pool/engine.js';
+import { SlotMounts } from './pool/mounts.js';
+import { WarmPool, type PoolShape } from './pool/pool.js';
 import { chooseSocket, OwnedPodmanService, waitForSocket } from './runtime/service.js';
-import { SqliteStore } from './store/sqlite.js';
+import { DATABASE_FILE, SqliteStore } from './store/sqlite.js';
+import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { SqliteTaskStore } from './tasks/sqlite-store.js';
+import { SecretVault } from './tasks/vault.js';
+import { SecretFiles } from './runtime/secret-file.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
+import { tenantLimits } from './tenants/limits.js';
 import { buildIdmapHelper } from './workspace/idmap.js';
 import { Workspaces } from './workspace/workspaces.js';
 
@@ -33,10 +44,12 @@ export interface Services {
   config: Readonly<Config>;
   serverId: string;
   socketPath: string;
-  engine: ContainerEngine;
+  engine: PooledEngine;
   store: SqliteStore;
   /** The task records (a table of the same database). */
   tasks: SqliteTaskStore;
+  /** API keys: the configuration's, then the database's (looked up on every request). */
+  keys: KeyDirectory;
   workspaces: Workspaces;
   /** Where intake spools zip uploads and clones git repositories (<dataDir>/tmp). */
   intakeTmpDir: string;
@@ -45,6 +58,8 @@ export interface Services {
   /** The operator's upstream proxy (egress.upstreamProxy), or null. */
   upstreamProxy: UpstreamProxy | null;
   manager: TaskManager;
+  /** Pre-started sandboxes (pool.size, pool.shapes). */
+  pool: WarmPool;
   readiness: Readiness;
   /** The audit log, fed from the task lifecycle, egress decisions and workspaces (and 401s by the app). */
   audit: AuditRecorder;
@@ -92,9 +107,11 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   else if (imageRecord.record) log.info({ mode: imageRecord.record.mode }, `image record ${IMAGE_RECORD_FILE} applied`);
   config = withImageRecord(config, imageRecord.record);
 
-  const store = new SqliteStore(join(dataDir, 'sandboxshift.db'));
+  const store = new SqliteStore(join(dataDir, DATABASE_FILE));
   undo.push(() => store.close());
   const tasks = new SqliteTaskStore(store);
+  // The key table of the same database, which `sandboxshift keys` changes from its own process.
+  const keys = new CombinedKeys(new ConfigKeys(config.auth.keys), KeyStore.on(store.database));
   const serverId = store.meta('serverId', () => `srv_${randomBytes(8).toString('hex')}`);
   log.info({ serverId }, 'database open');
   const audit = new AuditRecorder(AuditLog.forConfig(config, opts.cwd ?? process.cwd()), log);
@@ -107,7 +124,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     owned = new OwnedPodmanService(
       {
         podmanBinary: config.engine.podmanBinary,
-        runtime: config.engine.runtime,
+        runtime: 'runc',
         socketPath: choice.socketPath,
         containersConf: fromInstall('deploy/containers.conf'),
         timeoutMs: config.engine.startTimeoutSeconds * 1000,
@@ -121,6 +138,26 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     await waitForSocket(choice.socketPath, config.engine.startTimeoutSeconds * 1000);
   }
   log.info({ socket: choice.socketPath }, 'engine answers');
+  // gVisor, when the operator allows it: a Podman API service that creates its containers.
+  const isolations = new IsolationAvailability();
+  let gvisor: GvisorService | null = null;
+  if (config.engine.allowedIsolation.includes('gvisor')) {
+    gvisor = await setUpGvisor(
+      {
+        configured: config.engine.gvisorSocket,
+        podmanBinary: config.engine.podmanBinary,
+        ownedPath: join(dataDir, 'podman', 'gvisor.sock'),
+        containersConf: fromInstall('deploy/containers.conf'),
+        timeoutMs: config.engine.startTimeoutSeconds * 1000,
+      },
+      log,
+    );
+    const owned = gvisor.owned;
+    if (owned) undo.push(() => owned.stop());
+    isolations.set('gvisor', { usable: gvisor.missing === null, reason: gvisor.missing });
+    if (gvisor.missing) log.warn({ reason: gvisor.missing }, 'gVisor isolation is allowed but unusable: tasks asking for it get 503 ISOLATION_UNAVAILABLE');
+    else log.info({ socket: gvisor.socketPath }, 'gVisor isolation ready (containers created through its own Podman API service)');
+  }
 
   // Operator CAs (tasks.caBundle): checked and combined with the public CAs before any task runs.
   let caBundlePath: string | null = null;
@@ -153,8 +190,10 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const uids = idmapHelper ? new HostUidPool(uns.firstHostUid, uns.slots) : null;
   const hostSigpending = ownSigpendingLimit();
   const sigpending = uids && hostSigpending ? taskSigpending(hostSigpending, config.queue.concurrency) : null;
-  if (uids) log.info({ firstHostUid: uns.firstHostUid, slots: uns.slots, sigpending }, 'each task runs as a host UID of its own');
-  const engine = PodmanEngine.forSocket(
+  if (uids) log.info({ firstHostUid: uns.firstHostUid, slots: uns.slots, sigpending }, 'each runc task runs as a host UID of its own');
+  // Secrets files for task containers live on a host tmpfs, per server (its tasks' only).
+  const secretsDir = join(config.sandbox.secretsDir, serverId);
+  const podman = PodmanEngine.forSocket(
     choice.socketPath,
     {
       serverId,
@@ -167,11 +206,27 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
+      secretsDir,
     },
     new KernelLogOomProbe(),
     log,
+    gvisor?.socketPath ?? null,
   );
-  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces, undefined, idmapHelper);
+  const workspaces = new Workspaces(
+    join(dataDir, 'workspaces'),
+    store,
+    config.workspaces,
+    undefined,
+    (tenant) => tenantLimits(config, tenant).workspaceBytes,
+    idmapHelper,
+  );
+  // Warm pool: pre-started sandboxes per shape, each with an empty workspace on its slot; the
+  // task manager sees the pooled engine. A pre-started container has no host UID of its own, so
+  // with per-task host UIDs the pool starts no members and every task starts cold.
+  if (uids && poolWanted(config)) log.warn('per-task host UIDs are on (sandbox.userNamespaces): the warm pool starts no sandboxes, every task starts cold');
+  const slotMounts = new SlotMounts(join(dataDir, 'pool'));
+  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config, uids === null), log);
+  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -187,7 +242,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     upstreamProxy,
   );
   const logsDir = join(dataDir, 'tasks');
-  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, uids);
+  const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine, vault, uids);
   // Audit and metrics hear every transition, decision and workspace change from here on.
   const sources = { lifecycle: manager.lifecycle, decisions, workspaces, taskOf: (id: string) => tasks.getTask(id) };
   audit.attach(sources);
@@ -198,6 +254,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const plan = manager.plan(await engine.listOurs());
   for (const c of plan.orphans) await engine.remove(c.containerId);
   log.info({ adopted: plan.adopt.size, removed: plan.orphans.length }, 'containers of this server: adopted and orphans removed');
+  // Pre-started containers of an earlier run went with the orphans; their slots' mounts go now,
+  // except those of pre-started containers running an adopted task.
+  const adoptedContainers = new Set([...plan.adopt.values()].map((c) => c.containerId));
+  engine.forgetClaims(adoptedContainers);
+  const slotsUnmounted = await slotMounts.prepare(engine.slotsOf(adoptedContainers), pool.enabled);
+  if (slotsUnmounted > 0) log.info({ unmounted: slotsUnmounted }, 'pool slots of an earlier run unmounted');
+  undo.push(() => engine.close().then(() => podman.idle()));
   const adoptedTasks = [...plan.adopt.keys()].map((id) => tasks.getTask(id)!);
   // Workspaces are loop-mounted ext4 images: undo what a crashed server left mounted, except the
   // mounts of adopted tasks.
@@ -210,14 +273,16 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   for (const name of strays) rmSync(join(intakeTmp, name), { recursive: true, force: true });
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
+  new SecretFiles(secretsDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
+  engine.startPool();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
   const sweeper = new WorkspaceSweeper(workspaces, (id) => manager.workspaceBusy(id), config.workspaces, log);
   sweeper.start();
   // Finished tasks past retention.taskDays: record, log directory, egress decisions.
   const retention = new RetentionSweeper(tasks, logsDir, config.retention, log);
   retention.start();
-  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log);
+  const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log, undefined, undefined, isolations);
   let draining: Promise<Set<string>> | undefined;
 
   return {
@@ -227,11 +292,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     engine,
     store,
     tasks,
+    keys,
     workspaces,
     intakeTmpDir: intakeTmp,
     caBundlePath,
     upstreamProxy,
     manager,
+    pool,
     readiness,
     audit,
     metrics,
@@ -248,9 +315,44 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       const kept = await draining;
       await sweeper.idle();
       await retention.idle();
+      // Idle pre-started sandboxes go; the slots of tasks left running stay mounted.
+      await engine.close();
+      await podman.idle();
+      await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);
       store.close();
+      await gvisor?.owned?.stop();
       await owned?.stop();
     },
+  };
+}
+
+/** A pre-started sandbox reserved by a task that did not start within this time is given back. */
+const RESERVED_MS = 60_000;
+
+/** The pool's shapes: the default shape (default image and limits) with pool.size, then pool.shapes. */
+/** True when the configuration asks for pre-started sandboxes. */
+function poolWanted(config: Readonly<Config>): boolean {
+  return config.pool.size > 0 || config.pool.shapes.some((s) => s.size > 0);
+}
+
+/** The pool's shapes and timings; `prestart` false keeps every shape empty (all tasks cold). */
+function poolSettings(config: Readonly<Config>, prestart: boolean) {
+  const shapes: PoolShape[] = [
+    {
+      image: config.images.languages[config.images.default]!.image,
+      cpus: config.defaults.cpus,
+      memoryMb: config.defaults.memoryMb,
+      pids: config.defaults.pids,
+      isolation: 'runc',
+      size: prestart ? config.pool.size : 0,
+    },
+    ...config.pool.shapes.map((s) => ({ ...s, isolation: 'runc' as const, size: prestart ? s.size : 0 })),
+  ];
+  return {
+    shapes,
+    maxIdleSeconds: config.pool.maxIdleSeconds,
+    backstopSeconds: config.maxima.timeoutSeconds + config.sandbox.backstopSeconds + config.pool.maxIdleSeconds,
+    retryMs: 5000,
   };
 }

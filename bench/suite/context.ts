@@ -40,8 +40,17 @@ export function serverLimits(plan: Plan) {
     'output.headBytes (default)': 8 * MiB,
     'output.tailBytes (default)': 8 * MiB,
     'task limits (defaults)': 'cpus 1, memoryMb 512, pids 256',
+    'pool.size (default shape)': POOL_SIZE,
+    'cold tasks (echo.server)': `resources.pids ${COLD_PIDS}: a shape no pool holds`,
   };
 }
+
+/** Pre-started sandboxes of the default shape in the benchmarked server. */
+export const POOL_SIZE = 4;
+/** A task with this pids limit matches no pool shape: it always starts cold. */
+export const COLD_PIDS = 255;
+/** The body fields of a task that starts cold. */
+export const COLD_TASK = { resources: { pids: COLD_PIDS } };
 
 export interface Context {
   root: string;

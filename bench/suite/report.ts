@@ -23,11 +23,17 @@ export const COMPARISONS: readonly [string, string][] = [
   ['echo.server.firstByteMs', 'echo.cli.firstByteMs'],
   ['echo.server.exitMs', 'echo.api.exitMs'],
   ['echo.server.exitMs', 'echo.cli.exitMs'],
+  ['echo.serverWarm.firstByteMs', 'echo.api.firstByteMs'],
+  ['echo.serverWarm.exitMs', 'echo.api.exitMs'],
   ...['c1', 'c2', 'c4', 'c8', 'burst'].map((c): [string, string] => [`throughput.server.${c}`, `throughput.api.${c}`]),
   ['streaming.server.MiBps', 'streaming.api.logNone.MiBps'],
   ['streaming.server.MiBps', 'streaming.api.logK8sFile.MiBps'],
   ['upload.server.MBps', 'upload.tarXzf.MBps'],
   ['cpu.engine.serverPath.msPerTask', 'cpu.engine.apiPath.msPerTask'],
+  // gVisor against runc, both through the server.
+  ['isolation.gvisor.echo.firstByteMs', 'isolation.runc.echo.firstByteMs'],
+  ['isolation.gvisor.echo.exitMs', 'isolation.runc.echo.exitMs'],
+  ['isolation.gvisor.streaming.MiBps', 'isolation.runc.streaming.MiBps'],
 ];
 
 const RSS_LIMIT_MIB = 50e6 / (1024 * 1024); // 50 MB
@@ -50,16 +56,11 @@ export function targets(figures: Record<string, Figure>): Target[] {
   return [
     check('cold.vsApi', 'cold path: echo hi submit → exit p50 ≤ 1.1× the bare API path', cold, 1.1, (v) => v <= 1.1),
     check('cold.vsCli', 'cold path: echo hi submit → exit p50 below `podman run` (ratio < 1)', m('echo.server.exitMs') / m('echo.cli.exitMs'), 1, (v) => v < 1),
-    {
-      id: 'warm.exitMs',
-      description: 'warm path: echo hi submit → exit p50 ≤ 25 ms',
-      value: null,
-      threshold: 25,
-      met: null,
-      note: 'not measured: no warm pool yet',
-    },
+    check('warm.exitMs', 'warm path: echo hi submit → exit p50 ≤ 25 ms', m('echo.serverWarm.exitMs'), 25, (v) => v <= 25),
     check('throughput.c4', 'throughput at concurrency 4 ≥ 0.9× the raw API', m('throughput.server.c4') / m('throughput.api.c4'), 0.9, (v) => v >= 0.9),
-    check('streaming.vsAttach', 'streaming ≥ 0.8× raw attach with the same log configuration (none)', m('streaming.server.MiBps') / m('streaming.api.logNone.MiBps'), 0.8, (v) => v >= 0.8),
+    // The server's containers log to k8s-file (it reads their output from that log): the same log
+    // configuration is raw attach with k8s-file; the table also shows log driver none.
+    check('streaming.vsAttach', 'streaming ≥ 0.8× raw attach with the same log configuration (k8s-file)', m('streaming.server.MiBps') / m('streaming.api.logK8sFile.MiBps'), 0.8, (v) => v >= 0.8),
     check('streaming.rss', 'streaming: server RSS ≤ 50 MB above idle (MiB)', m('streaming.server.rssAboveIdleMiB'), RSS_LIMIT_MIB, (v) => v <= RSS_LIMIT_MIB),
     check('upload.rss', 'upload: server RSS ≤ 50 MB above idle (MiB)', m('upload.server.rssAboveIdleMiB'), RSS_LIMIT_MIB, (v) => v <= RSS_LIMIT_MIB),
   ];

@@ -47,6 +47,7 @@ export function taskEntry({ task, from, to }: TaskTransition): AuditEntry {
       stdin: task.stdin,
       // Names only: environment values may be secrets.
       envNames: Object.keys(task.env).sort(),
+      secretEnvNames: [...(task.secretEnvKeys ?? [])],
     };
   }
   if (to === 'running') return { event: 'task.started', ...who, image: task.image.name, workspaceId: task.workspaceId };

@@ -29,7 +29,7 @@ export const auditRecordSchema = z
     event: z
       .string()
       .describe(
-        'task.submitted (command, setup, image, workspaceId, limits, allowlist, unrestricted, stdin, envNames: names only, never values), task.started, task.finished (status, reason, exitCode, durationMs, oomKills, stdoutBytes, stderrBytes), workspace.created, workspace.deleted (cause: request or expired), egress.decision (host, port, allowed, reason, address), auth.failed (clientAddress, method, path), key.created, key.revoked, config.loaded (configSha256 and a summary without secrets)',
+        'task.submitted (command, setup, image, workspaceId, limits, allowlist, unrestricted, stdin, envNames and secretEnvNames: names only, never values), task.started, task.finished (status, reason, exitCode, durationMs, oomKills, stdoutBytes, stderrBytes), workspace.created, workspace.deleted (cause: request or expired), egress.decision (host, port, allowed, reason, address), auth.failed (clientAddress, method, path), key.created, key.revoked, config.loaded (configSha256 and a summary without secrets)',
       ),
     tenant: z.string().nullable().describe('The tenant the event concerns (null: none, e.g. an unauthenticated request)'),
     keyId: z.string().nullable().describe('The API key that acted (null: none, or a server without keys)'),

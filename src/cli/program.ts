@@ -1,6 +1,8 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { SandboxShiftClient, DEFAULT_URL } from '../client/client.js';
+import type { Role } from '../auth/principal.js';
 import { ConfigError, configPath, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { cancelCommand, guarded, logsCommand, tasksCommand, workspaceCreateCommand, workspaceDeleteCommand, workspaceGetCommand, workspaceListCommand } from './commands.js';
 import { EXIT } from './exit-codes.js';
 import { runCommand, type RunOptions } from './run.js';
@@ -57,7 +59,7 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
 
   const client = (cmd: Command) => {
     const o = cmd.optsWithGlobals<{ url: string; key?: string }>();
-    return new SandboxShiftClient({ url: o.url, key: o.key });
+    return new SandboxShiftClient({ url: o.url, apiKey: o.key });
   };
   const act = (fn: () => Promise<number>) => guarded(fn, writeErr).then(done);
 
@@ -77,18 +79,56 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
     .command('check-config')
     .description('validate a configuration and print the result')
     .option('--config <file>', 'configuration file (also SANDBOXSHIFT_CONFIG)')
-    .action(() => {
+    .action(async () => {
       const config = configOrExit(rest(argv, 'check-config'));
       if (!config) return done(2);
       write(`${JSON.stringify(config, null, 2)}\n`);
+      const { exposureRefusal } = await import('../auth/exposure.js');
+      const { hasAnyKey } = await import('../auth/server-keys.js');
+      const refusal = exposureRefusal(config.listen.host, hasAnyKey(config));
+      if (refusal) {
+        writeErr(`sandboxshift: the server would refuse to start: ${refusal}\n`);
+        return done(2);
+      }
       done(0);
     });
 
+  const keys = program
+    .command('keys')
+    .description("API keys in the server's database: create, list, revoke (works whether or not the server runs)");
+  const keysAction = (fn: (config: Config, mod: typeof import('./keys.js'), io: import('./keys.js').KeysIo) => number) => async (opts: { config?: string }) => {
+    const config = configOrExit(opts.config ? ['--config', opts.config] : []);
+    if (!config) return done(2);
+    const mod = await import('./keys.js');
+    done(fn(config, mod, { out: write, err: writeErr, onEvent: mod.auditKeyEvents(config, writeErr) }));
+  };
+  keys
+    .command('create')
+    .description('create a key for a tenant; prints it once, alone on the last line (only its SHA-256 is stored)')
+    .requiredOption('--tenant <name>', 'tenant the key acts for')
+    .addOption(new Option('--role <role>', 'admin sees every tenant').choices(['admin', 'user']).default('user'))
+    .option('--config <file>', 'configuration file of the server (also SANDBOXSHIFT_CONFIG)')
+    .action((opts: { tenant: string; role: Role; config?: string }) => keysAction((c, m, io) => m.keysCreate(c, opts, io))(opts));
+  keys
+    .command('list')
+    .description('list keys: id, tenant, role, created, last used (never the key)')
+    .option('--all', 'include revoked keys')
+    .option('--json', 'print {"keys": [...]} as JSON')
+    .option('--config <file>', 'configuration file of the server (also SANDBOXSHIFT_CONFIG)')
+    .action((opts: { all?: boolean; json?: boolean; config?: string }) => keysAction((c, m, io) => m.keysList(c, opts, io))(opts));
+  keys
+    .command('revoke')
+    .description('revoke a key: a running server answers it 401 from the next request on')
+    .argument('<id>', 'key id (from keys list)')
+    .option('--config <file>', 'configuration file of the server (also SANDBOXSHIFT_CONFIG)')
+    .action((id: string, opts: { config?: string }) => keysAction((c, m, io) => m.keysRevoke(c, id, io))(opts));
+
   program
     .command('images')
-    .description('configured runtime images: present or missing, and how to build each missing one (exit 1 when a default image is missing)')
+    .description('configured runtime images: present or missing, and how to build each missing one; whether runsc is installed and starts a hardened gVisor container (exit 1 when a default image is missing or the default isolation cannot start one)')
     .option('--config <file>', 'configuration file (also SANDBOXSHIFT_CONFIG)')
     .option('--socket <path>', 'Podman API socket')
+    .option('--gvisor', 'also start a hardened gVisor container when engine.allowedIsolation does not list gvisor')
     .option('--json', 'print the report as JSON')
     .allowUnknownOption()
     .allowExcessArguments()
@@ -192,7 +232,7 @@ export function buildProgram(argv: readonly string[], done: (code: number) => vo
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.optsWithGlobals<{ url: string; key?: string }>();
       const { serveMcp } = await import('../mcp/server.js');
-      await serveMcp({ url: o.url, key: o.key });
+      await serveMcp({ url: o.url, apiKey: o.key });
       done(-1);
     });
 

@@ -13,7 +13,12 @@ export const DEFAULT_URL = 'http://127.0.0.1:8080';
 export interface ClientOptions {
   /** Server base URL (default http://127.0.0.1:8080). */
   url?: string;
-  /** API key: sent as `Authorization: Bearer <key>` and, on streams, the subprotocol `bearer.<key>`. */
+  /**
+   * API key (`ssk_…`): sent as `Authorization: Bearer <key>` and, on WebSocket streams, offered
+   * as the subprotocols `sandboxshift.v1` and `bearer.<key>`.
+   */
+  apiKey?: string;
+  /** The same as `apiKey` (used when `apiKey` is not given). */
   key?: string;
 }
 
@@ -37,7 +42,7 @@ export class SandboxShiftClient {
 
   constructor(opts: ClientOptions = {}) {
     this.url = (opts.url ?? DEFAULT_URL).replace(/\/+$/, '');
-    this.key = opts.key || undefined;
+    this.key = opts.apiKey || opts.key || undefined;
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {

@@ -21,12 +21,30 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** Keys that were replaced: a config naming one is refused with the key to use instead. */
+const RENAMED: readonly { section: string; key: string; problem: string }[] = [
+  { section: 'engine', key: 'runtime', problem: 'engine.runtime: replaced by engine.isolation (runc or gvisor; runsc is gvisor) and engine.allowedIsolation' },
+];
+
+function renamedKeys(raw: unknown): string[] {
+  if (!raw || typeof raw !== 'object') return [];
+  return RENAMED.filter(({ section, key }) => {
+    const s = (raw as Record<string, unknown>)[section];
+    return s !== null && typeof s === 'object' && Object.hasOwn(s, key);
+  }).map((r) => r.problem);
+}
+
 /** Validate a plain object (parsed YAML) into a frozen Config, listing every problem by key path. */
 export function parseConfig(raw: unknown, file: string | null = null): Readonly<Config> {
+  const renamed = renamedKeys(raw);
   const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
-    throw new ConfigError(file, problems);
+  if (!result.success || renamed.length > 0) {
+    const issues = result.success ? [] : result.error.issues;
+    // The schema's own "unrecognized key" for a renamed key says less than the rename does.
+    const problems = issues
+      .filter((i) => !(renamed.length > 0 && i.code === 'unrecognized_keys' && RENAMED.some((r) => i.path.join('.') === r.section && i.keys.every((k) => k === r.key))))
+      .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+    throw new ConfigError(file, [...renamed, ...problems]);
   }
   return deepFreeze(result.data);
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TENANT_PATTERN } from '../auth/scope.js';
 import { parseCidr } from '../egress/addresses.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { isHostEntry, isSerializedOrigin } from '../http/request-guard.js';
@@ -16,6 +17,11 @@ export const imageName = z
   .regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'must be an image reference like sandboxshift/runtime-python:3.11');
 
 /** An egress allowlist entry: a host name or `*.suffix` (checked fully by src/egress/policy.ts). */
+/** How a task is isolated: runc (a container on the host kernel) or gvisor (runsc's user-space kernel). */
+export const ISOLATIONS = ['runc', 'gvisor'] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+export const isolationName = z.enum(ISOLATIONS);
+
 const allowEntry = z.string().min(1).max(253);
 
 const language = z
@@ -121,15 +127,63 @@ const resources = (d: { cpus: number; memoryMb: number; pids: number; timeoutSec
     })
     .prefault({});
 
+/** A tenant name, as keys carry it (config `auth.keys` and `sandboxshift keys create`). */
+export const TENANT_NAME = TENANT_PATTERN;
+export const TENANT_NAME_RULE = 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit';
+
 /** One API key of `auth.keys`: only the SHA-256 of the key is configured, never the key. */
 const configuredKey = z
   .strictObject({
     id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-", at most 64').describe('Key id (shown in listings, task records and the audit log)'),
-    tenant: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "_" and "-", at most 63, starting with a letter or digit').describe('Tenant the key acts for'),
+    tenant: z.string().regex(TENANT_NAME, TENANT_NAME_RULE).describe('Tenant the key acts for'),
     role: z.enum(['admin', 'user']).default('user').describe('admin sees every tenant; user only its own'),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256 of the whole key text, lower case').describe('SHA-256 of the key (`ssk_…`), hex'),
   })
   .describe('An API key, by hash');
+
+/**
+ * Per-tenant limits: `tenants.defaults` holds every field, `tenants.overrides.<tenant>` any of
+ * them. [min, max, default, description] per field.
+ */
+const TENANT_LIMITS = {
+  maxRunning: [1, 256, 256, "Tasks of one tenant running at once; more wait in the queue (queue.concurrency still bounds all tenants' together)"],
+  maxQueued: [0, 100_000, 100, "Tasks of one tenant waiting to run; past it (and with its running and waiting tasks at maxRunning) the tenant's submissions get 429 TENANT_QUEUED_LIMIT"],
+  workspaceBytes: [
+    0,
+    2 ** 50,
+    2 ** 40,
+    "Disk one tenant's workspaces may take, in bytes: the sum of their quotas (each workspace is a sparse image that may grow to workspaces.quotaMb), so a new workspace past it gets 413 TENANT_STORAGE_LIMIT",
+  ],
+  requestsPerMinute: [1, 1_000_000, 6000, 'Requests one tenant may make per minute (a burst of as many, refilled evenly); past it 429 RATE_LIMITED'],
+} as const;
+
+const tenantDefault = (k: keyof typeof TENANT_LIMITS) => {
+  const [min, max, def, description] = TENANT_LIMITS[k];
+  return int(min, max, def, description);
+};
+const tenantOverrideField = (k: keyof typeof TENANT_LIMITS) => {
+  const [min, max, , description] = TENANT_LIMITS[k];
+  return z.int().min(min).max(max).optional().describe(`${description} (${min}..${max}; default: tenants.defaults.${k})`);
+};
+
+const tenantDefaults = z
+  .strictObject({
+    maxRunning: tenantDefault('maxRunning'),
+    maxQueued: tenantDefault('maxQueued'),
+    workspaceBytes: tenantDefault('workspaceBytes'),
+    requestsPerMinute: tenantDefault('requestsPerMinute'),
+  })
+  .prefault({})
+  .describe('Limits of every tenant without an override');
+
+const tenantOverride = z
+  .strictObject({
+    maxRunning: tenantOverrideField('maxRunning'),
+    maxQueued: tenantOverrideField('maxQueued'),
+    workspaceBytes: tenantOverrideField('workspaceBytes'),
+    requestsPerMinute: tenantOverrideField('requestsPerMinute'),
+  })
+  .describe('Limits of one tenant; fields left out come from tenants.defaults');
 
 export const configSchema = z
   .strictObject({
@@ -145,6 +199,17 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Who may call the API'),
+    tenants: z
+      .strictObject({
+        defaults: tenantDefaults,
+        overrides: z
+          .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a tenant name'), tenantOverride)
+          .refine((r) => Object.keys(r).length <= 1000, 'at most 1000 tenants')
+          .default({})
+          .describe('Tenant name → its own limits (at most 1000)'),
+      })
+      .prefault({})
+      .describe('Per-tenant quotas and rate limits'),
     audit: z
       .strictObject({
         path: z
@@ -196,7 +261,23 @@ export const configSchema = z
           .nullable()
           .default(null)
           .describe('Podman API socket (unix path or unix:// URL). Null: CONTAINER_HOST/DOCKER_HOST if set, else the server starts its own Podman API service'),
-        runtime: z.enum(['runc', 'runsc']).default('runc').describe('OCI runtime for task containers'),
+        isolation: isolationName
+          .default('runc')
+          .describe('Isolation of tasks that ask for none: runc (containers on the host kernel) or gvisor (runsc, a user-space kernel between the task and the host); must be in allowedIsolation'),
+        allowedIsolation: z
+          .array(isolationName)
+          .min(1)
+          .max(2)
+          .refine((l) => new Set(l).size === l.length, 'must not repeat a value')
+          .default(['runc'])
+          .describe('Isolations a task may ask for in its `isolation` field (any other: 422 ISOLATION_NOT_ALLOWED)'),
+        gvisorSocket: z
+          .string()
+          .min(1)
+          .max(1024)
+          .nullable()
+          .default(null)
+          .describe('Podman API socket whose default OCI runtime is deploy/gvisor/runsc, used to create gVisor tasks (Podman 4.3 takes no per-container runtime over its API). Null: the server starts its own such service when allowedIsolation lists gvisor'),
         podmanBinary: z.string().min(1).max(1024).default('podman').describe('podman executable used to start an owned API service'),
         startTimeoutSeconds: int(1, 300, 30, 'How long to wait for an owned Podman API service to answer'),
         readinessImage: imageName
@@ -205,6 +286,7 @@ export const configSchema = z
           .describe('Image used to prove at start-up that a hardened container starts (null: the default language image)'),
       })
       .prefault({})
+      .refine((e) => e.allowedIsolation.includes(e.isolation), { message: 'engine.isolation must be one of engine.allowedIsolation', path: ['isolation'] })
       .describe('Container engine'),
     images: imagesSchema,
     defaults: resources({ cpus: 1, memoryMb: 512, pids: 256, timeoutSeconds: 300 }, 'Default').describe(
@@ -257,6 +339,11 @@ export const configSchema = z
           })
           .prefault({})
           .describe('Per-task host UIDs'),
+        secretsDir: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._\/-]{1,255}$/, 'an absolute path')
+          .default('/dev/shm/sandboxshift-secrets')
+          .describe("Directory on a host tmpfs (memory only) where a task's secretEnv is written, root-only, for its container's wrapper to read through a read-only bind mount; removed with the container"),
       })
       .prefault({})
       .describe('Container hardening settings'),
@@ -279,6 +366,26 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Graceful shutdown'),
+    pool: z
+      .strictObject({
+        size: int(0, 32, 2, 'Pre-started sandboxes of the default shape (default image and limits, no network); 0 disables'),
+        shapes: z
+          .array(
+            z.strictObject({
+              image: z.string().min(1).max(256).describe('Image of the shape'),
+              cpus: z.number().min(0.1).max(64).describe('CPUs of the shape'),
+              memoryMb: z.number().int().min(16).max(262144).describe('Memory of the shape in MB'),
+              pids: z.number().int().min(16).max(32768).describe('Processes of the shape'),
+              size: z.number().int().min(0).max(32).describe('Pre-started sandboxes of this shape'),
+            }),
+          )
+          .max(8)
+          .default([])
+          .describe('Further shapes (no network) with pre-started sandboxes'),
+        maxIdleSeconds: int(10, 86400, 600, 'A pre-started sandbox idle this long is replaced (its engine backstop counts from its own start)'),
+      })
+      .prefault({})
+      .describe('Warm pool: tasks whose image, limits and network mode match get a pre-started sandbox instead of a new one'),
     queue: z
       .strictObject({
         concurrency: int(1, 256, 2, 'Tasks running at once'),
@@ -293,10 +400,13 @@ export const configSchema = z
         commandBytes: int(1, 128 * 1024, 64 * 1024, 'Largest command in bytes (the kernel caps one argument at 128 KiB)'),
         envEntries: int(0, 1024, 128, 'Most environment variables per task'),
         envValueBytes: int(1, 128 * 1024, 32 * 1024, 'Largest environment value in bytes'),
+        secretEntries: int(0, 256, 32, 'Most secretEnv variables per task'),
+        secretValueBytes: int(1, 64 * 1024, 4096, 'Largest secretEnv value in bytes (every value is looked for in all of the task\'s output)'),
         stdinBytes: int(0, 1024 * MiB, 64 * MiB, 'Most stdin bytes accepted per task'),
         listLimit: int(1, 1000, 100, 'Largest page of GET /v1/tasks'),
         bodyTimeoutSeconds: int(1, 3600, 120, 'Time a client has to send a whole request body (JSON, archive or multipart); past it the request is answered 408 BODY_TIMEOUT and nothing it started is kept'),
         maxStreams: int(1, 100_000, 512, 'Live streams (WebSockets and followed logs) open at once, across all tasks'),
+        authFailuresPerMinute: int(1, 100_000, 30, 'Failed authentications (401) one client address may have per minute (a burst of as many, refilled evenly); past it every request from that address gets 429 RATE_LIMITED'),
       })
       .prefault({})
       .describe('Request bounds'),

@@ -5,7 +5,7 @@ import { auditQuery } from '../audit/schemas.js';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import { decodeCursor, encodeCursor } from '../store/cursor.js';
-import { adminOnly } from './admin.js';
+import { requireAdmin } from './authenticate.js';
 import { parse } from './errors.js';
 
 /**
@@ -13,7 +13,7 @@ import { parse } from './errors.js';
  * event and time (`since` inclusive, `until` exclusive). The cursor stands for the last seq served.
  */
 export function auditRoutes(app: FastifyInstance, audit: AuditRecorder | null, config: Readonly<Config>): void {
-  app.get('/v1/audit', { preHandler: adminOnly }, async (req) => {
+  app.get('/v1/audit', { preHandler: requireAdmin }, async (req) => {
     const q = parse(auditQuery, req.query, 'query');
     if (q.limit > config.requests.listLimit) {
       throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: config.requests.listLimit });

@@ -13,6 +13,14 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, where: str
   );
 }
 
+/**
+ * A JSON parser's message without the text it quotes (V8 quotes the body it failed on, which may
+ * hold a secretEnv value).
+ */
+export function jsonErrorReason(err: Error): string {
+  return err.message.replace(/, (\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, ' (not valid JSON)');
+}
+
 /** The one place that turns errors into HTTP responses. */
 export function toAppError(err: FastifyError | Error): AppError {
   if (err instanceof AppError) return err;
@@ -27,10 +35,10 @@ export function toAppError(err: FastifyError | Error): AppError {
       return new AppError('NOT_FOUND', { reason: 'malformed URL' });
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new AppError('MALFORMED_JSON', { reason: err.message });
+      return new AppError('MALFORMED_JSON', { reason: jsonErrorReason(err) });
     default:
       if (err instanceof SyntaxError || (err as FastifyError).statusCode === 400) {
-        return new AppError('MALFORMED_JSON', { reason: err.message });
+        return new AppError('MALFORMED_JSON', { reason: jsonErrorReason(err) });
       }
       return new AppError('INTERNAL');
   }

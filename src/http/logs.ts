@@ -9,6 +9,7 @@ import { readFrames } from '../streaming/follow.js';
 import { streamFile } from '../streaming/tasklog.js';
 import { parse } from './errors.js';
 import type { StreamLimiter } from './limiter.js';
+import { visibleTask } from './scoped.js';
 
 function abortOnClose(req: FastifyRequest): AbortSignal {
   const ac = new AbortController();
@@ -52,7 +53,7 @@ export function logRoutes(app: FastifyInstance, manager: TaskManager, limiter: S
   app.get('/v1/tasks/:id/logs', async (req, reply) => {
     const { id } = req.params as { id: string };
     const q = parse(logsQuery, req.query, 'query');
-    const log = manager.taskLog(id);
+    const log = manager.taskLog(visibleTask(req, manager, id).id);
     if (q.stream) {
       // Exact bytes as kept (head, then tail), not decoded text.
       const file = join(log.dir, streamFile(q.stream));

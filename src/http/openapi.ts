@@ -202,6 +202,11 @@ export const WS_CLOSE_CODES: Record<string, string> = {
   '4008': "The subscriber stalled (its socket drained nothing for 2 s) with an unsent backlog past the server's bound (output.subscriberBacklogBytes): reconnect with ?after=<last seq received>",
 };
 
+const TENANT_FILTER = "Only this tenant's (admin keys; a `user` key may name only its own tenant, any other is TENANT_FORBIDDEN)";
+
+/** Codes whose responses carry Retry-After. */
+const RETRY_AFTER_CODES: readonly ErrorCode[] = ['QUEUE_FULL', 'TENANT_QUEUED_LIMIT', 'RATE_LIMITED', 'TOO_MANY_STREAMS', 'SHUTTING_DOWN'];
+
 /** Error responses for `codes`, grouped by their status from the ERRORS table. */
 export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json> {
   const byStatus = new Map<number, ErrorCode[]>();
@@ -215,8 +220,8 @@ export function errorResponses(codes: readonly ErrorCode[]): Record<string, Json
     const list = byStatus.get(status)!;
     out[String(status)] = {
       description: list.map((c) => `${c}: ${ERRORS[c].message}`).join('. '),
-      ...(list.includes('QUEUE_FULL') || list.includes('TOO_MANY_STREAMS') || list.includes('SHUTTING_DOWN')
-        ? { headers: { 'Retry-After': { description: 'Seconds to wait before trying again (QUEUE_FULL, TOO_MANY_STREAMS, SHUTTING_DOWN)', schema: { type: 'integer', minimum: 1 } } } }
+      ...(list.some((c) => RETRY_AFTER_CODES.includes(c))
+        ? { headers: { 'Retry-After': { description: `Seconds to wait before trying again (${RETRY_AFTER_CODES.join(', ')})`, schema: { type: 'integer', minimum: 1 } } } }
         : {}),
       content: json(ref('Error')),
       'x-error-codes': list,
@@ -240,7 +245,7 @@ interface Operation {
 }
 
 const STREAM_DESCRIPTION = [
-  'Upgrades to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`). The task id and the query are checked before the upgrade: an unknown task or a bad `after` gets a JSON error response instead of a socket.',
+  'Upgrades to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`). The task id and the query are checked before the upgrade: an unknown task or a bad `after` gets a JSON error response instead of a socket. So does a missing or unknown key (401) on a server with keys: a browser, which cannot set Authorization, offers the subprotocols `sandboxshift.v1` and `bearer.<key>` instead (`new WebSocket(url, ["sandboxshift.v1", "bearer." + key])`), and the server selects `sandboxshift.v1`.',
   '',
   'Server → client: JSON text frames (`StreamFrame`), `seq` starting at 1 for each task and increasing by one per frame: `status` (`queued` first, then `running`), `stdout`/`stderr` output, at exit one `gap` per truncated stream followed by that stream\'s kept tail, and `exit` last. `?after=<seq>` replays exactly the frames after that seq (default 0: from the start), then continues live; replay and live clients see the same sequence. After the exit frame the server closes with 1000.',
   '',
@@ -296,11 +301,15 @@ const OPERATIONS: Operation[] = [
       'EGRESS_PATTERN_TOO_BROAD',
       'EGRESS_OUTSIDE_CEILING',
       'EGRESS_RELAY_MISSING',
+      'ISOLATION_NOT_ALLOWED',
       'PROJECT_FILE_INVALID',
       'PROJECT_FILE_TOO_LARGE',
       'WORKSPACE_QUOTA_EXCEEDED',
+      'TENANT_STORAGE_LIMIT',
+      'TENANT_QUEUED_LIMIT',
       'QUEUE_FULL',
       'ENGINE_UNAVAILABLE',
+      'ISOLATION_UNAVAILABLE',
       'SHUTTING_DOWN',
       'INTERNAL',
     ],
@@ -316,9 +325,10 @@ const OPERATIONS: Operation[] = [
       status: 'Only tasks with this status',
       limit: 'Page size',
       cursor: '`nextCursor` of the previous page',
+      tenant: TENANT_FILTER,
     }),
-    responses: { '200': { description: 'A page of tasks', content: json(ref('TaskList')) } },
-    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'INTERNAL'],
+    responses: { '200': { description: "A page of tasks (the caller's tenant's; every tenant's for an admin key)", content: json(ref('TaskList')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'TENANT_FORBIDDEN', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -413,6 +423,10 @@ const OPERATIONS: Operation[] = [
         errorFrame: ref('ErrorFrame'),
         errorFrameCodes: WS_ERROR_FRAME_CODES,
         closeCodes: WS_CLOSE_CODES,
+        subprotocols: {
+          'sandboxshift.v1': 'Selected by the server whenever offered',
+          'bearer.<key>': 'The API key, for clients that cannot set Authorization (browsers); offered beside sandboxshift.v1, never selected',
+        },
       },
     },
   },
@@ -441,7 +455,7 @@ const OPERATIONS: Operation[] = [
     ].join('\n\n'),
     requestBody: { required: true, content: { ...json(ref('CreateWorkspaceRequest')), ...ARCHIVE_CONTENT } },
     responses: { '201': { description: 'Created', content: json(ref('Workspace')) } },
-    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, ...ARCHIVE_CODES, ...SOURCE_CODES, 'WORKSPACE_QUOTA_EXCEEDED', 'INTERNAL'],
+    errors: ['VALIDATION_FAILED', ...BODY_CODES, ...INLINE_FILE_CODES, ...ARCHIVE_CODES, ...SOURCE_CODES, 'WORKSPACE_QUOTA_EXCEEDED', 'TENANT_STORAGE_LIMIT', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -453,9 +467,10 @@ const OPERATIONS: Operation[] = [
     parameters: queryParameters(listWorkspacesQuery, {
       limit: 'Page size',
       cursor: '`nextCursor` of the previous page',
+      tenant: TENANT_FILTER,
     }),
-    responses: { '200': { description: 'A page of workspaces', content: json(ref('WorkspaceList')) } },
-    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'INTERNAL'],
+    responses: { '200': { description: "A page of workspaces (the caller's tenant's; every tenant's for an admin key)", content: json(ref('WorkspaceList')) } },
+    errors: ['VALIDATION_FAILED', 'LIMIT_ABOVE_MAXIMUM', 'TENANT_FORBIDDEN', 'INTERNAL'],
   },
   {
     method: 'get',
@@ -610,7 +625,8 @@ const OPERATIONS: Operation[] = [
 ];
 
 function operationObject(op: Operation): Json {
-  const errors = errorResponses([...op.errors, ...GUARD_CODES, ...(OPEN_PATHS.has(op.path) ? [] : (['UNAUTHENTICATED'] as ErrorCode[]))]);
+  const open = OPEN_PATHS.has(op.path);
+  const errors = errorResponses([...op.errors, ...GUARD_CODES, ...(open ? [] : (['UNAUTHENTICATED', 'RATE_LIMITED'] as ErrorCode[]))]);
   if (op.path === '/v1/tasks/{id}/stream' && errors['404']) {
     errors['404'] = {
       ...errors['404'],
@@ -625,6 +641,8 @@ function operationObject(op: Operation): Json {
     ...(op.parameters ? { parameters: op.parameters } : {}),
     ...(op.requestBody ? { requestBody: op.requestBody } : {}),
     responses: { ...op.responses, ...errors },
+    // The open routes need no key; every other one takes the bearer key (on a server with keys).
+    ...(open ? { security: [] } : {}),
     ...op.extensions,
   };
 }
@@ -632,11 +650,17 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, or a route for admin keys only; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, with Retry-After; 503 engine unreachable, or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, a route for admin keys only, or a user key filtering by another tenant; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, a tenant\'s queue at its limit or too many requests, with Retry-After; 503 engine unreachable, an allowed isolation that cannot run tasks here (ISOLATION_UNAVAILABLE), or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',
   'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
   '',
-  'On a server with API keys (`auth.keys`), every route except /healthz, /readyz and /openapi.json needs `Authorization: Bearer <key>`; a missing, malformed, unknown or revoked key is 401 UNAUTHENTICATED (the same answer for each). A server without keys needs none.',
+  'On a server with API keys (`auth.keys` in the configuration, or keys made by `sandboxshift keys create`), every route except /healthz, /readyz and /openapi.json needs `Authorization: Bearer <key>` (security scheme `bearerKey`); a missing, malformed, unknown or revoked key is 401 UNAUTHENTICATED (the same answer for each). A WebSocket upgrade may instead offer the subprotocols `sandboxshift.v1` and `bearer.<key>` (browsers cannot set headers on a WebSocket); the server then selects `sandboxshift.v1`. A server without keys needs none (and listens on loopback only).',
+  '',
+  'CORS: for an origin listed in `http.allowedOrigins`, a preflight (`OPTIONS` with `Access-Control-Request-Method`, on any path) is answered 204 without a key, allowing the methods GET, POST and DELETE and the headers Authorization, Content-Type, Accept and Last-Event-ID; every response to such an origin carries `Access-Control-Allow-Origin` echoing it and exposes Retry-After, Content-Disposition and X-SandboxShift-Omitted. No credentials mode (keys are not cookies). Other origins get no CORS headers (their requests are 403 ORIGIN_NOT_ALLOWED).',
+  '',
+  "Every key belongs to a tenant. A key of role `user` sees only its tenant's tasks and workspaces: another tenant's ids answer 404 TASK_NOT_FOUND or WORKSPACE_NOT_FOUND exactly as ids that do not exist (over REST, logs, SSE and WebSocket), lists hold only its own, and a task may name only a workspace of its own tenant. A key of role `admin` sees every tenant's and filters lists with `?tenant=`; `?tenant=` naming another tenant with a `user` key is 403 TENANT_FORBIDDEN. A server without keys acts for the tenant `default` with the admin view.",
+  '',
+  "Per tenant (`tenants.defaults`, `tenants.overrides.<tenant>`): requests per minute (past it 429 RATE_LIMITED, with Retry-After); tasks waiting to run (`maxQueued`: 429 TENANT_QUEUED_LIMIT, with Retry-After); tasks running at once (`maxRunning`: further tasks wait in the queue, which serves tenants round-robin and each tenant's tasks in order); and the disk its workspaces may take, counted as the sum of their quotas (`workspaceBytes`: 413 TENANT_STORAGE_LIMIT). A client address whose requests failed authentication more than `requests.authFailuresPerMinute` times gets 429 RATE_LIMITED for every request but /healthz, /readyz and /openapi.json until its budget refills.",
   '',
   'A method and path not listed here answers 404 NOT_FOUND (see `x-unmatched-route`).',
 ].join('\n');
@@ -657,10 +681,19 @@ export function openapiDocument(): Json {
       { name: 'operations', description: 'Health, readiness and this document' },
     ],
     paths,
+    security: [{ bearerKey: [] }],
     components: {
       schemas: { ...components(RESPONSE_COMPONENTS, 'output'), ...components(REQUEST_COMPONENTS, 'input') },
+      securitySchemes: {
+        bearerKey: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'An API key (`ssk_` and base64url) as `Authorization: Bearer <key>`; on a WebSocket upgrade also as the subprotocol `bearer.<key>` offered beside `sandboxshift.v1`. Needed only on a server with keys.',
+        },
+      },
     },
-    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', 'UNAUTHENTICATED', ...GUARD_CODES]) },
+    'x-unmatched-route': { responses: errorResponses(['NOT_FOUND', 'UNAUTHENTICATED', 'RATE_LIMITED', ...GUARD_CODES]) },
   };
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isolationName } from '../config/schema.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import type { ReadinessReport } from '../readiness.js';
 import type { Store } from '../store/sqlite.js';
@@ -67,6 +68,7 @@ export const taskView = z
     oomKills: count.describe(
       "Processes the kernel OOM killer killed in the task's memory cgroup (PID 1 or any child), whatever the exit code; 0 until the task ends. A non-zero exit with kills has reason `oom`",
     ),
+    isolation: isolationName.describe('The runtime that runs (ran) the task: runc, or gvisor (runsc)'),
     reason: taskReason,
     error: z.string().nullable().describe('What went wrong on the server side when the status is error (or the sandbox never started); null otherwise'),
     output: z
@@ -92,6 +94,7 @@ export const taskView = z
       })
       .describe('Network access of the task'),
     envKeys: z.array(z.string()).describe('Names of the environment variables given at submit (values are never served back), sorted'),
+    secretEnvKeys: z.array(z.string()).describe('Names of the secretEnv variables given at submit (values are never served, logged or stored unencrypted), sorted'),
   })
   .describe('A task');
 
@@ -236,6 +239,17 @@ export const readinessReport = z
           ),
       })
       .describe('Engine, OCI runtime and kernel versions; logged at start-up'),
+    isolation: z
+      .array(
+        z.strictObject({
+          name: isolationName,
+          default: z.boolean().describe("This is engine.isolation (tasks that ask for none); only this one's probe decides `ready`"),
+          canStartContainer: z.boolean().describe('A hardened probe container of this isolation started and printed the sandbox uid'),
+          error: z.string().nullable().describe('Why not, when not (for gvisor: runsc not installed, its Podman API service not answering, or the probe failing)'),
+          checkedAt: isoTime.nullable().describe('When the probe container of this isolation last ran (null: never)'),
+        }),
+      )
+      .describe('Every isolation engine.allowedIsolation lists. Tasks asking for one that cannot start a container get 503 ISOLATION_UNAVAILABLE'),
   })
   .describe('Readiness: engine reachable, a hardened container starts, required images present; runtime versions and their warnings');
 

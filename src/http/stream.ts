@@ -7,6 +7,7 @@ import { LogCursor } from '../streaming/cursor.js';
 import { readFrames } from '../streaming/follow.js';
 import { parse, toAppError } from './errors.js';
 import type { StreamLimiter } from './limiter.js';
+import { visibleTask } from './scoped.js';
 
 /** Stop pulling frames from disk while this much is queued in the socket. */
 const HIGH_WATER = 256 * 1024;
@@ -30,7 +31,7 @@ export function streamRoutes(app: FastifyInstance, manager: TaskManager, limiter
       // Runs before the upgrade: unknown tasks and bad queries get a JSON error, not a socket.
       preValidation: async (req) => {
         parse(afterQuery, req.query, 'query');
-        manager.get((req.params as { id: string }).id);
+        visibleTask(req, manager, (req.params as { id: string }).id);
         limiter.acquire(req);
       },
     },

@@ -11,7 +11,7 @@ import { ARCHIVE_MEDIA_TYPES } from '../workspace/intake/archive.js';
 import type { WorkspaceIntake } from '../workspace/intake/intake.js';
 import { readProjectFile } from '../workspace/projectfile.js';
 import { checkInlineFiles } from '../workspace/workspaces.js';
-import { parse } from './errors.js';
+import { jsonErrorReason, parse } from './errors.js';
 import { workspaceView } from './workspaces.js';
 
 const mediaType = (req: FastifyRequest) => String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -56,7 +56,7 @@ export async function workspaceIntakeRoutes(app: FastifyInstance, intake: Worksp
       if (type in ARCHIVE_MEDIA_TYPES) {
         try {
           checkDeclaredLength(req, limit);
-          const w = await intake.fromArchive(req.body as Readable, ARCHIVE_MEDIA_TYPES[type]!, type);
+          const w = await intake.fromArchive(req.principal.tenant, req.body as Readable, ARCHIVE_MEDIA_TYPES[type]!, type);
           return reply.status(201).send(workspaceView(w, config));
         } catch (err) {
           closeAfterError(req, reply);
@@ -67,11 +67,11 @@ export async function workspaceIntakeRoutes(app: FastifyInstance, intake: Worksp
       let w;
       if ('files' in body) {
         checkInlineFiles(body.files, config.workspaces); // the inline bounds (maxFiles, maxBytes) before anything is written
-        w = await intake.fromFiles(body.files);
+        w = await intake.fromFiles(req.principal.tenant, body.files);
       } else if ('git' in body) {
-        w = await intake.fromGit(body.git);
+        w = await intake.fromGit(req.principal.tenant, body.git);
       } else {
-        w = await intake.fromHostPath(body.hostPath);
+        w = await intake.fromHostPath(req.principal.tenant, body.hostPath);
       }
       return reply.status(201).send(workspaceView(w, config));
     });
@@ -107,7 +107,7 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
     try {
       json = JSON.parse(raw);
     } catch (err) {
-      throw new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
+      throw new AppError('MALFORMED_JSON', { part: 'task', reason: jsonErrorReason(err as Error) });
     }
   }
   const body = parse(createTaskBody, json, 'task part');
@@ -126,15 +126,15 @@ async function readMultipartTask(req: FastifyRequest, manager: TaskManager, inta
   // Admission (the archive's sandboxshift.yaml, limits, allowlist, image, queue room) runs once,
   // on the extracted files inside createWith: a refusal there removes them and records nothing.
   let plan: TaskPlan | undefined;
-  const w = await intake.fromArchive(part.file, ARCHIVE_MEDIA_TYPES[type]!, type, async (rootFiles, dir) => {
+  const w = await intake.fromArchive(req.principal.tenant, part.file, ARCHIVE_MEDIA_TYPES[type]!, type, async (rootFiles, dir) => {
     // Nothing may follow the workspace part (a second workspace or task part): checked once the
     // archive is read, before its workspace is recorded.
     await noMoreParts(parts);
     const projectFile = await readProjectFile(dir, config.workspaces.projectFileBytes);
-    plan = await manager.admit(body, { rootEntries: rootFiles, projectFile, stored: true });
+    plan = await manager.admit(body, { rootEntries: rootFiles, projectFile, stored: true }, req.principal.tenant);
   });
   try {
-    const task = manager.accept(body, plan!, w.id);
+    const task = manager.accept(body, plan!, w.id, { tenant: req.principal.tenant, keyId: req.principal.keyId });
     // The workspace was made for this task: it expires ephemeralTtlSeconds after its last use.
     intake.markEphemeral(w.id);
     return task;
@@ -166,7 +166,7 @@ async function noMoreParts(parts: AsyncIterableIterator<{ fieldname: string }>):
 function asMultipartError(err: unknown, config: Readonly<Config>): unknown {
   if (err instanceof AppError) return err;
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new AppError('MALFORMED_JSON', { part: 'task', reason: (err as Error).message });
+  if (code === 'FST_INVALID_JSON_FIELD_ERROR') return new AppError('MALFORMED_JSON', { part: 'task', reason: jsonErrorReason(err as Error) });
   if (code === 'FST_REQ_FILE_TOO_LARGE') {
     return new AppError('ARCHIVE_TOO_LARGE', { limit: config.workspaces.archive.maxCompressedBytes, bound: 'workspaces.archive.maxCompressedBytes' });
   }

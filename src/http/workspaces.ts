@@ -6,7 +6,9 @@ import { openViewFile, packView, planView } from '../workspace/readback.js';
 import type { Workspaces } from '../workspace/workspaces.js';
 import { AppError } from '../errors.js';
 import { listWorkspacesQuery } from '../tasks/schemas.js';
+import { listTenant } from '../auth/scope.js';
 import { parse } from './errors.js';
+import { visibleWorkspace } from './scoped.js';
 
 export function workspaceView(w: WorkspaceRecord, config: Readonly<Config>) {
   const ttl = w.ephemeral ? config.workspaces.ephemeralTtlSeconds : config.workspaces.ttlSeconds;
@@ -66,20 +68,21 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
     if (q.limit > config.requests.listLimit) {
       throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: config.requests.listLimit });
     }
-    const page = workspacePage(workspaces.list(), q.limit, q.cursor);
+    const tenant = listTenant(req.principal, q.tenant);
+    const page = workspacePage(workspaces.list(tenant), q.limit, q.cursor);
     return { workspaces: page.items.map((w) => workspaceView(w, config)), nextCursor: page.nextCursor };
   });
 
-  app.get('/v1/workspaces/:id', async (req) => workspaceView(workspaces.get(idOf(req.params)), config));
+  app.get('/v1/workspaces/:id', async (req) => workspaceView(visibleWorkspace(req, workspaces, idOf(req.params)), config));
 
   app.delete('/v1/workspaces/:id', async (req, reply) => {
     // Up to 5 s for the server's own hold to end (a finished task's container being removed).
-    await workspaces.delete(idOf(req.params), busy, 5000);
+    await workspaces.delete(visibleWorkspace(req, workspaces, idOf(req.params)).id, busy, 5000);
     return reply.status(204).send();
   });
 
   app.get('/v1/workspaces/:id/archive', async (req, reply) => {
-    const w = workspaces.get(idOf(req.params));
+    const w = visibleWorkspace(req, workspaces, idOf(req.params));
     const view = await workspaces.storage.openView(w.id);
     let plan;
     try {
@@ -102,7 +105,7 @@ export function workspaceRoutes(app: FastifyInstance, workspaces: Workspaces, co
   });
 
   app.get('/v1/workspaces/:id/files/*', async (req, reply) => {
-    const w = workspaces.get(idOf(req.params));
+    const w = visibleWorkspace(req, workspaces, idOf(req.params));
     const path = (req.params as { '*': string })['*'];
     const view = await workspaces.storage.openView(w.id);
     let file;

@@ -3,6 +3,7 @@
  * sandbox and receives ordered output events and exactly one exit. Only src/runtime/ knows that
  * Podman (through dockerode) sits behind it.
  */
+import type { Isolation } from '../config/schema.js';
 import type { RuncReport } from './versions.js';
 
 export type StreamName = 'stdout' | 'stderr';
@@ -22,6 +23,8 @@ export interface SandboxShape {
   cpus: number;
   memoryMb: number;
   pids: number;
+  /** The OCI runtime the container is created with: runc, or gVisor's runsc. */
+  isolation: Isolation;
 }
 
 /** What runs in the sandbox: the command and what it is given. */
@@ -29,6 +32,11 @@ export interface SandboxJob {
   taskId: string;
   command: string;
   env: Readonly<Record<string, string>>;
+  /**
+   * Variables whose values are secret: they reach the command's environment without being part
+   * of the container's configuration (names the engine sets itself win, as for `env`).
+   */
+  secretEnv?: Readonly<Record<string, string>> | undefined;
   /** Host directory mounted at /workspace. */
   workspaceDir: string;
   workspaceReadonly: boolean;
@@ -104,10 +112,39 @@ export interface RunningSandbox {
 /** A container this server created, found in the engine. */
 export interface OwnContainer {
   containerId: string;
+  /** The task it runs ('' for a pre-started container, whose task is recorded elsewhere). */
   taskId: string;
   running: boolean;
   /** The task's host UID from the container's label, null without a user namespace. */
   hostUid: number | null;
+  /** The pool slot of a pre-started container, null for one created for its task. */
+  slot: string | null;
+}
+
+/** Where a pre-started sandbox's workspace will appear: a host directory mounted `rslave` at /workspace. */
+export interface PoolSlot {
+  id: string;
+  dir: string;
+  /** The engine stops the container this many seconds after it started (its backstop). */
+  backstopSeconds: number;
+}
+
+/**
+ * A sandbox started before its task: hardened as any other, its first process waits on stdin
+ * for the job. Handed one job at most, then destroyed like a cold sandbox.
+ */
+export interface PooledSandbox {
+  readonly containerId: string;
+  readonly startedAt: number;
+  /** False once the container is known to have ended (it cannot take a job). */
+  readonly alive: boolean;
+  /**
+   * Sends the job (the workspace must already be mounted in the slot). Rejects before anything
+   * was sent, or resolves with the running sandbox.
+   */
+  handoff(job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox>;
+  /** Removes a sandbox that never got a job. */
+  discard(): Promise<void>;
 }
 
 export interface ContainerEngine {
@@ -118,6 +155,8 @@ export interface ContainerEngine {
   imageLabels(image: string): Promise<Record<string, string> | null>;
   /** Create and start; rejects (EngineError) when the sandbox cannot start. */
   start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox>;
+  /** Create and start a sandbox of this shape that waits for its job (engines without it have no pool). */
+  prestart?(shape: SandboxShape, slot: PoolSlot): Promise<PooledSandbox>;
   /** Every container carrying this server's label, running or not. */
   listOurs(): Promise<OwnContainer[]>;
   /**
@@ -127,6 +166,8 @@ export interface ContainerEngine {
   adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null>;
   /** Removes a container (force); a missing one is not an error. */
   remove(containerId: string): Promise<void>;
+  /** Resolves once an exited sandbox's container is gone (it is removed after its exit is reported). */
+  whenRemoved?(containerId: string): Promise<void>;
   /** Versions of the engine and its OCI runtimes; throws EngineError when the engine does not answer. */
   versions(): Promise<EngineVersions>;
 }

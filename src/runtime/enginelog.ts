@@ -153,6 +153,8 @@ export class EngineLogFollower {
           await this.sleep();
           continue;
         }
+        // Whether the exit was known before this read: only a read that began after it may end the loop.
+        const exitedBefore = this.exited;
         const { bytesRead } = await this.fh!.read(buf, 0, buf.length, this.offset);
         if (bytesRead > 0) {
           this.offset += bytesRead;
@@ -166,8 +168,8 @@ export class EngineLogFollower {
           await this.openCurrent();
           continue;
         }
-        if (this.exited) return;
-        await this.sleep();
+        if (exitedBefore) return;
+        if (!this.exited) await this.sleep();
       }
     } finally {
       this.watcher?.close();

@@ -4,6 +4,8 @@ export const LABEL_SERVER = 'io.sandboxshift.server';
 export const LABEL_TASK = 'io.sandboxshift.task';
 /** The host UID of the task's user (its user-namespace slot), read back when a task is adopted. */
 export const LABEL_HOST_UID = 'io.sandboxshift.host-uid';
+/** The pool slot of a container started before its task. */
+export const LABEL_SLOT = 'io.sandboxshift.slot';
 
 export function taskLabels(serverId: string, taskId: string, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
   return { ...extra, [LABEL_MANAGED]: '1', [LABEL_SERVER]: serverId, [LABEL_TASK]: taskId };

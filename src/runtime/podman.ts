@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
+import type { Isolation } from '../config/schema.js';
 import {
   EngineError,
   type ContainerEngine,
@@ -12,13 +13,18 @@ import {
   type SandboxJob,
   type SandboxShape,
   type EngineVersions,
+  type PooledSandbox,
+  type PoolSlot,
 } from './engine.js';
 import { EngineLogFollower } from './enginelog.js';
+import { conmonExitDir, ExitWatcher } from './exit-watch.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
-import { LABEL_HOST_UID, LABEL_SERVER, LABEL_TASK } from './labels.js';
+import { LABEL_HOST_UID, LABEL_SERVER, LABEL_SLOT, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
+import { SecretFiles } from './secret-file.js';
 import type { OomProbe } from './oom.js';
-import { buildContainerSpec, type SandboxSettings } from './spec.js';
+import { buildContainerSpec, buildPooledSpec, forcedEnv, type SandboxSettings } from './spec.js';
+import { encodeJob, MAX_JOB_BYTES, WAITER_SCRIPT } from './waiter.js';
 import { toSpecGenerator } from './specgen.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -27,6 +33,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const WAIT_SLICE_MS = 5000;
 /** How often Podman checks a waited-on container's state. */
 const WAIT_INTERVAL = '50ms';
+
+/** How long an image found present is not asked about again. */
+const IMAGE_PRESENT_MS = 5000;
 
 const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
 
@@ -43,17 +52,43 @@ function isUnavailable(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT';
 }
 
-/** ContainerEngine over Podman's Docker-compatible API, through dockerode. */
+/**
+ * ContainerEngine over Podman's Docker-compatible API, through dockerode. Containers are created
+ * through the service of their isolation (`creators`: runc through the main one, gVisor through a
+ * service whose default runtime is runsc); everything else goes through the main service, which
+ * runs each container with the runtime recorded in it.
+ */
 export class PodmanEngine implements ContainerEngine {
+  /** conmon's exit directory, watched (undefined until the first container told where it is). */
+  private exits: ExitWatcher | null | undefined;
+  private exitLookups = 0;
+  /** Removals of exited containers still under way (they run after the exit was reported). */
+  private readonly removals = new Map<string, Promise<void>>();
+  /** When each image was last found present. */
+  private readonly imagesSeen = new Map<string, number>();
+  private readonly secretFiles: SecretFiles | null;
+
   constructor(
     private readonly docker: Docker,
     private readonly settings: SandboxSettings,
     private readonly oom: OomProbe,
     private readonly log: Logger,
-  ) {}
+    private readonly creators: Partial<Record<Isolation, Docker>> = {},
+  ) {
+    this.secretFiles = settings.secretsDir ? new SecretFiles(settings.secretsDir) : null;
+  }
 
-  static forSocket(socketPath: string, settings: SandboxSettings, oom: OomProbe, log: Logger): PodmanEngine {
-    return new PodmanEngine(new Docker({ socketPath, timeout: 0 }), settings, oom, log);
+  /** `gvisorSocket`: the Podman API service that creates gVisor containers (null: none). */
+  static forSocket(socketPath: string, settings: SandboxSettings, oom: OomProbe, log: Logger, gvisorSocket: string | null = null): PodmanEngine {
+    const creators = gvisorSocket ? { gvisor: new Docker({ socketPath: gvisorSocket, timeout: 0 }) } : {};
+    return new PodmanEngine(new Docker({ socketPath, timeout: 0 }), settings, oom, log, creators);
+  }
+
+  private creator(isolation: Isolation): Docker {
+    if (isolation === 'runc') return this.creators.runc ?? this.docker;
+    const docker = this.creators[isolation];
+    if (!docker) throw new EngineError(`no Podman API service creates ${isolation} containers on this server`, true);
+    return docker;
   }
 
   async ping(): Promise<void> {
@@ -65,10 +100,16 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async imagePresent(image: string): Promise<boolean> {
+    // A present image is taken as present for IMAGE_PRESENT_MS (every submission asks): one
+    // removed meanwhile fails the start, which asks again.
+    const seen = this.imagesSeen.get(image);
+    if (seen !== undefined && Date.now() - seen < IMAGE_PRESENT_MS) return true;
     try {
       await this.docker.getImage(image).inspect();
+      this.imagesSeen.set(image, Date.now());
       return true;
     } catch (err) {
+      this.imagesSeen.delete(image);
       if ((err as HttpError).statusCode === 404) return false;
       throw new EngineError(`image inspect failed: ${describe(err)}`, isUnavailable(err));
     }
@@ -103,11 +144,14 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings), job.backstopSeconds);
+    const secretsFile = this.writeSecrets(shape, job);
+    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings, secretsFile), job.backstopSeconds);
     let container: Docker.Container;
     try {
-      container = this.docker.getContainer(await this.createLibpod(spec));
+      container = this.docker.getContainer(await this.createLibpod(this.creator(shape.isolation), spec));
     } catch (err) {
+      this.imagesSeen.delete(shape.image); // the image may be what is missing
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const id = container.id;
@@ -120,6 +164,7 @@ export class PodmanEngine implements ContainerEngine {
       if (job.stdin) sock = await this.attachStdin(id);
     } catch (err) {
       await this.remove(id);
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`attach failed: ${describe(err)}`, isUnavailable(err));
     }
     const follower = new EngineLogFollower(logPath, null, handlers);
@@ -129,15 +174,128 @@ export class PodmanEngine implements ContainerEngine {
       sock?.destroy();
       await follower.stop();
       await this.remove(id);
+      this.secretFiles?.remove(job.taskId);
       throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
     }
-    return this.follow(id, follower, sock, job.stdin);
+    await this.watchExits(id);
+    return this.follow(id, follower, sock, job.stdin, job.taskId);
+  }
+
+  /**
+   * The task's secrets file (null without secrets), owned by the host UID the container's user is. Names
+   * the container's configuration sets (the proxy and CA variables, HOME) keep their values.
+   */
+  private writeSecrets(shape: SandboxShape, job: SandboxJob): string | null {
+    const secrets = job.secretEnv ?? {};
+    if (Object.keys(secrets).length === 0) return null;
+    if (!this.secretFiles) throw new EngineError('this engine has no directory for secrets files (sandbox.secretsDir)');
+    const plain = buildContainerSpec({ ...shape, ...job }, this.settings);
+    const taken = new Set(plain.Env.map((e) => e.slice(0, e.indexOf('='))));
+    const entries = Object.fromEntries(Object.entries(secrets).filter(([k]) => !taken.has(k)));
+    try {
+      // A task with a host UID of its own reads the file as that UID (65532 inside its namespace).
+      const owner = job.hostUid !== undefined && job.hostUid !== null ? `${job.hostUid}:${job.hostUid}` : plain.User;
+      return this.secretFiles.write(job.taskId, entries, owner);
+    } catch (err) {
+      throw new EngineError(`the secrets file could not be written: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Learns conmon's exit directory from the first running container (its conmon's command line)
+   * and watches it. A few tries at most; without it exits are read from the engine's state.
+   */
+  private async watchExits(id: string): Promise<void> {
+    if (this.exits !== undefined || this.exitLookups >= 3) return;
+    this.exitLookups += 1;
+    const dir = await new Promise<string | null>((resolve) => {
+      this.docker.modem.dial(
+        { path: `/v4.0.0/libpod/containers/${id}/json?`, method: 'GET', options: {}, statusCodes: { 200: true, 404: 'no such container', 500: 'server error' } },
+        (err: unknown, data: unknown) => {
+          const pid = (data as { State?: { ConmonPid?: number } } | undefined)?.State?.ConmonPid;
+          resolve(err || !pid ? null : conmonExitDir(pid));
+        },
+      );
+    });
+    if (dir === null) return;
+    const watcher = new ExitWatcher(dir);
+    if (watcher.watching) this.exits = watcher;
+  }
+
+  /** Resolves once every removal started so far has ended. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.removals.values()]);
+  }
+
+  /** Resolves once the background removal of the container (if any) has ended. */
+  async whenRemoved(id: string): Promise<void> {
+    await this.removals.get(id);
+  }
+
+  /** Removes an exited container in the background (its exit is reported without waiting). */
+  private removeLater(id: string): void {
+    const p = this.remove(id).finally(() => this.removals.delete(id));
+    this.removals.set(id, p);
+  }
+
+  async prestart(shape: SandboxShape, slot: PoolSlot): Promise<PooledSandbox> {
+    const spec = toSpecGenerator(buildPooledSpec(shape, slot, WAITER_SCRIPT, this.settings), slot.backstopSeconds);
+    let id: string;
+    try {
+      id = await this.createLibpod(this.creator(shape.isolation), spec);
+    } catch (err) {
+      this.imagesSeen.delete(shape.image); // the image may be what is missing
+      throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
+    }
+    const container = this.docker.getContainer(id);
+    let logPath: string;
+    let sock: Socket;
+    try {
+      logPath = await this.logPath(id);
+      sock = await this.attachStdin(id);
+      await container.start();
+    } catch (err) {
+      await this.remove(id);
+      throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
+    }
+    await this.watchExits(id);
+    let alive = true;
+    let taken = false;
+    sock.on('error', () => undefined);
+    sock.on('close', () => (alive = false));
+    const startedAt = Date.now();
+    return {
+      containerId: id,
+      startedAt,
+      get alive() {
+        return alive && !sock.destroyed;
+      },
+      handoff: async (job, handlers) => {
+        if (taken) throw new EngineError('a pre-started sandbox takes one job only');
+        if (job.egress) throw new EngineError('a pre-started sandbox has no egress socket');
+        if (Object.keys(job.secretEnv ?? {}).length > 0) throw new EngineError('a pre-started sandbox has no secrets file');
+        const line = encodeJob(job.command, job.env, forcedEnv(this.settings));
+        if (Buffer.byteLength(line) > MAX_JOB_BYTES) throw new EngineError('the job is too large for a pre-started sandbox');
+        if (!alive || sock.destroyed) throw new EngineError('the pre-started sandbox has ended');
+        taken = true;
+        const follower = new EngineLogFollower(logPath, null, handlers);
+        sock.write(line);
+        const running = this.follow(id, follower, sock, true, job.taskId);
+        if (!job.stdin) running.endStdin();
+        return running;
+      },
+      discard: async () => {
+        taken = true;
+        sock.destroy();
+        await this.remove(id);
+      },
+    };
   }
 
   /** Podman's own create endpoint (the only one that takes the container `timeout`). */
-  private createLibpod(spec: Record<string, unknown>): Promise<string> {
+  private createLibpod(docker: Docker, spec: Record<string, unknown>): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.docker.modem.dial(
+      docker.modem.dial(
         {
           path: '/v4.0.0/libpod/containers/create',
           method: 'POST',
@@ -161,7 +319,7 @@ export class PodmanEngine implements ContainerEngine {
     let sock: Socket | null = null;
     if (opts.stdin && info.State.Running) sock = await this.attachStdin(containerId).catch(() => null);
     const follower = new EngineLogFollower(logPath, opts.from, handlers);
-    return this.follow(containerId, follower, sock, sock !== null);
+    return this.follow(containerId, follower, sock, sock !== null, info.Config?.Labels?.[LABEL_TASK] ?? '');
   }
 
   private async logPath(id: string): Promise<string> {
@@ -172,7 +330,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /** The running sandbox over a started (or adopted) container and its log follower. */
-  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean): RunningSandbox {
+  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean, taskId: string): RunningSandbox {
     const container = this.docker.getContainer(id);
     sock?.on('error', () => undefined);
     sock?.on('data', () => undefined); // an attach with stdin only carries nothing back
@@ -183,11 +341,13 @@ export class PodmanEngine implements ContainerEngine {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
       await follower.finish();
       sock?.destroy();
-      if (state === 'vanished') return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      if (state === 'vanished') {
+        this.forgetSecrets(taskId);
+        return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
+      }
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
       // be killed while PID 1 goes on and exits 0.
       const oomKills = Math.max(state.oomFlag ? 1 : 0, this.oom.oomKills(id));
-      await this.remove(id);
       return { exitCode: state.exitCode, oomKills, finishedAt: state.finishedAt, vanished: false };
     });
     return {
@@ -215,6 +375,15 @@ export class PodmanEngine implements ContainerEngine {
         await follower.stop();
       },
     };
+  }
+
+  private forgetSecrets(taskId: string): void {
+    if (!taskId) return;
+    try {
+      this.secretFiles?.remove(taskId);
+    } catch (err) {
+      this.log.warn({ taskId, err: (err as Error).message }, 'secrets file could not be removed');
+    }
   }
 
   /** Stops a container; retried while the engine does not answer (its service is restarted). */
@@ -248,6 +417,8 @@ export class PodmanEngine implements ContainerEngine {
   ): Promise<{ exitCode: number | null; oomFlag: boolean; finishedAt: Date | null } | 'vanished' | 'detached'> {
     let failures = 0;
     while (!signal.aborted) {
+      const recorded = this.exits?.read(container.id);
+      if (recorded) return { exitCode: recorded.exitCode, oomFlag: false, finishedAt: recorded.finishedAt };
       try {
         const info = await container.inspect({ abortSignal: signal } as object);
         // Podman passes through "stopping" (Running false, ExitCode still 0) before "exited".
@@ -288,15 +459,20 @@ export class PodmanEngine implements ContainerEngine {
     let timer: NodeJS.Timeout | undefined;
     let onAbort = () => undefined as void;
     // A request aborted through its signal does not always settle: race it instead.
+    let unsubscribe = () => undefined as void;
     const over = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, WAIT_SLICE_MS);
       onAbort = () => resolve();
       signal.addEventListener('abort', onAbort, { once: true });
+      // conmon's exit file: the exit is known before the engine's own wait notices it.
+      if (this.exits) unsubscribe = this.exits.subscribe(container.id, () => resolve());
     });
     try {
-      await Promise.race([this.libpodWait(container.id, slice.signal), over]);
+      // Written between the caller's look and the subscription: no event will come.
+      if (!this.exits?.read(container.id)) await Promise.race([this.libpodWait(container.id, slice.signal), over]);
     } finally {
       clearTimeout(timer);
+      unsubscribe();
       signal.removeEventListener('abort', onAbort);
       slice.abort();
     }
@@ -335,7 +511,13 @@ export class PodmanEngine implements ContainerEngine {
     }
     return list.map((c) => {
       const uid = Number(c.Labels?.[LABEL_HOST_UID] ?? NaN);
-      return { containerId: c.Id, taskId: c.Labels?.[LABEL_TASK] ?? '', running: c.State === 'running', hostUid: Number.isSafeInteger(uid) ? uid : null };
+      return {
+        containerId: c.Id,
+        taskId: c.Labels?.[LABEL_TASK] ?? '',
+        running: c.State === 'running',
+        slot: c.Labels?.[LABEL_SLOT] || null,
+        hostUid: Number.isSafeInteger(uid) ? uid : null,
+      };
     });
   }
 

@@ -1,8 +1,9 @@
 import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
-import type { SandboxRequest } from './engine.js';
+import type { PoolSlot, SandboxRequest, SandboxShape } from './engine.js';
 import { idMappingFor } from './host-uids.js';
-import { LABEL_HOST_UID, taskLabels } from './labels.js';
+import { LABEL_HOST_UID, LABEL_SLOT, taskLabels } from './labels.js';
+import { SECRETS_FILE, SECRETS_WRAPPER } from './secret-file.js';
 
 /** Server-wide settings that shape every task container. */
 export interface SandboxSettings {
@@ -23,6 +24,8 @@ export interface SandboxSettings {
   extraLabels?: Readonly<Record<string, string>>;
   /** Host path of the CA bundle mounted at TASK_CA_PATH (tasks.caBundle), or null for none. */
   caBundlePath?: string | null;
+  /** Host tmpfs directory for the secrets files of this server's tasks (src/runtime/secret-file.ts). */
+  secretsDir?: string | null;
 }
 
 export const CONTAINER_USER = '65532:65532';
@@ -40,10 +43,26 @@ export const EGRESS_SOCKET_NAME = 'egress.sock';
 export const EGRESS_SOCKET = `${EGRESS_DIR}/${EGRESS_SOCKET_NAME}`;
 
 /**
- * The Docker-compatible create body for one task container. Pure: every security setting lives
- * here and a unit test pins each field. Only validated, bounded values reach it.
+ * Under gVisor the pids cgroup counts the sandbox's host threads, not the task's processes: runsc
+ * (ptrace platform) starts with about 48 and adds about 8 per task process. The limit becomes
+ * this base plus this many per allowed process, so that `pids` still bounds what the task can
+ * start; a task that goes past it has its whole sandbox ended instead of seeing fork fail.
  */
-export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
+export const GVISOR_PIDS_BASE = 64;
+export const GVISOR_PIDS_PER_PROCESS = 10;
+
+/** The pids cgroup limit of a container allowed `pids` processes. */
+export function pidsLimit(pids: number, isolation: SandboxRequest['isolation']): number {
+  return isolation === 'gvisor' ? GVISOR_PIDS_BASE + GVISOR_PIDS_PER_PROCESS * pids : pids;
+}
+
+/**
+ * The Docker-compatible create body for one task container. Pure: every security setting lives
+ * here and a unit test pins each field. Only validated, bounded values reach it. `secretsFile` is
+ * the host path of the task's secrets file (mounted read-only and sourced by a wrapper before the
+ * command), or null when it has none.
+ */
+export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secretsFile: string | null = null) {
   const memoryBytes = req.memoryMb * 1024 * 1024;
   // `U` chowns the tmpfs to the container user; mode=1777 is ignored when the image has the dir.
   const tmpfs = `rw,nosuid,nodev,size=${s.tmpfsMb}m,U`;
@@ -59,6 +78,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
   binds.push(`${s.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`);
   if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
   if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
+  if (secretsFile) binds.push(`${secretsFile}:${SECRETS_FILE}:ro,nosuid,nodev,noexec`);
   const labels = taskLabels(s.serverId, req.taskId, s.extraLabels);
   const ulimits = [
     { Name: 'nofile', Soft: s.nofile, Hard: s.nofile },
@@ -78,7 +98,8 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
     Entrypoint: egress ? [egress.relay, String(egress.port), EGRESS_SOCKET, '--', '/bin/sh', '-c'] : ['/bin/sh', '-c'],
-    Cmd: [req.command],
+    // With secrets, `/bin/sh -c <wrapper> <command>`: the wrapper exports them, then execs the command.
+    Cmd: secretsFile ? [SECRETS_WRAPPER, req.command] : [req.command],
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
@@ -106,7 +127,7 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
       Memory: memoryBytes,
       MemorySwap: memoryBytes,
       NanoCpus: Math.round(req.cpus * 1e9),
-      PidsLimit: req.pids,
+      PidsLimit: pidsLimit(req.pids, req.isolation),
       // RLIMIT_NPROC counts per host UID (across every task when they share 65532): keep it far
       // above the pids cgroup so that one task's fork bomb never starves another.
       Ulimits: ulimits,
@@ -123,3 +144,25 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings) {
 }
 
 export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
+
+/**
+ * The create body of a pre-started sandbox: the task container's, field for field, except that
+ * its command is the waiter (see waiter.ts), stdin is open for the job, no task env is set yet,
+ * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
+ * server mounts onto the slot at handoff appears inside.
+ */
+export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
+  const spec = buildContainerSpec(
+    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, backstopSeconds: slot.backstopSeconds },
+    s,
+  );
+  const [workspace, ...rest] = spec.HostConfig.Binds;
+  spec.HostConfig.Binds = [`${workspace},rslave`, ...rest];
+  spec.Labels = { ...spec.Labels, [LABEL_SLOT]: slot.id };
+  return spec;
+}
+
+/** The variables the server sets on every task, after the task's own (they win). */
+export function forcedEnv(s: SandboxSettings): Record<string, string> {
+  return { ...(s.caBundlePath ? caEnv() : {}), HOME: TASK_HOME };
+}

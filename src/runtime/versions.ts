@@ -10,8 +10,8 @@ export const RUNC_CVES = ['CVE-2025-31133', 'CVE-2025-52565', 'CVE-2025-52881'] 
 
 export const RUNC_MITIGATION =
   'upgrade runc to 1.2.8, 1.3.3, 1.4.0-rc.3 or later, or to a distribution build that carries the fixes. ' +
-  'Running untrusted tasks under gVisor (runsc) would contain these escapes, but gVisor isolation is not yet selectable ' +
-  'for tasks: run them under gVisor once engine.isolation supports it; until then upgrade runc';
+  'Or run untrusted tasks under gVisor (runsc), which contains these escapes: engine.isolation: gvisor, or ' +
+  'engine.allowedIsolation listing gvisor and tasks asking for "isolation": "gvisor"';
 
 export interface RuncVersion {
   major: number;

@@ -43,6 +43,9 @@ export interface Store extends DecisionSink {
 
 export { decodeCursor, encodeCursor };
 
+/** The server's database file in its data directory (tasks, workspaces, API keys). */
+export const DATABASE_FILE = 'sandboxshift.db';
+
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
   return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false, tenant: w.tenant ?? DEFAULT_TENANT };

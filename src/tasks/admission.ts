@@ -1,10 +1,11 @@
-import type { Config } from '../config/schema.js';
+import type { Config, Isolation } from '../config/schema.js';
 import { detectImage, imageTable, resolveImage, type Detection } from '../detection/detect.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { AppError } from '../errors.js';
 import type { ContainerEngine } from '../runtime/engine.js';
 import { LABEL_RELAY } from '../runtime/labels.js';
 import { parseProjectFile } from '../workspace/projectfile.js';
+import { allowedIsolation } from './isolation.js';
 import { resolveLimits } from './limits.js';
 import type { CreateTaskBody } from './schemas.js';
 
@@ -28,13 +29,16 @@ export interface TaskPlan {
   resources: { cpus: number; memoryMb: number; pids: number };
   timeoutSeconds: number;
   env: Record<string, string>;
+  /** Kept in memory and, encrypted, in the vault; never in the task record. */
+  secretEnv: Record<string, string>;
   setup: string | null;
   fromFile: string[];
   readonly: boolean;
   network: { allow: string[]; unrestricted: boolean };
+  isolation: Isolation;
 }
 
-type AdmissionConfig = Pick<Config, 'defaults' | 'maxima' | 'requests' | 'images' | 'egress'>;
+type AdmissionConfig = Pick<Config, 'defaults' | 'maxima' | 'requests' | 'images' | 'egress' | 'engine'>;
 
 /**
  * The checks a task passes before anything is created for it, in the order clients see them:
@@ -43,8 +47,10 @@ type AdmissionConfig = Pick<Config, 'defaults' | 'maxima' | 'requests' | 'images
  * checks (requireImage, requireRelay) and the queue's room come after it.
  */
 export function planTask(body: CreateTaskBody, facts: WorkspaceFacts, config: AdmissionConfig): TaskPlan {
+  // The isolation first: a runtime the operator does not allow refuses the task whatever else it asks.
+  const isolation = allowedIsolation(body.isolation, config.engine);
   const project = facts.projectFile === null ? {} : parseProjectFile(facts.projectFile);
-  const { resources, timeoutSeconds, env, setup, fromFile } = resolveLimits(body, config, project);
+  const { resources, timeoutSeconds, env, secretEnv, setup, fromFile } = resolveLimits(body, config, project);
   const ws = body.workspace;
   const requested = ws && 'id' in ws ? ws.readonly : undefined;
   const readonly = requested ?? project.readonly ?? false;
@@ -54,7 +60,7 @@ export function planTask(body: CreateTaskBody, facts: WorkspaceFacts, config: Ad
   if (body.network === undefined && project.allow !== undefined) fromFile.push('network.allow');
   const detection = detectImage(facts.rootEntries, config.images);
   const image = resolveImage(body.image, detection, config.images);
-  return { image, detection, resources, timeoutSeconds, env, setup, fromFile, readonly, network: { allow: network.allow, unrestricted: network.unrestricted } };
+  return { image, detection, resources, timeoutSeconds, env, secretEnv, setup, fromFile, readonly, network: { allow: network.allow, unrestricted: network.unrestricted }, isolation };
 }
 
 /**

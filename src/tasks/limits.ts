@@ -44,10 +44,18 @@ export function resolveLimits(
   // The file's env supplies defaults; the request's entries replace them key by key.
   const fileEnv = project.env ?? {};
   if (Object.keys(fileEnv).length > 0) fromFile.push(FILE_KEYS.env);
-  const env = { ...fileEnv, ...body.env };
+  // A secret of the same name replaces the file's plain default.
+  const secretEnv = body.secretEnv ?? {};
+  const env: Record<string, string> = { ...fileEnv, ...body.env };
+  for (const name of Object.keys(secretEnv)) delete env[name];
   const envEntries = Object.entries(env);
   atMost('env', envEntries.length, requests.envEntries);
   for (const [k, v] of envEntries) atMost(`env.${k}`, Buffer.byteLength(v), requests.envValueBytes, k in body.env ? undefined : 'env');
+
+  // Bounds of the secrets name the variable, never its value.
+  const secretEntries = Object.entries(secretEnv);
+  atMost('secretEnv', secretEntries.length, requests.secretEntries);
+  for (const [k, v] of secretEntries) atMost(`secretEnv.${k}`, Buffer.byteLength(v), requests.secretValueBytes);
 
   const [cpus, cpusSrc] = pick(body.resources.cpus, 'cpus', defaults.cpus);
   const [memoryMb, memSrc] = pick(body.resources.memoryMb, 'memoryMb', defaults.memoryMb);
@@ -57,5 +65,5 @@ export function resolveLimits(
   atMost('resources.pids', resources.pids, maxima.pids);
   const [timeoutSeconds, timeoutSrc] = pick(body.timeoutSeconds, 'timeoutSeconds', defaults.timeoutSeconds);
   atMost('timeoutSeconds', timeoutSeconds, maxima.timeoutSeconds, timeoutSrc);
-  return { resources, timeoutSeconds, env, setup, command, fromFile };
+  return { resources, timeoutSeconds, env, secretEnv, setup, command, fromFile };
 }

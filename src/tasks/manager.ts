@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DEFAULT_TENANT } from '../auth/principal.js';
+import type { Principal } from '../auth/principal.js';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { AppError } from '../errors.js';
-import type { ContainerEngine, OwnContainer } from '../runtime/engine.js';
+import type { ContainerEngine, OwnContainer, SandboxShape } from '../runtime/engine.js';
 import type { HostUidPool } from '../runtime/host-uids.js';
 import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
@@ -14,16 +14,21 @@ import { checkInlineFiles } from '../workspace/workspaces.js';
 import { planTask, requireImage, requireRelay, type TaskPlan, type WorkspaceFacts } from './admission.js';
 import { TaskLifecycle, type Clock } from './lifecycle.js';
 import { TERMINAL, type TaskRecord, type TaskStatus } from './model.js';
+import { IsolationAvailability, requireUsable } from './isolation.js';
 import type { TaskStore, TaskWorkspaces } from './ports.js';
 import { planRecovery, type RecoveryPlan } from './recovery.js';
 import { TaskRun } from './run.js';
 import { TaskRunner } from './runner.js';
 import { TaskScheduler } from './scheduler.js';
 import type { CreateTaskBody } from './schemas.js';
+import type { SecretVault } from './vault.js';
 
 export type { Clock, RecoveryPlan };
 
 export const newTaskId = () => `tsk_${randomBytes(12).toString('base64url')}`;
+
+/** Whom a task is submitted by: the request's tenant and API key. */
+export type TaskOwner = Pick<Principal, 'tenant' | 'keyId'>;
 
 /**
  * The task facade the HTTP layer talks to: admission (planTask and the engine's checks), then
@@ -44,15 +49,21 @@ export class TaskManager {
     private readonly store: TaskStore,
     private readonly workspaces: TaskWorkspaces,
     private readonly logsDir: string,
-    log: Logger,
+    private readonly log: Logger,
     private readonly clock: Clock = { now: () => new Date() },
     /** Egress proxy for tasks with an allowlist; null refuses to run such tasks. */
     egress: EgressProxy | null = null,
-    /** Host UIDs of tasks' own user namespaces; null runs every task as host UID 65532. */
+    /** Which isolations can run tasks now (a task asking for an unusable one is refused). */
+    private readonly isolations: IsolationAvailability = new IsolationAvailability(),
+    /** The warm pool: a task that brings no workspace takes a pre-started sandbox's empty one. */
+    private readonly warm: { reserve(shape: SandboxShape, markers: string[], tenant: string): string | null } | null = null,
+    /** Where queued and running tasks' secretEnv is kept (encrypted); null refuses such tasks. */
+    private readonly vault: SecretVault | null = null,
+    /** Host UIDs of runc tasks' own user namespaces; null runs every task as host UID 65532. */
     uids: HostUidPool | null = null,
   ) {
     this.lifecycle = new TaskLifecycle(store, log, clock);
-    this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.active.delete(id), uids);
+    this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.forget(id), uids);
     this.scheduler = new TaskScheduler(config, (task) => this.runner.run(this.active.get(task.id)!), log);
   }
 
@@ -69,26 +80,65 @@ export class TaskManager {
    * continues, their deadline stands); the others are lost. Queued tasks run.
    */
   recover(plan: RecoveryPlan): void {
+    const kept = new Set<string>();
     for (const t of this.store.tasksWithStatus(['running'])) {
-      const a = this.newRun(t, TaskLog.open(this.logDir(t.id)));
+      const secrets = this.storedSecrets(t);
+      const a = this.newRun(t, TaskLog.open(this.logDir(t.id)), secrets ?? {});
       const container = plan.adopt.get(t.id);
-      if (!container) {
-        t.error = 'the server stopped while the task was running and its container is gone';
+      if (!container || secrets === null) {
+        t.error = !container
+          ? 'the server stopped while the task was running and its container is gone'
+          : 'its secrets could not be read after the restart, so its output could not be masked';
         this.runner.finish(a, 'error', 'lost', null);
+        if (container) void this.engine.remove(container.containerId);
         continue;
       }
+      kept.add(t.id);
       this.active.set(t.id, a);
       this.scheduler.adoptRunning(t, this.runner.adopt(a, container));
     }
     for (const t of this.store.tasksWithStatus(['queued'])) {
-      this.active.set(t.id, this.newRun(t, TaskLog.open(this.logDir(t.id))));
+      const secrets = this.storedSecrets(t);
+      const a = this.newRun(t, TaskLog.open(this.logDir(t.id)), secrets ?? {});
+      if (secrets === null) {
+        t.error = 'its secrets could not be read after the restart';
+        this.runner.finish(a, 'error', 'lost', null);
+        continue;
+      }
+      kept.add(t.id);
+      this.active.set(t.id, a);
       this.scheduler.requeue(t);
     }
+    // Secrets of tasks that ended while no server ran (or whose end was recorded just before a crash).
+    this.vault?.sweep(kept);
     this.scheduler.pump();
   }
 
-  private newRun(task: TaskRecord, log: TaskLog): TaskRun {
-    return new TaskRun(task, log, this.config.output);
+  /** A recovered task's secretEnv ({} without any); null when it has some that cannot be read. */
+  private storedSecrets(t: TaskRecord): Record<string, string> | null {
+    if (!t.secretEnvKeys?.length) return {};
+    try {
+      return this.vault?.get(t.id) ?? null;
+    } catch (err) {
+      this.log.error({ taskId: t.id, err: (err as Error).message }, 'stored secrets unreadable');
+      return null;
+    }
+  }
+
+  private newRun(task: TaskRecord, log: TaskLog, secretEnv: Readonly<Record<string, string>> = {}): TaskRun {
+    return new TaskRun(task, log, this.config.output, secretEnv);
+  }
+
+  /** A task that reached its terminal state leaves, and its stored secrets go with it. */
+  private forget(id: string): void {
+    const had = this.active.get(id)?.task.secretEnvKeys?.length;
+    this.active.delete(id);
+    if (!had) return;
+    try {
+      this.vault?.delete(id);
+    } catch (err) {
+      this.log.warn({ taskId: id, err: (err as Error).message }, 'stored secrets could not be deleted');
+    }
   }
 
   logDir(id: string): string {
@@ -101,7 +151,8 @@ export class TaskManager {
     return t;
   }
 
-  list(q: { status?: TaskStatus; limit: number; cursor?: string }) {
+  /** A page of tasks, newest first; `tenant` narrows it to that tenant's. */
+  list(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: string }) {
     let cursor: number | undefined;
     if (q.cursor !== undefined) {
       const c = decodeCursor(q.cursor);
@@ -111,7 +162,12 @@ export class TaskManager {
     if (q.limit > this.config.requests.listLimit) {
       throw new AppError('LIMIT_ABOVE_MAXIMUM', { field: 'limit', value: q.limit, maximum: this.config.requests.listLimit });
     }
-    return this.store.listTasks({ ...(q.status ? { status: q.status } : {}), limit: q.limit, ...(cursor !== undefined ? { cursor } : {}) });
+    return this.store.listTasks({
+      ...(q.status ? { status: q.status } : {}),
+      ...(q.tenant !== undefined ? { tenant: q.tenant } : {}),
+      limit: q.limit,
+      ...(cursor !== undefined ? { cursor } : {}),
+    });
   }
 
   /** The log of a task (live, or opened from disk for finished ones). */
@@ -120,28 +176,34 @@ export class TaskManager {
     return this.active.get(task.id)?.log ?? TaskLog.open(this.logDir(task.id));
   }
 
-  async submit(body: CreateTaskBody): Promise<TaskRecord> {
+  /**
+   * Admits and queues a task for `owner`: a workspace named by id must be the owner's tenant's
+   * (another tenant's reads as WORKSPACE_NOT_FOUND, as one that does not exist).
+   */
+  async submit(body: CreateTaskBody, owner: TaskOwner): Promise<TaskRecord> {
     this.refuseWhenClosing();
     // Everything that can refuse the task runs before anything is created.
     const ws = body.workspace;
-    const named = ws && 'id' in ws ? this.workspaces.get(ws.id).id : null;
+    const named = ws && 'id' in ws ? this.ownWorkspace(ws.id, owner.tenant) : null;
     const files = ws && 'files' in ws ? ws.files : {};
     const facts: WorkspaceFacts = named
       ? // The stored workspace's root and its sandboxshift.yaml, read safely.
         { ...(await this.workspaces.inspect(named)), stored: true }
       : { rootEntries: checkInlineFiles(files, this.config.workspaces).rootEntries, projectFile: files[PROJECT_FILE] ?? null, stored: false };
-    const plan = await this.admit(body, facts);
+    const plan = await this.admit(body, facts, owner.tenant);
     if (named) {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
-      const task = this.accept(body, plan, this.workspaces.get(named).id);
+      const task = this.accept(body, plan, this.ownWorkspace(named, owner.tenant), owner);
       this.workspaces.reuse(named); // named by id: a regular workspace from now on
       return task;
     }
-    const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers)).id;
+    const spare = this.reserveWarm(files, plan, owner.tenant);
+    if (spare) return this.accept(body, plan, spare, owner);
+    const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
     try {
       // Creating the workspace (mkfs, mount) awaited: if the queue filled meanwhile, undo it.
-      return this.accept(body, plan, workspaceId);
+      return this.accept(body, plan, workspaceId, owner);
     } catch (err) {
       await this.workspaces.delete(workspaceId, () => false);
       throw err;
@@ -149,30 +211,52 @@ export class TaskManager {
   }
 
   /**
-   * Admission: planTask, then what the engine must have (the image; its egress relay for a task
-   * with an allowlist), then room in the queue. Nothing is created here.
+   * A runc task with no files, no allowlist and no secrets that starts now (a run slot is free, so a
+   * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
+   * pre-started sandbox of its shape; null when there is none.
    */
-  async admit(body: CreateTaskBody, facts: WorkspaceFacts): Promise<TaskPlan> {
-    this.refuseWhenClosing();
-    const plan = planTask(body, facts, this.config);
-    await requireImage(this.engine, plan.image, this.config);
-    if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
-    this.scheduler.requireRoom();
-    return plan;
+  private reserveWarm(files: Record<string, string>, plan: TaskPlan, tenant: string): string | null {
+    const { queued, running } = this.scheduler.stats();
+    if (!this.warm || plan.isolation !== 'runc' || Object.keys(files).length > 0 || plan.network.allow.length > 0 || Object.keys(plan.secretEnv).length > 0 || queued + running >= this.config.queue.concurrency) return null;
+    return this.warm.reserve({ image: plan.image, ...plan.resources, isolation: plan.isolation }, plan.detection.markers, tenant);
   }
 
   /**
-   * Records an admitted task on its workspace and queues it (the queue's room is checked again:
+   * Admission: planTask, then whether its isolation can run here now, then what the engine must
+   * have (the image; its egress relay for a task with an allowlist), then room in the queue for
+   * one more of `tenant`'s tasks. Nothing is created here.
+   */
+  async admit(body: CreateTaskBody, facts: WorkspaceFacts, tenant: string): Promise<TaskPlan> {
+    this.refuseWhenClosing();
+    const plan = planTask(body, facts, this.config);
+    requireUsable(plan.isolation, this.isolations);
+    await requireImage(this.engine, plan.image, this.config);
+    if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
+    this.scheduler.requireRoom(tenant);
+    return plan;
+  }
+
+  /** The id of workspace `id` if it is `tenant`'s; another tenant's reads as one that does not exist. */
+  private ownWorkspace(id: string, tenant: string): string {
+    const w = this.workspaces.get(id);
+    if (w.tenant !== tenant) throw new AppError('WORKSPACE_NOT_FOUND', { id });
+    return w.id;
+  }
+
+  /**
+   * Records an admitted task of `owner` on its workspace and queues it (the queue's room is checked again:
    * the workspace's creation may have awaited, and so is shutdown). Returns the task as it was
    * accepted.
    */
-  accept(body: CreateTaskBody, plan: TaskPlan, workspaceId: string): TaskRecord {
+  accept(body: CreateTaskBody, plan: TaskPlan, workspaceId: string, owner: TaskOwner): TaskRecord {
     this.refuseWhenClosing();
-    this.scheduler.requireRoom();
+    this.scheduler.requireRoom(owner.tenant);
+    const secretEnvKeys = Object.keys(plan.secretEnv).sort();
     const task: TaskRecord = {
       id: newTaskId(),
-      tenant: DEFAULT_TENANT,
-      keyId: null,
+      secretEnvKeys,
+      tenant: owner.tenant,
+      keyId: owner.keyId,
       status: 'queued',
       command: body.command,
       setup: plan.setup,
@@ -193,14 +277,27 @@ export class TaskManager {
       timeoutSeconds: plan.timeoutSeconds,
       stdin: body.stdin,
       network: plan.network,
+      isolation: plan.isolation,
       env: plan.env,
     };
+    if (secretEnvKeys.length > 0) this.keepSecrets(task.id, plan.secretEnv);
     const log = TaskLog.open(this.logDir(task.id));
     this.lifecycle.queued(task, log);
-    this.active.set(task.id, this.newRun(task, log));
+    this.active.set(task.id, this.newRun(task, log, plan.secretEnv));
     const accepted = structuredClone(task); // the 202 reports the task as it was accepted
     this.scheduler.enqueue(task);
     return accepted;
+  }
+
+  /** Stores a task's secretEnv (encrypted) before the task is recorded; a failure refuses the task. */
+  private keepSecrets(id: string, secretEnv: Readonly<Record<string, string>>): void {
+    try {
+      if (!this.vault) throw new Error('this server keeps no secrets');
+      this.vault.put(id, secretEnv);
+    } catch (err) {
+      this.log.error({ taskId: id, err: (err as Error).message }, 'secrets could not be stored');
+      throw new AppError('INTERNAL');
+    }
   }
 
   /** New work is refused with 503 SHUTTING_DOWN once the server is stopping. */

@@ -1,4 +1,5 @@
 import { DEFAULT_TENANT } from '../auth/principal.js';
+import type { Isolation } from '../config/schema.js';
 import type { TaskStatus } from '../streaming/frames.js';
 
 export type { TaskStatus };
@@ -42,15 +43,19 @@ export interface TaskRecord {
   timeoutSeconds: number;
   stdin: boolean;
   network: { allow: string[]; unrestricted: boolean };
+  /** The runtime that runs (or ran) the task's container. */
+  isolation: Isolation;
   /** Kept for the run; never served back (values may be secrets). */
   env: Record<string, string>;
+  /** Names of the task's secretEnv (sorted); the values are never in the record (only kept encrypted, apart). */
+  secretEnvKeys: string[];
 }
 
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
-  // Records written before the count (or tenants) existed read 0 (or the default tenant).
-  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, envKeys: Object.keys(env).sort() };
+  // Records written before the count (tenants, the isolation) existed read 0 (the default tenant, runc).
+  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort(), secretEnvKeys: rest.secretEnvKeys ?? [] };
 }
 
 /**

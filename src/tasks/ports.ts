@@ -11,18 +11,18 @@ export interface TaskStore {
   insertTask(t: TaskRecord): void;
   updateTask(t: TaskRecord): void;
   getTask(id: string): TaskRecord | null;
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage;
+  listTasks(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: number }): TaskPage;
   tasksWithStatus(statuses: TaskStatus[]): TaskRecord[];
   egressDecisions(taskId: string): { decisions: EgressDecision[]; dropped: number };
 }
 
 /** What the task code needs of workspaces. */
 export interface TaskWorkspaces {
-  get(id: string): { id: string };
+  get(id: string): { id: string; tenant: string };
   /** A workspace named by id in a request: a regular workspace from now on (not ephemeral). */
   reuse(id: string): void;
   inspect(id: string): Promise<{ rootEntries: string[]; projectFile: string | null }>;
-  createFromFiles(files: Record<string, string>, markers: string[]): Promise<{ id: string }>;
+  createFromFiles(files: Record<string, string>, markers: string[], tenant: string): Promise<{ id: string }>;
   delete(id: string, busy: (id: string) => boolean): Promise<unknown>;
   /** Mounts the workspace for a run; pair with `release`. */
   hold(id: string): Promise<string>;

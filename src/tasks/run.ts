@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { TaskEgress } from '../egress/proxy.js';
 import type { LogPosition, RunningSandbox, SandboxHandlers, StreamName } from '../runtime/engine.js';
 import { StreamCapture } from '../streaming/capture.js';
+import { secretMasks, type SecretMask } from '../streaming/mask.js';
 import { streamFile, type TaskLog } from '../streaming/tasklog.js';
 import type { TaskRecord } from './model.js';
 
@@ -12,9 +13,11 @@ const CHECKPOINT_EVERY_MS = 100;
 
 /**
  * Where the task's output stands in the engine's log: a later run adopting the container reads
- * on from `position`, where `produced` bytes of each stream had been delivered. It only advances
- * while every byte before it is on disk in the task log (both heads still open): bytes past a
- * head live in the in-memory tail, so they are read again from the engine after a crash.
+ * on from `position`, where `produced` bytes of each stream (as masked) had been delivered. It only
+ * advances while every byte before it is on disk in the task log (both heads still open): bytes
+ * past a head live in the in-memory tail, so they are read again from the engine after a crash.
+ * Nor does it advance while a mask holds back bytes: from a position where nothing is held, the
+ * masked output that follows is the same however the engine's log is read again.
  */
 export interface Checkpoint {
   containerId: string;
@@ -48,6 +51,8 @@ export class TaskRun {
   /** The engine's log lost output of this task (count unknown). */
   lost = false;
   private captures: Record<StreamName, StreamCapture> | null = null;
+  /** Every stream passes its secret mask before anything counts or keeps it. */
+  private readonly masks: Record<StreamName, SecretMask>;
   private readonly skip: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   private readonly delivered: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   private checkpointAt = 0;
@@ -58,7 +63,11 @@ export class TaskRun {
     readonly task: TaskRecord,
     readonly log: TaskLog,
     private readonly bounds: OutputBounds,
-  ) {}
+    /** The task's secretEnv values, in memory only (kept encrypted by the manager). */
+    readonly secretEnv: Readonly<Record<string, string>> = {},
+  ) {
+    this.masks = secretMasks(Object.values(secretEnv));
+  }
 
   markDetached(): void {
     this.detached = true;
@@ -112,17 +121,11 @@ export class TaskRun {
       onOutput: (stream, data) => {
         // Output of a sandbox the runner already gave up on has nowhere to go.
         if (this.log.finished || !this.captures) return;
-        this.delivered[stream] += data.length;
-        let rest = data;
-        if (this.skip[stream] > 0) {
-          const n = Math.min(this.skip[stream], rest.length);
-          this.skip[stream] -= n;
-          rest = rest.subarray(n);
-        }
-        if (rest.length) this.captures[stream].push(rest);
+        this.deliver(stream, this.masks[stream].push(data));
       },
       onPosition: (at) => {
         if (this.frozen || !this.captures || this.log.finished) return;
+        if (this.masks.stdout.heldBytes > 0 || this.masks.stderr.heldBytes > 0) return;
         if (this.captures.stdout.headDone || this.captures.stderr.headDone) {
           this.frozen = true;
           return;
@@ -140,10 +143,24 @@ export class TaskRun {
     };
   }
 
+  /** Masked output into the capture, past what an earlier run already kept. */
+  private deliver(stream: StreamName, data: Buffer): void {
+    this.delivered[stream] += data.length;
+    let rest = data;
+    if (this.skip[stream] > 0) {
+      const n = Math.min(this.skip[stream], rest.length);
+      this.skip[stream] -= n;
+      rest = rest.subarray(n);
+    }
+    if (rest.length) this.captures?.[stream].push(rest);
+  }
+
   /** At exit: the tails (after their gap frames) go into the log; returns the output summary. */
   finishOutput(): TaskRecord['output'] {
     const frameBytes = this.bounds.frameBytes;
     let truncated = this.lost;
+    // What the masks held back (a beginning of a value that never completed) is decided now.
+    if (this.captures) for (const stream of STREAMS) this.deliver(stream, this.masks[stream].finish());
     for (const stream of STREAMS) {
       if (this.lost) this.log.append({ type: 'gap', stream, droppedBytes: 0, countUnknown: true });
       const capture = this.captures?.[stream];

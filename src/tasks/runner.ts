@@ -93,7 +93,9 @@ export class TaskRunner {
     let starting: Promise<RunningSandbox> | undefined;
     try {
       this.workspaces.ensureHome(task.workspaceId);
-      const hostUid = this.uids ? this.uids.allocate(task.id) : null;
+      // runc tasks only: gVisor's runsc is not given a user namespace (its tasks stay host UID 65532).
+      const isolation = task.isolation ?? 'runc';
+      const hostUid = this.uids && isolation === 'runc' ? this.uids.allocate(task.id) : null;
       let workspaceDir = this.workspaces.dir(task.workspaceId);
       if (hostUid !== null) {
         this.taskUids.set(task.id, hostUid);
@@ -101,11 +103,12 @@ export class TaskRunner {
       }
       const egress = task.network.allow.length > 0 ? await this.openEgress(a, hostUid) : undefined;
       starting = this.engine.start(
-        { image: task.image.name, ...task.resources },
+        { image: task.image.name, ...task.resources, isolation },
         {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),
           env: task.env,
+          secretEnv: a.secretEnv,
           workspaceDir,
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
@@ -225,15 +228,17 @@ export class TaskRunner {
     }
     const { status, reason } = classifyExit(exit, a.stoppedBy);
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
-    // A failed task that left its workspace full filled its quota: reason disk_quota.
-    const usage = await this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
+    // A failed task that left its workspace full filled its quota: reason disk_quota. The
+    // workspace's counts are refreshed in any case, after the exit for any other task.
+    const refreshed = this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };
     });
-    const quota = status === 'failed' && reason === null && !task.workspaceReadonly && usage.full;
+    const quota = status === 'failed' && reason === null && !task.workspaceReadonly && (await refreshed).full;
     // An adopted task's end is when the engine says its container stopped.
     const at = adopted && exit.finishedAt && exit.finishedAt.getTime() >= started.getTime() ? exit.finishedAt : undefined;
     this.finish(a, status, quota ? 'disk_quota' : reason, exit.exitCode, started, at);
+    await refreshed;
   }
 
   /** Leaves the task's container running for the next start: log, mount and socket stay. */

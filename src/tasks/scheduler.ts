@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
+import { tenantLimits } from '../tenants/limits.js';
 import { TaskQueue } from './queue.js';
 
 interface Schedulable {
   id: string;
   workspaceId: string;
+  tenant: string;
 }
 
 /**
@@ -19,19 +21,27 @@ export class TaskScheduler<T extends Schedulable> {
   private stopped = false;
 
   constructor(
-    private readonly config: Pick<Config, 'queue'>,
+    private readonly config: Pick<Config, 'queue' | 'tenants'>,
     private readonly start: (task: T) => Promise<void>,
     private readonly log: Logger,
   ) {
-    this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued);
+    this.queue = new TaskQueue(config.queue.concurrency, config.queue.maxQueued, (tenant) => tenantLimits(config, tenant));
   }
 
-  /** QUEUE_FULL (with Retry-After) when neither a run slot nor a place in the queue is free. */
-  requireRoom(): void {
-    if (this.queue.hasRoom()) return;
-    throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, {
-      'retry-after': String(this.config.queue.retryAfterSeconds),
-    });
+  /**
+   * 429 with Retry-After when one more task of `tenant` has no room: TENANT_QUEUED_LIMIT when the
+   * tenant has maxQueued tasks waiting and no run slot of its own (maxRunning) free, QUEUE_FULL
+   * when neither a run slot nor a place in the whole queue is free.
+   */
+  requireRoom(tenant: string): void {
+    const full = this.queue.roomFor(tenant);
+    if (full === null) return;
+    const headers = { 'retry-after': String(this.config.queue.retryAfterSeconds) };
+    if (full === 'tenant') {
+      const { maxQueued, maxRunning } = tenantLimits(this.config, tenant);
+      throw new AppError('TENANT_QUEUED_LIMIT', { tenant, ...this.queue.tenantCounts(tenant), maxQueued, maxRunning }, undefined, headers);
+    }
+    throw new AppError('QUEUE_FULL', { queued: this.queue.queuedCount, limit: this.config.queue.maxQueued }, undefined, headers);
   }
 
   /** Queues a task (its room was checked) and starts what may start. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TENANT_PATTERN } from '../auth/scope.js';
 
 const envName = z.string().min(1).max(256).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a shell variable name');
 
@@ -32,6 +33,11 @@ export const createTaskBody = z
       .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
       .default({})
       .describe('Environment variables for the command'),
+    secretEnv: z
+      .record(envName, z.string().max(131072).refine((v) => !v.includes('\0'), 'must not contain NUL'))
+      .refine((e) => !('HOME' in e), { message: 'HOME is set by the server (/workspace/.home)', path: ['HOME'] })
+      .default({})
+      .describe("Environment variables whose values are secret: every occurrence of a value in the task's output reads `***`, and values are never served, logged or stored unencrypted; names are served as `secretEnvKeys`"),
     timeoutSeconds: z.int().min(1).optional().describe('Wall-clock limit in seconds; above the server maximum: LIMIT_ABOVE_MAXIMUM'),
     resources: z
       .strictObject({
@@ -51,6 +57,17 @@ export const createTaskBody = z
       .optional()
       .describe("Egress allowlist. Absent: the workspace file's list, else the server default. Every entry must fall inside the server's ceiling; over-broad patterns (`*`, `*.com`, `*.co.uk`) are refused unless the server allows unrestricted egress"),
     stdin: z.boolean().default(false).describe('Accept stdin frames over the WebSocket stream'),
+    isolation: z
+      .string()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe("runc or gvisor (absent: the server's engine.isolation). One the server's engine.allowedIsolation does not list: 422 ISOLATION_NOT_ALLOWED; allowed but unusable here: 503 ISOLATION_UNAVAILABLE"),
+  })
+  .superRefine((b, ctx) => {
+    for (const name of Object.keys(b.secretEnv)) {
+      if (name in b.env) ctx.addIssue({ code: 'custom', path: ['secretEnv', name], message: 'also set in env: a name is either plain or secret' });
+    }
   })
   .describe('A task to run');
 
@@ -75,15 +92,20 @@ export const createWorkspaceBody = z
   ])
   .describe('A workspace from inline files, a git repository or a host directory (archives are sent as the raw body instead)');
 
+/** `?tenant=`: an admin's filter (a user may name only its own tenant). */
+const tenantQuery = z.string().regex(TENANT_PATTERN, 'a tenant name').optional();
+
 export const listTasksQuery = z.strictObject({
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'error']).optional(),
   limit: z.coerce.number().int().min(1).default(20),
   cursor: z.string().min(1).max(64).optional(),
+  tenant: tenantQuery,
 });
 
 export const listWorkspacesQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).default(20),
   cursor: z.string().min(1).max(128).optional(),
+  tenant: tenantQuery,
 });
 
 export const afterQuery = z.strictObject({

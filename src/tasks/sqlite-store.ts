@@ -1,8 +1,12 @@
+import { DEFAULT_TENANT } from '../auth/principal.js';
 import type { SqliteStore } from '../store/sqlite.js';
 import { encodeCursor } from '../store/cursor.js';
 import type { TaskRecord, TaskStatus } from './model.js';
 import type { TaskPage, TaskStore } from './ports.js';
 import type { RetentionStore } from './retention.js';
+
+/** A task's tenant in SQL (records from before tenants have none: the default tenant). */
+const TASK_TENANT = `coalesce(json_extract(data, '$.tenant'), '${DEFAULT_TENANT}')`;
 
 /**
  * The task records in the server's SQLite database (a table of their own beside the store's
@@ -18,6 +22,7 @@ export class SqliteTaskStore implements TaskStore, RetentionStore {
         data TEXT NOT NULL
       );
       CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, rowid);
+      CREATE INDEX IF NOT EXISTS tasks_tenant ON tasks (${TASK_TENANT}, rowid);
       CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (json_extract(data, '$.finishedAt'));
     `);
   }
@@ -39,9 +44,13 @@ export class SqliteTaskStore implements TaskStore, RetentionStore {
     return row ? (JSON.parse(row.data) as TaskRecord) : null;
   }
 
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage {
+  listTasks(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: number }): TaskPage {
     const where: string[] = [];
     const args: (string | number)[] = [];
+    if (q.tenant !== undefined) {
+      where.push(`${TASK_TENANT} = ?`);
+      args.push(q.tenant);
+    }
     if (q.status) {
       where.push('status = ?');
       args.push(q.status);

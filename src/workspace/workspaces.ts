@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { DEFAULT_TENANT } from '../auth/principal.js';
+import { EventEmitter } from 'node:events';
 import { chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { chown, chmod, lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -77,12 +77,16 @@ export interface WorkspaceEvents {
 export class Workspaces extends EventEmitter<WorkspaceEvents> {
   readonly storage: WorkspaceStorage;
   private readonly quotaBytes: number;
+  /** Quota bytes of workspaces being created, by tenant (counted against the tenant's limit). */
+  private readonly reserved = new Map<string, number>();
 
   constructor(
     private readonly root: string,
     private readonly store: Store,
     private readonly limits: WorkspaceStorageLimits,
     private readonly now: () => Date = () => new Date(),
+    /** The disk a tenant's workspaces may take together (tenants workspaceBytes), in bytes. */
+    private readonly tenantBytes: (tenant: string) => number = () => Number.MAX_SAFE_INTEGER,
     /** The idmapped-mount helper, for tasks with a host UID of their own (null: none). */
     idmapHelper: string | null = null,
   ) {
@@ -153,9 +157,10 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
     return w;
   }
 
-  /** Every workspace record (for the list route). */
-  list(): WorkspaceRecord[] {
-    return this.store.listWorkspaces();
+  /** Every workspace record (for the list route), or only those of `tenant`. */
+  list(tenant?: string): WorkspaceRecord[] {
+    const all = this.store.listWorkspaces();
+    return tenant === undefined ? all : all.filter((w) => w.tenant === tenant);
   }
 
   /** Mounts the workspace for a task or a read (reference-counted); pair with `release`. */
@@ -197,9 +202,37 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
    * Creates a task's own workspace from an inline file map (ephemeral: see WorkspaceRecord);
    * nothing is left behind if it fails.
    */
-  async createFromFiles(files: Record<string, string>, markers: string[]): Promise<WorkspaceRecord> {
+  async createFromFiles(files: Record<string, string>, markers: string[], tenant: string): Promise<WorkspaceRecord> {
     checkInlineFiles(files, this.limits);
-    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true });
+    return this.createWith(async (dir) => writeInlineFiles(dir, files), () => markers, { ephemeral: true, tenant });
+  }
+
+  /**
+   * An empty workspace made ahead of its task (a pool slot holds one): created and mounted as a
+   * task's own empty workspace is, held once, and not recorded until `claimSpare` (an unrecorded
+   * image is removed at the next start, so a crash leaves none behind).
+   */
+  async createSpare(): Promise<WorkspaceRecord> {
+    return this.createWith(async () => undefined, () => [], { ephemeral: true, spare: true, tenant: DEFAULT_TENANT });
+  }
+
+  /**
+   * Records a spare as `tenant`'s task's own (ephemeral) workspace; it stays held by its maker.
+   * Refused (TENANT_STORAGE_LIMIT) like a new workspace when the tenant has no room for one.
+   */
+  claimSpare(spare: WorkspaceRecord, markers: string[], tenant: string): WorkspaceRecord {
+    this.reserve(tenant)(); // the same check as a created workspace; the record below counts from now on
+    const now = this.now().toISOString();
+    const record = { ...spare, tenant, markers, createdAt: now, lastUsedAt: now };
+    this.store.insertWorkspace(record);
+    this.emit('created', record);
+    return record;
+  }
+
+  /** Removes a spare nobody claimed (its hold is dropped, then image and mount point go). */
+  async discardSpare(id: string): Promise<void> {
+    await this.release(id);
+    if (!this.store.getWorkspace(id)) await this.storage.destroy(id);
   }
 
   /** Sets whether a workspace is ephemeral (created for one task) or regular. */
@@ -225,14 +258,16 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
    * entry is given to the sandbox user, setuid/setgid/sticky bits are stripped, files and bytes are
    * counted (links are not followed), and the markers are detected from the root entries.
    * If anything fails, nothing is left behind: no image, no mount, no directory, no record.
-   * Writing past the quota fails with WORKSPACE_QUOTA_EXCEEDED.
+   * Writing past the quota fails with WORKSPACE_QUOTA_EXCEEDED. The workspace is `opts.tenant`'s.
    */
   async createWith(
     populate: (dir: string) => Promise<void>,
     detectMarkers: (rootFiles: string[]) => string[],
-    opts: { ephemeral?: boolean } = {},
+    opts: { ephemeral?: boolean; spare?: boolean; tenant: string },
   ): Promise<WorkspaceRecord> {
     const id = newWorkspaceId();
+    // A spare belongs to no tenant until it is claimed (claimSpare makes the tenant's check).
+    const unreserve = opts.spare ? () => undefined : this.reserve(opts.tenant);
     let held = false;
     try {
       await this.storage.create(id);
@@ -258,7 +293,7 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
       const now = this.now().toISOString();
       const record: WorkspaceRecord = {
         id,
-        tenant: DEFAULT_TENANT,
+        tenant: opts.tenant,
         createdAt: now,
         files,
         bytes,
@@ -268,8 +303,11 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
         quotaBytes: this.quotaBytes,
         ephemeral: opts.ephemeral ?? false,
       };
-      this.store.insertWorkspace(record);
-      this.emit('created', record);
+      if (opts.spare) held = false; // a spare stays mounted and unrecorded until it is claimed
+      else {
+        this.store.insertWorkspace(record);
+        this.emit('created', record);
+      }
       return record;
     } catch (err) {
       if (held) await this.release(id);
@@ -277,8 +315,32 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
       await this.storage.destroy(id);
       throw err;
     } finally {
+      unreserve();
       if (held) await this.release(id);
     }
+  }
+
+  /**
+   * Counts a new workspace's quota against its tenant's limit before anything is created: the
+   * quotas (not the bytes in use) of the tenant's workspaces, those being created included, since
+   * each may fill its quota later. Past the limit: TENANT_STORAGE_LIMIT. Returns the undo.
+   */
+  private reserve(tenant: string): () => void {
+    let allocated = this.reserved.get(tenant) ?? 0;
+    for (const w of this.store.listWorkspaces()) if (w.tenant === tenant) allocated += w.quotaBytes || this.quotaBytes;
+    const limit = this.tenantBytes(tenant);
+    if (allocated + this.quotaBytes > limit) {
+      throw new AppError('TENANT_STORAGE_LIMIT', { tenant, limitBytes: limit, allocatedBytes: allocated, requestedBytes: this.quotaBytes });
+    }
+    this.reserved.set(tenant, (this.reserved.get(tenant) ?? 0) + this.quotaBytes);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const left = (this.reserved.get(tenant) ?? 0) - this.quotaBytes;
+      if (left > 0) this.reserved.set(tenant, left);
+      else this.reserved.delete(tenant);
+    };
   }
 
   /**

@@ -9,6 +9,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { openapiDocument } from '../../src/http/openapi.js';
 import { Readiness } from '../../src/readiness.js';
 import { TaskManager } from '../../src/tasks/manager.js';
+import { SecretVault } from '../../src/tasks/vault.js';
+import { logOptions } from '../../src/logging.js';
 import { Workspaces } from '../../src/workspace/workspaces.js';
 import { FakeEngine } from './fake-engine.js';
 import { MemoryStore, MemoryWorkspaces } from './memory-ports.js';
@@ -32,14 +34,15 @@ export interface TestApp {
  * and the scheduler are the server's own; no container, mount or database is involved. For checks
  * that need none (validation, error mapping); what a container does is tested against Podman.
  */
-export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngine } = {}): Promise<TestApp> {
+export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngine; uiDir?: string } = {}): Promise<TestApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sbx-app-'));
   const config = parseConfig(merge({ dataDir, shutdown: { leaveRunning: false } }, opts.config ?? {}));
-  const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
+  const log = pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }));
   const engine = opts.engine ?? new FakeEngine();
   const store = new MemoryStore();
   const workspaces = new MemoryWorkspaces(store, config.workspaces);
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log);
+  const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
+  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, null, undefined, vault);
   // The workspace routes read the same records; nothing here creates a filesystem.
   const routesWorkspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
   const app = await buildApp({
@@ -50,6 +53,7 @@ export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngi
     readiness: new Readiness(config, engine, join(dataDir, 'probe'), log),
     openapi: () => openapiDocument(),
     log,
+    ...(opts.uiDir ? { uiDir: opts.uiDir } : {}),
   });
   await app.ready();
   return {

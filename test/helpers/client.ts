@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { beforeSubmit } from './paths.js';
 
 export interface Frame {
   type: string;
@@ -24,6 +25,7 @@ export async function api(base: string, method: string, path: string, body?: unk
 }
 
 export async function submit(base: string, body: Record<string, unknown>) {
+  await beforeSubmit(base, body);
   const r = await api(base, 'POST', '/v1/tasks', body);
   if (r.status !== 202) throw new Error(`submit failed: ${r.status} ${r.text}`);
   return r.json as { id: string; links: { stream: string; logs: string } };

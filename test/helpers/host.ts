@@ -3,6 +3,7 @@ import Docker from 'dockerode';
 import { pino } from 'pino';
 import { fromInstall } from '../../src/paths.js';
 import { OwnedPodmanService } from '../../src/runtime/service.js';
+import { warmServers } from './paths.js';
 
 /** Host processes whose command line contains `needle` (the host sees container processes). */
 export function hostProcesses(needle: string): number[] {
@@ -27,6 +28,23 @@ export async function taskContainers(socketPath: string, taskId: string): Promis
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The task's containers still there once they had up to `ms` to go (the server removes a
+ * container after reporting its exit): those with the task's label, and pre-started containers
+ * that a warm test server of this process handed the task (their task is in the server's claim).
+ */
+export async function leftContainers(socketPath: string, taskId: string, ms = 10_000): Promise<string[]> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const ids = await taskContainers(socketPath, taskId);
+    for (const w of warmServers.values()) {
+      for (const c of await w.services.engine.listOurs()) if (c.taskId === taskId && !ids.includes(c.containerId)) ids.push(c.containerId);
+    }
+    if (ids.length === 0 || Date.now() > until) return ids;
+    await sleep(100);
+  }
+}
 
 /** A Podman API service of the test's own (so that it can be stopped or abandoned at will). */
 export function ownedPodmanService(socketPath: string, podmanBinary = 'podman', timeoutMs = 30_000): OwnedPodmanService {

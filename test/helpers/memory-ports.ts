@@ -1,6 +1,5 @@
 import type { EgressDecision } from '../../src/egress/decisions.js';
 import { AppError } from '../../src/errors.js';
-import { DEFAULT_TENANT } from '../../src/auth/principal.js';
 import { encodeCursor } from '../../src/store/cursor.js';
 import type { Store, WorkspaceRecord } from '../../src/store/sqlite.js';
 import type { TaskRecord, TaskStatus } from '../../src/tasks/model.js';
@@ -37,9 +36,9 @@ export class MemoryStore implements Store, TaskStore {
     return e ? copy(e.data) : null;
   }
 
-  listTasks(q: { status?: TaskStatus; limit: number; cursor?: number }): TaskPage {
+  listTasks(q: { status?: TaskStatus; tenant?: string; limit: number; cursor?: number }): TaskPage {
     const rows = [...this.tasks.values()]
-      .filter((e) => (q.status === undefined || e.data.status === q.status) && (q.cursor === undefined || e.row < q.cursor))
+      .filter((e) => (q.status === undefined || e.data.status === q.status) && (q.tenant === undefined || e.data.tenant === q.tenant) && (q.cursor === undefined || e.row < q.cursor))
       .sort((a, b) => b.row - a.row);
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
@@ -124,13 +123,13 @@ export class MemoryWorkspaces implements TaskWorkspaces {
     return { rootEntries: Object.keys(files).filter((p) => !p.includes('/')), projectFile: files[PROJECT_FILE] ?? null };
   }
 
-  async createFromFiles(files: Record<string, string>, markers: string[]): Promise<{ id: string }> {
+  async createFromFiles(files: Record<string, string>, markers: string[], tenant: string): Promise<{ id: string }> {
     const { bytes } = checkInlineFiles(files, this.limits);
     const now = new Date().toISOString();
     const id = newWorkspaceId();
     this.store.insertWorkspace({
       id,
-      tenant: DEFAULT_TENANT,
+      tenant,
       createdAt: now,
       files: Object.keys(files).length,
       bytes,

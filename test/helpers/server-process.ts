@@ -9,11 +9,12 @@ import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { openapiDocument } from '../../src/http/openapi.js';
+import { logOptions } from '../../src/logging.js';
 import { startServices } from '../../src/services.js';
 import { installShutdown } from '../../src/shutdown.js';
 
 const config = parseConfig(JSON.parse(readFileSync(process.argv[2]!, 'utf8')));
-const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }, pino.destination(2));
+const log = pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }), pino.destination(2));
 const services = await startServices(config, log, { extraLabels: { 'io.sandboxshift.test': '1' }, env: {} });
 const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
 await app.listen({ host: '127.0.0.1', port: 0 });

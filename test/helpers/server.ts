@@ -4,14 +4,16 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { IMAGE_RECORD_FILE } from '../../src/detection/record.js';
 import { openapiDocument } from '../../src/http/openapi.js';
+import { logOptions } from '../../src/logging.js';
 import { installDir } from '../../src/paths.js';
 import { startServices, type Services } from '../../src/services.js';
 import { unmountAllUnder } from '../../src/workspace/storage.js';
+import { isWarm, WARM_POOL_SIZE, warmServers } from './paths.js';
 
 export const TEST_LABEL = { 'io.sandboxshift.test': '1' };
 
@@ -69,10 +71,18 @@ function testUidRange(dataDir: string): { firstHostUid: number; slots: number } 
 }
 
 /**
+ * Per-task host UIDs as shipped (on), in the data directory's range; off on the warm path, whose
+ * files test the pool (which starts no sandboxes while per-task host UIDs are on).
+ */
+function testUserNamespaces(dataDir: string): { enabled: boolean; firstHostUid: number; slots: number } {
+  return { enabled: !isWarm(), ...testUidRange(dataDir) };
+}
+
+/**
  * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
  * service of its own when none is given), a temporary data directory with a real SQLite file.
  */
-export async function startTestServer(overrides: Overrides = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Overrides = {}, opts: { logTo?: DestinationStream; uiDir?: string } = {}): Promise<TestServer> {
   // A caller that passes its own dataDir keeps it (restart tests); otherwise it is temporary.
   const ownData = typeof overrides.dataDir !== 'string';
   const dataDir = ownData ? mkdtempSync(join(tmpdir(), 'sbx-test-')) : (overrides.dataDir as string);
@@ -83,14 +93,23 @@ export async function startTestServer(overrides: Overrides = {}): Promise<TestSe
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
   // Tests stop their tasks with the server unless they ask for the shipped default (leaving
   // them running for the next start): a test's containers must not outlive it.
-  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, sandbox: { userNamespaces: testUidRange(dataDir) } }, overrides));
-  const log = pino({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' });
+  // No warm pool unless the test asks for one (its pre-started containers cost every server a
+  // few starts) or the file runs on the warm path (see paths.ts).
+  const pool = { size: isWarm() ? WARM_POOL_SIZE : 0 };
+  const config = parseConfig(
+    merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, pool, sandbox: { userNamespaces: testUserNamespaces(dataDir) } }, overrides),
+  );
+  // The server's own logger options; `logTo` receives every line (tests that read the log).
+  const log = opts.logTo
+    ? pino(logOptions({ level: 'trace' }), opts.logTo)
+    : pino(logOptions({ level: process.env.SANDBOXSHIFT_TEST_LOG ?? 'silent' }));
   const services = await startServices(config, log, { extraLabels: TEST_LABEL, env: {} });
-  const app = await buildApp({ ...services, openapi: () => openapiDocument(), log });
+  const app = await buildApp({ ...services, openapi: () => openapiDocument(), log, ...(opts.uiDir !== undefined ? { uiDir: opts.uiDir } : {}) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   const held = new Set<string>();
+  if (isWarm() && config.pool.size > 0) warmServers.set(`http://127.0.0.1:${port}`, { services, expected: 0 });
   return {
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
@@ -135,7 +154,10 @@ export interface ServerProcess {
  */
 export async function startServerProcess(overrides: Overrides & { dataDir: string }): Promise<ServerProcess> {
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
-  const config = merge({ listen: { port: 0 }, engine: { socket }, sandbox: { userNamespaces: testUidRange(overrides.dataDir) } }, overrides);
+  const config = merge(
+    { listen: { port: 0 }, engine: { socket }, pool: { size: isWarm() ? WARM_POOL_SIZE : 0 }, sandbox: { userNamespaces: testUserNamespaces(overrides.dataDir) } },
+    overrides,
+  );
   const file = join(overrides.dataDir, 'test-server-config.json');
   mkdirSync(overrides.dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify(config));

@@ -18,6 +18,8 @@ const FIGURES = [
   'echo.api.exitMs',
   'echo.cli.firstByteMs',
   'echo.cli.exitMs',
+  'echo.serverWarm.firstByteMs',
+  'echo.serverWarm.exitMs',
   ...['c1', 'c2', 'c4', 'c8', 'burst'].flatMap((c) => [`throughput.server.${c}`, `throughput.api.${c}`]),
   'streaming.server.MiBps',
   'streaming.api.logNone.MiBps',
@@ -32,6 +34,7 @@ const FIGURES = [
   'cpu.server.msPerTask',
   'cpu.engine.serverPath.msPerTask',
   'cpu.engine.apiPath.msPerTask',
+  ...['runc', 'gvisor'].flatMap((i) => [`isolation.${i}.echo.firstByteMs`, `isolation.${i}.echo.exitMs`, `isolation.${i}.streaming.MiBps`]),
 ];
 const TARGETS = ['cold.vsApi', 'cold.vsCli', 'warm.exitMs', 'throughput.c4', 'streaming.vsAttach', 'streaming.rss', 'upload.rss'];
 
@@ -49,7 +52,7 @@ t.test('npm run bench -- --smoke prints the table and writes every figure as JSO
   t.equal(run.code, 0, `the bench exits 0 (stderr: ${run.stderr.slice(-2000)})`);
   t.match(run.stdout, /figure\s+unit\s+median\s+min\s+max\s+n/, 'prints the figures table');
   t.match(run.stdout, /Server limits set by the bench[\s\S]*queue\.concurrency\s+8[\s\S]*requests\.maxStreams/, 'prints the limits it set');
-  t.match(run.stdout, /Targets[\s\S]*not measured: no warm pool yet/, 'prints the targets');
+  t.match(run.stdout, /Targets[\s\S]*warm path: echo hi submit → exit p50 ≤ 25 ms/, 'prints the targets');
   for (const key of FIGURES) t.match(run.stdout, new RegExp(`^${key.replace(/\./g, '\\.')}\\s`, 'm'), `table row ${key}`);
 
   const files = readdirSync(out).sort();

@@ -10,7 +10,7 @@ import t from 'tap';
 import { egressReport } from '../../src/http/responses.js';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
 import { echoUpstream, httpUpstream, httpsUpstream, packageIndex, PROBE_PY } from '../helpers/egress.js';
-import { sleep, taskContainers } from '../helpers/host.js';
+import { sleep, leftContainers } from '../helpers/host.js';
 import { startTestServer } from '../helpers/server.js';
 
 const web = await httpUpstream(['127.0.0.1', '127.0.0.2']);
@@ -177,7 +177,7 @@ t.test('cancelling a task tears down its tunnels; nothing the server created for
   t.notOk(existsSync(join(srv.dataDir, 'egress', id)), 'and so is its directory');
   for (let i = 0; i < 50 && echo.open.size > 0; i++) await sleep(100);
   t.equal(echo.open.size, 0, 'the upstream connection was closed');
-  t.same(await taskContainers(srv.services.socketPath, id), [], 'no container left');
+  t.same(await leftContainers(srv.services.socketPath, id), [], 'no container left');
   e = await egressOf(id);
   t.match(e.decisions, [{ host: 'echo.test', allowed: true, bytesUp: 0, bytesDown: 0 }]);
 });

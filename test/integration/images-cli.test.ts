@@ -100,6 +100,18 @@ t.test('--json', async (t) => {
   t.equal(report.ok, true);
   t.same(report.images.find((i: { name: string }) => i.name === ABSENT), { name: ABSENT, languages: ['absent'], present: false, required: false, build: 'echo build-absent' });
   t.equal(report.record.mode, 'offline');
+  t.match(report.gvisor, { allowed: false, runsc: /\S/, canStartContainer: null }, 'runsc installed; gVisor not allowed, so not tried');
+});
+
+t.test('gVisor: runsc installed and a hardened gVisor container starts (allowed in the config, or --gvisor)', async (t) => {
+  const allowed = join(dir, 'g.yaml');
+  writeFileSync(allowed, stringify({ dataDir, engine: { allowedIsolation: ['runc', 'gvisor'] } }));
+  const r = run(['--config', allowed, '--json']);
+  t.equal(r.status, 0, r.stderr);
+  t.match(JSON.parse(r.stdout).gvisor, { allowed: true, runsc: /\S/, canStartContainer: true, error: null });
+  const forced = run(['--config', writeConfig('h.yaml'), '--gvisor']);
+  t.equal(forced.status, 0, forced.stderr);
+  t.match(forced.stdout, /\ngVisor: runsc \S+; a hardened container starts\n/);
 });
 
 t.test('an unknown argument: exit 64 with the usage', async (t) => {

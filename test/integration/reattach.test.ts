@@ -7,7 +7,8 @@
 import Docker from 'dockerode';
 import t from 'tap';
 import { api, collectStream, submit, waitDone, type Frame } from '../helpers/client.js';
-import { sleep, taskContainers } from '../helpers/host.js';
+import { sleep, leftContainers, taskContainers } from '../helpers/host.js';
+import { BOTH_ISOLATIONS, ISOLATIONS } from '../helpers/isolation.js';
 import { keptDataDir, type ServerProcess, startServerProcess, startTestServer } from '../helpers/server.js';
 
 const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
@@ -64,21 +65,26 @@ async function checkContinued(t: Tap.Test, url: string, wsUrl: string, id: strin
   t.match(all[all.length - 1], { type: 'exit', status: 'failed', exitCode: 7 });
   t.match(await waitDone(url, id), { status: 'failed', exitCode: 7, reason: null, output: { stdoutBytes: expected.length, truncated: false } });
   t.equal((await api(url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text, expected, 'the stored log is the same');
-  t.same(await taskContainers(socketPath, id), [], 'the container is removed once the exit is read');
+  t.same(await leftContainers(socketPath, id), [], 'the container is removed once the exit is read');
 }
 
-t.test('kill -9 while a task streams: re-attached, every line exactly once, exact exit; a queued task runs after', async (t) => {
-  const dataDir = tempData(t);
-  const first = await server(t, dataDir);
-  const { id } = await submit(first.url, { command: COUNTER });
-  const queued = await submit(first.url, { command: 'echo queued-ran' });
-  const { frames } = await streamThenStop(first, id, 'SIGKILL');
-  await sleep(800); // lines keep coming while no server runs
-  const second = await server(t, dataDir);
-  await checkContinued(t, second.url, second.wsUrl, id, frames);
-  t.match(await waitDone(second.url, queued.id), { status: 'succeeded' }, 'the task queued before the crash ran after it');
-  t.equal((await api(second.url, 'GET', `/v1/tasks/${queued.id}/logs`)).text, 'queued-ran\n');
-});
+// Under each isolation: a gVisor task's container is adopted like a runc one (the next server
+// starts its own gVisor service; the container runs on under conmon meanwhile).
+for (const isolation of ISOLATIONS) {
+  t.test(`${isolation}: kill -9 while a task streams: re-attached, every line exactly once, exact exit; a queued task runs after`, async (t) => {
+    const dataDir = tempData(t);
+    const first = await server(t, dataDir, BOTH_ISOLATIONS);
+    const { id } = await submit(first.url, { command: COUNTER, isolation });
+    const queued = await submit(first.url, { command: 'echo queued-ran', isolation });
+    const { frames } = await streamThenStop(first, id, 'SIGKILL');
+    await sleep(800); // lines keep coming while no server runs
+    const second = await server(t, dataDir, BOTH_ISOLATIONS);
+    await checkContinued(t, second.url, second.wsUrl, id, frames);
+    t.match(await waitDone(second.url, queued.id), { status: 'succeeded', isolation }, 'the task queued before the crash ran after it');
+    t.equal((await api(second.url, 'GET', `/v1/tasks/${queued.id}/logs`)).text, 'queued-ran\n');
+    t.match((await api(second.url, 'GET', `/v1/tasks/${id}`)).json, { isolation });
+  });
+}
 
 t.test('SIGTERM: streams close with 1001, the container is left running and adopted by the next start', async (t) => {
   const dataDir = tempData(t);

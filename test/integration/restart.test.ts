@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import Docker from 'dockerode';
 import t from 'tap';
 import { api, collectStream, submit, waitDone } from '../helpers/client.js';
-import { sleep, taskContainers } from '../helpers/host.js';
+import { sleep, leftContainers } from '../helpers/host.js';
 import { startTestServer, TEST_LABEL } from '../helpers/server.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'sbx-restart-'));
@@ -25,7 +25,7 @@ t.test('a restart keeps finished tasks and logs, runs queued tasks, and marks ru
   t.match(await waitDone(second.url, done.id), { status: 'succeeded' });
   t.equal((await api(second.url, 'GET', `/v1/tasks/${done.id}/logs`)).text, 'kept\n', 'logs survive a restart');
   t.match(await waitDone(second.url, running.id), { status: 'error', reason: 'lost' });
-  t.same(await taskContainers(second.services.socketPath, running.id), []);
+  t.same(await leftContainers(second.services.socketPath, running.id), []);
   const q = await waitDone(second.url, queued.id);
   t.match(q, { status: 'succeeded' }, 'a queued task runs after the restart');
   const frames = (await collectStream(second.wsUrl, queued.id)).frames;
@@ -60,7 +60,7 @@ t.test('after a crash: running tasks read lost and their orphaned containers are
   t.same(readdirSync(join(dataDir, 'tmp')), [], 'intake leftovers were removed at start-up');
   t.teardown(() => again.close());
   t.match(await waitDone(again.url, id), { status: 'error', reason: 'lost', error: /server/ });
-  t.same(await taskContainers(socketPath, 'tsk_orphan'), [], 'the orphan was reaped at start-up');
+  t.same(await leftContainers(socketPath, 'tsk_orphan'), [], 'the orphan was reaped at start-up');
   const frames = (await collectStream(again.wsUrl, id)).frames;
   t.equal(frames.filter((f) => f.type === 'exit').length, 1, 'exactly one exit frame');
 });

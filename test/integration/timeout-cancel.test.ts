@@ -1,9 +1,10 @@
 import t from 'tap';
 import { api, collectStream, submit, waitDone } from '../helpers/client.js';
-import { hostProcesses, sleep, taskContainers } from '../helpers/host.js';
+import { hostProcesses, sleep, leftContainers, taskContainers } from '../helpers/host.js';
+import { BOTH_ISOLATIONS, ISOLATIONS, type TestIsolation } from '../helpers/isolation.js';
 import { startTestServer } from '../helpers/server.js';
 
-const srv = await startTestServer({ queue: { concurrency: 1 } });
+const srv = await startTestServer({ ...BOTH_ISOLATIONS, queue: { concurrency: 1 } });
 t.teardown(() => srv.close());
 
 /** A tree that ignores SIGTERM and escapes into new sessions; `n` makes its command lines unique. */
@@ -18,37 +19,67 @@ async function waitForOutput(id: string, text: string) {
   throw new Error(`task ${id} never printed ${text}`);
 }
 
-t.test('a task past its timeout ends timed_out and leaves no process or container behind', async (t) => {
-  const marker = 73101;
-  const submitted = Date.now();
-  const { id } = await submit(srv.url, { command: stubborn(marker), timeoutSeconds: 2 });
-  await waitForOutput(id, 'started');
-  t.ok(hostProcesses(`sleep ${marker}`).length >= 3, 'the process tree is running on the host');
-  const task = await waitDone(srv.url, id);
-  t.match(task, { status: 'timed_out', reason: 'timeout', exitCode: 137 });
-  // How late, measured from when the task started running (queueing is not part of the timeout).
-  t.ok(task.durationMs < (2 + 5) * 1000, `ended within timeout + 5 s of its start (ran ${task.durationMs} ms)`);
-  t.ok(Date.now() - submitted < 60_000, 'and the client saw it end');
-  t.same(hostProcesses(`sleep ${marker}`), [], 'no process of the tree survives, setsid or not');
-  t.same(await taskContainers(srv.services.socketPath, id), [], 'no container is left');
-  const { frames } = await collectStream(srv.wsUrl, id);
-  t.match(frames[frames.length - 1], { type: 'exit', status: 'timed_out', reason: 'timeout', exitCode: 137 });
-});
+/**
+ * How the host sees a running task's tree: under runc its processes themselves (three sleeps with
+ * the marker); under gVisor they live inside the sandbox's user-space kernel, so the host sees
+ * runsc's sandbox and gofer processes, named by the container's id.
+ */
+async function treeOnHost(id: string, marker: number): Promise<{ needle: string; least: number }> {
+  const task = await api(srv.url, 'GET', `/v1/tasks/${id}`);
+  if (task.json.isolation !== 'gvisor') return { needle: `sleep ${marker}`, least: 3 };
+  const [container] = await taskContainers(srv.services.socketPath, id);
+  return { needle: `${container}`, least: 3 };
+}
 
-t.test('cancel a running task: cancelled, tree gone, no container', async (t) => {
-  const marker = 73202;
-  const { id } = await submit(srv.url, { command: stubborn(marker), timeoutSeconds: 120 });
-  await waitForOutput(id, 'started');
-  const r = await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
-  t.equal(r.status, 202);
-  const task = await waitDone(srv.url, id, 15_000);
-  t.match(task, { status: 'cancelled', reason: 'cancelled', exitCode: 137 });
-  t.same(hostProcesses(`sleep ${marker}`), []);
-  t.same(await taskContainers(srv.services.socketPath, id), []);
-  const again = await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
-  t.equal(again.status, 409, 'cancelling a finished task is a conflict');
-  t.equal(again.json.error.code, 'TASK_NOT_ACTIVE');
-});
+/**
+ * The host processes still matching `needle`, once they are gone or after 5 s: runsc's sandbox
+ * and gofer end a moment after the container's exit is recorded (under runc the tree dies with
+ * the container's PID namespace, before its exit).
+ */
+async function survivors(needle: string): Promise<number[]> {
+  for (let i = 0; i < 50 && hostProcesses(needle).length > 0; i++) await sleep(100);
+  return hostProcesses(needle);
+}
+
+// Timeouts and cancel end the whole tree under each isolation.
+function stopping(t: Tap.Test, isolation: TestIsolation) {
+  t.test('a task past its timeout ends timed_out and leaves no process or container behind', async (t) => {
+    const marker = 73101;
+    const submitted = Date.now();
+    const { id } = await submit(srv.url, { isolation, command: stubborn(marker), timeoutSeconds: 2 });
+    await waitForOutput(id, 'started');
+    const tree = await treeOnHost(id, marker);
+    t.ok(hostProcesses(tree.needle).length >= tree.least, 'the process tree is running on the host');
+    const task = await waitDone(srv.url, id);
+    t.match(task, { status: 'timed_out', reason: 'timeout', exitCode: 137 });
+    // How late, measured from when the task started running (queueing is not part of the timeout).
+    t.ok(task.durationMs < (2 + 5) * 1000, `ended within timeout + 5 s of its start (ran ${task.durationMs} ms)`);
+    t.ok(Date.now() - submitted < 60_000, 'and the client saw it end');
+    t.same(await survivors(tree.needle), [], 'no process of the tree survives, setsid or not');
+    t.same(await leftContainers(srv.services.socketPath, id), [], 'no container is left');
+    const { frames } = await collectStream(srv.wsUrl, id);
+    t.match(frames[frames.length - 1], { type: 'exit', status: 'timed_out', reason: 'timeout', exitCode: 137 });
+  });
+
+  t.test('cancel a running task: cancelled, tree gone, no container', async (t) => {
+    const marker = 73202;
+    const { id } = await submit(srv.url, { isolation, command: stubborn(marker), timeoutSeconds: 120 });
+    await waitForOutput(id, 'started');
+    const tree = await treeOnHost(id, marker);
+    t.ok(hostProcesses(tree.needle).length >= tree.least, 'the process tree is running on the host');
+    const r = await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
+    t.equal(r.status, 202);
+    const task = await waitDone(srv.url, id, 15_000);
+    t.match(task, { status: 'cancelled', reason: 'cancelled', exitCode: 137 });
+    t.same(await survivors(tree.needle), []);
+    t.same(await leftContainers(srv.services.socketPath, id), []);
+    const again = await api(srv.url, 'POST', `/v1/tasks/${id}/cancel`);
+    t.equal(again.status, 409, 'cancelling a finished task is a conflict');
+    t.equal(again.json.error.code, 'TASK_NOT_ACTIVE');
+  });
+}
+
+for (const isolation of ISOLATIONS) t.test(isolation, async (t) => stopping(t, isolation));
 
 t.test('cancel a queued task: it never runs', async (t) => {
   const blocker = await submit(srv.url, { command: 'sleep 30', timeoutSeconds: 60 });

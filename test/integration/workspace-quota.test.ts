@@ -4,12 +4,13 @@ import t from 'tap';
 import { tar, zip } from '../helpers/archives.js';
 import { api, runTask } from '../helpers/client.js';
 import { upload } from '../helpers/intake.js';
+import { BOTH_ISOLATIONS, ISOLATIONS } from '../helpers/isolation.js';
 import { startTestServer } from '../helpers/server.js';
 import { mountsUnder } from '../../src/workspace/storage.js';
 
 // Every workspace is its own ext4 filesystem of `quotaMb`: the quota is a hard cap, not a du.
 const QUOTA_MB = 16;
-const srv = await startTestServer({ workspaces: { quotaMb: QUOTA_MB }, requests: { bodyBytes: 32 * 1024 * 1024 } });
+const srv = await startTestServer({ ...BOTH_ISOLATIONS, workspaces: { quotaMb: QUOTA_MB }, requests: { bodyBytes: 32 * 1024 * 1024 } });
 t.teardown(() => srv.close());
 
 const hostFree = () => {
@@ -22,40 +23,43 @@ const newWorkspace = async (files: Record<string, string> = { 'keep.txt': 'keep\
   return r.json as { id: string; usage: { usedBytes: number; quotaBytes: number } };
 };
 
-t.test('a task writing past the quota gets ENOSPC, ends failed with reason disk_quota, and the host is untouched', async (t) => {
-  const a = await newWorkspace();
-  const b = await newWorkspace();
-  t.equal(a.usage.quotaBytes, QUOTA_MB * 1024 * 1024, 'the workspace shows its quota');
-  const freeBefore = hostFree();
-  // Tries to write 1 GiB: 64 times the quota.
-  const full = await runTask(srv.url, 'head -c 1073741824 /dev/zero > big; rc=$?; ls -l big >&2; exit $rc', { workspace: { id: a.id } });
-  t.match(full.task, { status: 'failed', reason: 'disk_quota' });
-  t.not(full.task.exitCode, 0);
-  t.match(full.stderr, /No space left on device/, 'the write inside the container failed with ENOSPC');
-  const freeAfter = hostFree();
-  // Other work on this machine changes free space too, so allow a margin far below the 1 GiB tried.
-  t.ok(freeBefore - freeAfter < 256 * 1024 * 1024, `host free space dropped by ${Math.round((freeBefore - freeAfter) / 1048576)} MiB (< 256 MiB; the task tried 1024)`);
-  const img = statSync(join(srv.dataDir, 'workspaces', `${a.id}.img`));
-  t.ok(img.blocks * 512 <= QUOTA_MB * 1024 * 1024, `the image occupies ${img.blocks * 512} bytes on the host, at most the quota`);
+// The quota holds under each isolation (under gVisor the gofer writes into the same filesystem).
+for (const isolation of ISOLATIONS) {
+  t.test(`${isolation}: a task writing past the quota gets ENOSPC, ends failed with reason disk_quota, and the host is untouched`, async (t) => {
+    const a = await newWorkspace();
+    const b = await newWorkspace();
+    t.equal(a.usage.quotaBytes, QUOTA_MB * 1024 * 1024, 'the workspace shows its quota');
+    const freeBefore = hostFree();
+    // Tries to write 1 GiB: 64 times the quota.
+    const full = await runTask(srv.url, 'head -c 1073741824 /dev/zero > big; rc=$?; exit $rc', { isolation, workspace: { id: a.id } });
+    t.match(full.task, { status: 'failed', reason: 'disk_quota' });
+    t.not(full.task.exitCode, 0);
+    t.match(full.stderr, /No space left on device/, 'the write inside the container failed with ENOSPC');
+    const freeAfter = hostFree();
+    // Other work on this machine changes free space too, so allow a margin far below the 1 GiB tried.
+    t.ok(freeBefore - freeAfter < 256 * 1024 * 1024, `host free space dropped by ${Math.round((freeBefore - freeAfter) / 1048576)} MiB (< 256 MiB; the task tried 1024)`);
+    const img = statSync(join(srv.dataDir, 'workspaces', `${a.id}.img`));
+    t.ok(img.blocks * 512 <= QUOTA_MB * 1024 * 1024, `the image occupies ${img.blocks * 512} bytes on the host, at most the quota`);
 
-  const shown = (await api(srv.url, 'GET', `/v1/workspaces/${a.id}`)).json;
-  t.ok(shown.usage.usedBytes > 0.9 * shown.usage.quotaBytes, `usage is refreshed after the task (${shown.usage.usedBytes} of ${shown.usage.quotaBytes})`);
-  t.ok(shown.bytes > 0.9 * shown.usage.quotaBytes, 'the byte count is refreshed too');
-  t.equal(shown.files, 2, 'keep.txt and big');
+    const shown = (await api(srv.url, 'GET', `/v1/workspaces/${a.id}`)).json;
+    t.ok(shown.usage.usedBytes > 0.9 * shown.usage.quotaBytes, `usage is refreshed after the task (${shown.usage.usedBytes} of ${shown.usage.quotaBytes})`);
+    t.ok(shown.bytes > 0.9 * shown.usage.quotaBytes, 'the byte count is refreshed too');
+    t.equal(shown.files, 2, 'keep.txt and big');
 
-  const other = await runTask(srv.url, 'head -c 4194304 /dev/zero > four-mib && wc -c < four-mib', { workspace: { id: b.id } });
-  t.match(other.task, { status: 'succeeded' }, 'another workspace is unaffected');
-  t.equal(other.stdout.trim(), '4194304');
+    const other = await runTask(srv.url, 'head -c 4194304 /dev/zero > four-mib && wc -c < four-mib', { isolation, workspace: { id: b.id } });
+    t.match(other.task, { status: 'succeeded' }, 'another workspace is unaffected');
+    t.equal(other.stdout.trim(), '4194304');
 
-  const freed = await runTask(srv.url, 'rm big && echo ok > again && cat keep.txt again', { workspace: { id: a.id } });
-  t.match(freed.task, { status: 'succeeded', reason: null }, 'freeing space makes the workspace usable again');
-  t.equal(freed.stdout, 'keep\nok\n');
-  t.ok((await api(srv.url, 'GET', `/v1/workspaces/${a.id}`)).json.usage.usedBytes < 1024 * 1024, 'usage dropped after the delete');
+    const freed = await runTask(srv.url, 'rm big && echo ok > again && cat keep.txt again', { isolation, workspace: { id: a.id } });
+    t.match(freed.task, { status: 'succeeded', reason: null }, 'freeing space makes the workspace usable again');
+    t.equal(freed.stdout, 'keep\nok\n');
+    t.ok((await api(srv.url, 'GET', `/v1/workspaces/${a.id}`)).json.usage.usedBytes < 1024 * 1024, 'usage dropped after the delete');
 
-  const plain = await runTask(srv.url, 'exit 3', { workspace: { id: a.id } });
-  t.match(plain.task, { status: 'failed', exitCode: 3, reason: null }, 'an ordinary failure on a workspace with room is not disk_quota');
-  t.same(mountsUnder(srv.dataDir), [], 'no workspace stays mounted once its tasks are done');
-});
+    const plain = await runTask(srv.url, 'exit 3', { isolation, workspace: { id: a.id } });
+    t.match(plain.task, { status: 'failed', exitCode: 3, reason: null }, 'an ordinary failure on a workspace with room is not disk_quota');
+    t.same(mountsUnder(srv.dataDir), [], 'no workspace stays mounted once its tasks are done');
+  });
+}
 
 t.test('running out of inodes is the quota too', async (t) => {
   const id = (await newWorkspace()).id;

@@ -47,14 +47,14 @@ t.test('planTask: the order clients see — limits, then the allowlist, then the
 t.test('TaskScheduler: QUEUE_FULL with Retry-After once the run slots and the queue are taken; a withdrawn task frees its place', async (t) => {
   const c = parseConfig({ dataDir: '/nonexistent', queue: { concurrency: 1, maxQueued: 1, retryAfterSeconds: 7 } });
   const started: string[] = [];
-  const scheduler = new TaskScheduler(c, async (task: { id: string; workspaceId: string }) => void started.push(task.id), pino({ level: 'silent' }));
+  const scheduler = new TaskScheduler(c, async (task: { id: string; workspaceId: string; tenant: string }) => void started.push(task.id), pino({ level: 'silent' }));
   // The first run never settles: it keeps the one slot.
   const blocked = new TaskScheduler(c, () => new Promise<void>(() => undefined), pino({ level: 'silent' }));
-  blocked.enqueue({ id: 'a', workspaceId: 'w1' });
-  blocked.enqueue({ id: 'b', workspaceId: 'w2' });
+  blocked.enqueue({ id: 'a', workspaceId: 'w1', tenant: 'default' });
+  blocked.enqueue({ id: 'b', workspaceId: 'w2', tenant: 'default' });
   const err = (() => {
     try {
-      blocked.requireRoom();
+      blocked.requireRoom('default');
     } catch (e) {
       return e as AppError;
     }
@@ -63,8 +63,26 @@ t.test('TaskScheduler: QUEUE_FULL with Retry-After once the run slots and the qu
   t.match(err, { code: 'QUEUE_FULL', details: { queued: 1, limit: 1 }, headers: { 'retry-after': '7' } });
   t.same(blocked.stats(), { queued: 1, running: 1 });
   t.ok(blocked.withdraw('b'));
-  t.doesNotThrow(() => blocked.requireRoom());
-  scheduler.enqueue({ id: 'x', workspaceId: 'w' });
+  t.doesNotThrow(() => blocked.requireRoom('default'));
+  scheduler.enqueue({ id: 'x', workspaceId: 'w', tenant: 'default' });
   await new Promise((r) => setImmediate(r));
   t.same(started, ['x']);
+});
+
+t.test('TaskScheduler: TENANT_QUEUED_LIMIT with Retry-After for a tenant at its limits, while others are admitted', async (t) => {
+  const c = parseConfig({ dataDir: '/nonexistent', queue: { concurrency: 4, retryAfterSeconds: 3 }, tenants: { overrides: { a: { maxRunning: 1, maxQueued: 1 } } } });
+  const blocked = new TaskScheduler(c, () => new Promise<void>(() => undefined), pino({ level: 'silent' }));
+  blocked.enqueue({ id: 'a1', workspaceId: 'w1', tenant: 'a' });
+  blocked.enqueue({ id: 'a2', workspaceId: 'w2', tenant: 'a' });
+  t.same(blocked.stats(), { queued: 1, running: 1 }, 'a2 waits: a is at its maxRunning, though slots are free');
+  let err: AppError | null = null;
+  try {
+    blocked.requireRoom('a');
+  } catch (e) {
+    err = e as AppError;
+  }
+  t.match(err, { code: 'TENANT_QUEUED_LIMIT', details: { tenant: 'a', queued: 1, running: 1, maxQueued: 1, maxRunning: 1 }, headers: { 'retry-after': '3' } });
+  t.doesNotThrow(() => blocked.requireRoom('b'), 'another tenant is admitted');
+  blocked.enqueue({ id: 'b1', workspaceId: 'w3', tenant: 'b' });
+  t.same(blocked.stats(), { queued: 1, running: 2 }, "and b's task starts");
 });

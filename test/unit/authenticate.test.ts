@@ -2,18 +2,20 @@ import Fastify from 'fastify';
 import t from 'tap';
 import { bearerKey, ConfigKeys, hashKey } from '../../src/auth/keys.js';
 import { parseConfig } from '../../src/config/load.js';
-import { registerAuthentication } from '../../src/http/authenticate.js';
+import { selectSubprotocol, subprotocolKey } from '../../src/auth/subprotocol.js';
+import { registerAuthentication, requireAdmin } from '../../src/http/authenticate.js';
 import { registerErrorHandling } from '../../src/http/errors.js';
 
 const KEY_A = 'ssk_' + 'a'.repeat(32);
 const KEY_ADMIN = 'ssk_' + 'Z'.repeat(40);
 
-async function app(keys: ConfigKeys) {
+async function app(keys: ConfigKeys, opts: { required?: boolean } = {}) {
   const a = Fastify();
   registerErrorHandling(a);
-  registerAuthentication(a, keys);
+  registerAuthentication(a, keys, opts);
   a.get('/healthz', async (req) => req.principal);
   a.get('/v1/tasks', async (req) => req.principal);
+  a.get('/admin-only', { preHandler: requireAdmin }, async (req) => req.principal);
   await a.ready();
   return a;
 }
@@ -61,4 +63,55 @@ t.test('auth.keys is validated: hashes only, unique ids and hashes', async (t) =
   t.throws(() => parseConfig({ auth: { keys: [k, { ...k, sha256: hashKey(KEY_ADMIN) }] } }), 'duplicate ids are refused');
   t.throws(() => parseConfig({ auth: { keys: [k, { ...k, id: 'k2' }] } }), 'duplicate hashes are refused');
   t.throws(() => parseConfig({ auth: { keys: [{ ...k, tenant: 'Team A' }] } }), 'tenant names are restricted');
+});
+
+const twoKeys = () =>
+  new ConfigKeys([
+    { id: 'k1', tenant: 'team-a', role: 'user', sha256: hashKey(KEY_A) },
+    { id: 'root', tenant: 'ops', role: 'admin', sha256: hashKey(KEY_ADMIN) },
+  ]);
+
+t.test('subprotocolKey: sandboxshift.v1 with exactly one bearer.<key>', async (t) => {
+  t.equal(subprotocolKey(`sandboxshift.v1, bearer.${KEY_A}`), KEY_A);
+  t.equal(subprotocolKey(`bearer.${KEY_A},sandboxshift.v1`), KEY_A, 'in any order');
+  t.equal(subprotocolKey(['sandboxshift.v1', `bearer.${KEY_A}`]), KEY_A, 'over several headers');
+  for (const bad of [undefined, `bearer.${KEY_A}`, 'sandboxshift.v1', `sandboxshift.v1, bearer.${KEY_A}, bearer.${KEY_ADMIN}`, 'sandboxshift.v1, bearer.nonsense', `sandboxshift.v2, bearer.${KEY_A}`]) {
+    t.equal(subprotocolKey(bad), null, `${JSON.stringify(bad)} offers no key`);
+  }
+  t.equal(selectSubprotocol(new Set([`bearer.${KEY_A}`, 'sandboxshift.v1'])), 'sandboxshift.v1', 'the server picks sandboxshift.v1, never the key');
+  t.equal(selectSubprotocol(new Set([`bearer.${KEY_A}`])), false);
+});
+
+t.test('the bearer subprotocol authenticates WebSocket upgrades only', async (t) => {
+  const a = await app(twoKeys());
+  t.teardown(() => a.close());
+  const protocols = { 'sec-websocket-protocol': `sandboxshift.v1, bearer.${KEY_A}` };
+  const upgrade = { connection: 'Upgrade', upgrade: 'websocket' };
+  t.same((await a.inject({ url: '/v1/tasks', headers: { ...upgrade, ...protocols } })).json(), { tenant: 'team-a', keyId: 'k1', role: 'user' }, 'an upgrade offering the key acts for it');
+  t.equal((await a.inject({ url: '/v1/tasks', headers: protocols })).statusCode, 401, 'a plain request offering subprotocols is not authenticated by them');
+  const unknown = await a.inject({ url: '/v1/tasks', headers: { ...upgrade, 'sec-websocket-protocol': `sandboxshift.v1, bearer.ssk_${'q'.repeat(40)}` } });
+  t.equal(unknown.statusCode, 401, 'an unknown key in the subprotocol is 401');
+  t.equal(unknown.json().error.code, 'UNAUTHENTICATED');
+});
+
+t.test('requireAdmin: admin keys pass, user keys get 403 ADMIN_REQUIRED; a server without keys lets everyone through', async (t) => {
+  const a = await app(twoKeys());
+  t.teardown(() => a.close());
+  const get = (authorization?: string) => a.inject({ url: '/admin-only', headers: authorization ? { authorization } : {} });
+  t.equal((await get(`Bearer ${KEY_ADMIN}`)).statusCode, 200);
+  const user = await get(`Bearer ${KEY_A}`);
+  t.equal(user.statusCode, 403);
+  t.equal(user.json().error.code, 'ADMIN_REQUIRED');
+  t.equal((await get()).statusCode, 401, 'no key is 401 first');
+  const open = await app(new ConfigKeys([]));
+  t.teardown(() => open.close());
+  t.equal((await open.inject({ url: '/admin-only' })).statusCode, 200, 'without keys the route is open');
+});
+
+t.test('required: a server listening beyond loopback never falls open, even without any key', async (t) => {
+  const a = await app(new ConfigKeys([]), { required: true });
+  t.teardown(() => a.close());
+  t.equal((await a.inject({ url: '/v1/tasks' })).statusCode, 401, 'no key: 401, not open access');
+  t.equal((await a.inject({ url: '/admin-only' })).statusCode, 401);
+  t.equal((await a.inject({ url: '/healthz' })).statusCode, 200, '/healthz stays open');
 });

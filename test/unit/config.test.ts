@@ -17,7 +17,7 @@ t.test('no file means the embedded defaults', async (t) => {
   t.match(c, {
     listen: { host: '127.0.0.1', port: 8080 },
     dataDir: '.sandboxshift-data',
-    engine: { socket: null, runtime: 'runc' },
+    engine: { socket: null, isolation: 'runc', allowedIsolation: ['runc'], gvisorSocket: null },
     defaults: { cpus: 1, memoryMb: 512, pids: 256, timeoutSeconds: 300 },
     maxima: { timeoutSeconds: 3600, memoryMb: 4096 },
     queue: { concurrency: 2, maxQueued: 100 },

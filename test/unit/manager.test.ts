@@ -61,6 +61,7 @@ function setup(t: Test, leaveRunning = false) {
   return { manager, engine };
 }
 
+const OWNER = { tenant: 'default', keyId: null };
 
 const until = async (cond: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
@@ -72,7 +73,7 @@ const until = async (cond: () => boolean, ms = 5000) => {
 
 t.test('a start that hangs past the timeout ends timed_out; the late sandbox is stopped', async (t) => {
   const { manager, engine } = setup(t);
-  const task = await manager.submit(createTaskBody.parse({ command: 'true', timeoutSeconds: 1 }));
+  const task = await manager.submit(createTaskBody.parse({ command: 'true', timeoutSeconds: 1 }), OWNER);
   await until(() => manager.get(task.id).status === 'timed_out');
   t.match(manager.get(task.id), { status: 'timed_out', reason: 'timeout', exitCode: null });
   engine.release!();
@@ -82,7 +83,7 @@ t.test('a start that hangs past the timeout ends timed_out; the late sandbox is 
 
 t.test('cancel while the container is being created', async (t) => {
   const { manager, engine } = setup(t);
-  const task = await manager.submit(createTaskBody.parse({ command: 'true' }));
+  const task = await manager.submit(createTaskBody.parse({ command: 'true' }), OWNER);
   await until(() => manager.get(task.id).status === 'running');
   manager.cancel(task.id);
   await until(() => manager.get(task.id).status === 'cancelled');
@@ -93,7 +94,7 @@ t.test('cancel while the container is being created', async (t) => {
 
 t.test('shutdown (shutdown.leaveRunning false) while the container is being created does not wait for the engine', async (t) => {
   const { manager, engine } = setup(t);
-  const task = await manager.submit(createTaskBody.parse({ command: 'true' }));
+  const task = await manager.submit(createTaskBody.parse({ command: 'true' }), OWNER);
   await until(() => manager.get(task.id).status === 'running');
   const before = Date.now();
   await manager.close(500);

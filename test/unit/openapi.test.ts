@@ -76,8 +76,8 @@ t.test('every code in the spec exists in ERRORS with the same status', async (t)
         t.ok(code in ERRORS, `${where}: ${code} is in ERRORS`);
         t.equal(String(ERRORS[code as ErrorCode]?.status), status, `${where}: ${code} has status ${status} in ERRORS`);
       }
-      const retryable = codes.includes('QUEUE_FULL') || codes.includes('TOO_MANY_STREAMS') || codes.includes('SHUTTING_DOWN');
-      t.equal(!!r.headers?.['Retry-After'], retryable, `${where} ${status}: Retry-After is documented exactly with QUEUE_FULL, TOO_MANY_STREAMS and SHUTTING_DOWN`);
+      const retryable = ['QUEUE_FULL', 'TENANT_QUEUED_LIMIT', 'RATE_LIMITED', 'TOO_MANY_STREAMS', 'SHUTTING_DOWN'].some((c) => codes.includes(c));
+      t.equal(!!r.headers?.['Retry-After'], retryable, `${where} ${status}: Retry-After is documented exactly with QUEUE_FULL, TENANT_QUEUED_LIMIT, RATE_LIMITED, TOO_MANY_STREAMS and SHUTTING_DOWN`);
     }
   }
   t.ok(checked > 30, `checked ${checked} code listings`);
@@ -118,9 +118,9 @@ t.test('the routes the brief requires are documented with their main codes', asy
     [
       'ARCHIVE_COMPRESSION_RATIO', 'ARCHIVE_CORRUPT', 'ARCHIVE_EXPANDED_TOO_LARGE', 'ARCHIVE_TOO_LARGE', 'ARCHIVE_TOO_MANY_ENTRIES',
       'BODY_TIMEOUT', 'BODY_TOO_LARGE', 'EGRESS_OUTSIDE_CEILING', 'EGRESS_PATTERN_INVALID', 'EGRESS_PATTERN_TOO_BROAD', 'EGRESS_RELAY_MISSING',
-      'ENGINE_UNAVAILABLE', 'HOST_NOT_ALLOWED', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL',
+      'ENGINE_UNAVAILABLE', 'HOST_NOT_ALLOWED', 'IMAGE_AMBIGUOUS', 'IMAGE_MISSING', 'IMAGE_UNKNOWN', 'INTERNAL', 'ISOLATION_NOT_ALLOWED', 'ISOLATION_UNAVAILABLE',
       'LIMIT_ABOVE_MAXIMUM', 'MALFORMED_JSON', 'MULTIPART_INVALID', 'ORIGIN_NOT_ALLOWED', 'PROJECT_FILE_INVALID', 'PROJECT_FILE_TOO_LARGE',
-      'QUEUE_FULL', 'SHUTTING_DOWN', 'UNAUTHENTICATED', 'UNSUPPORTED_MEDIA_TYPE',
+      'QUEUE_FULL', 'RATE_LIMITED', 'SHUTTING_DOWN', 'TENANT_QUEUED_LIMIT', 'TENANT_STORAGE_LIMIT', 'UNAUTHENTICATED', 'UNSUPPORTED_MEDIA_TYPE',
       'VALIDATION_FAILED', 'WORKSPACE_ENTRY_CONFLICT', 'WORKSPACE_LINK_ESCAPE', 'WORKSPACE_NOT_FOUND', 'WORKSPACE_PATH_ESCAPE', 'WORKSPACE_PATH_INVALID',
       'WORKSPACE_PATH_TOO_DEEP', 'WORKSPACE_QUOTA_EXCEEDED', 'WORKSPACE_SPECIAL_FILE', 'WORKSPACE_TOO_LARGE', 'WORKSPACE_TOO_MANY_FILES',
     ],
@@ -129,9 +129,11 @@ t.test('the routes the brief requires are documented with their main codes', asy
   t.ok(doc.paths['/v1/tasks'].post.responses['503'].headers['Retry-After'], '503 documents Retry-After (SHUTTING_DOWN)');
   // The Host and Origin checks run before routing: every route, and an unmatched one, documents them.
   for (const { where, responses } of responseMaps(doc)) {
-    // The admin-only routes answer a key of role user with 403 too.
+    // The admin-only routes answer a key of role user with 403 too, and so do the lists' ?tenant= filters.
     const admin = where === 'GET /metrics' || where === 'GET /v1/audit';
-    t.same(responses['403']?.['x-error-codes'], admin ? ['ORIGIN_NOT_ALLOWED', 'ADMIN_REQUIRED'] : ['ORIGIN_NOT_ALLOWED'], `${where}: 403 ORIGIN_NOT_ALLOWED${admin ? ' and ADMIN_REQUIRED' : ''}`);
+    const lists = where === 'GET /v1/tasks' || where === 'GET /v1/workspaces';
+    const expected = admin ? ['ORIGIN_NOT_ALLOWED', 'ADMIN_REQUIRED'] : lists ? ['ORIGIN_NOT_ALLOWED', 'TENANT_FORBIDDEN'] : ['ORIGIN_NOT_ALLOWED'];
+    t.same(responses['403']?.['x-error-codes'], expected, `${where}: 403 ${expected.join(' and ')}`);
     t.same(responses['421']?.['x-error-codes'], ['HOST_NOT_ALLOWED'], `${where}: 421 HOST_NOT_ALLOWED`);
   }
   t.ok(doc.paths['/v1/workspaces/{id}/archive'].get.responses['200'].headers['X-SandboxShift-Omitted'], 'the archive documents X-SandboxShift-Omitted');

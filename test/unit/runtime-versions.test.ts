@@ -77,7 +77,7 @@ t.test('warnings name the three CVEs and the mitigation', async (t) => {
   for (const cve of RUNC_CVES) t.match(w, cve);
   t.match(w, 'runc 1.1.5 (package runc_1.1.5+ds1-1+deb12u1_amd64)');
   t.match(w, /gVisor/);
-  t.match(w, /not yet selectable/);
+  t.match(w, /engine.isolation: gvisor/, "names the setting that runs tasks under gVisor");
   t.match(w, /upgrade runc/);
   t.equal(runcWarnings({ ...DEBIAN, packageCves: null }).length, 1, 'no matching changelog: warned');
   t.equal(runcWarnings({ ...DEBIAN, packageCves: ['CVE-2025-31133', 'CVE-2025-52565'] }).length, 1, 'two of three backported: warned');

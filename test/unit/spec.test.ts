@@ -11,6 +11,7 @@ const req = {
   cpus: 1.5,
   memoryMb: 512,
   pids: 128,
+  isolation: 'runc' as const,
   stdin: false,
   backstopSeconds: 65,
 };
@@ -129,4 +130,27 @@ t.test('a task with a host UID of its own: a user namespace onto its slot, its l
   const plain = buildContainerSpec(req, { ...settings, sigpending: 24091 });
   t.notOk('IdMappings' in plain, 'without a host UID: no user namespace');
   t.notOk(plain.HostConfig.Ulimits.some((u) => u.Name === 'sigpending'), "and the engine's RLIMIT_SIGPENDING");
+});
+
+t.test('secrets: not in Env; a read-only file the wrapper sources before the command', async (t) => {
+  const plain = buildContainerSpec({ ...req, secretEnv: { TOKEN: 'hunter2' } }, settings);
+  t.same(plain, buildContainerSpec(req, settings), 'the values alone change nothing: they never reach the spec');
+  const s = buildContainerSpec({ ...req, secretEnv: { TOKEN: 'hunter2' } }, settings, '/dev/shm/sbx/srv_1/tsk_abc.env');
+  t.notOk(JSON.stringify(s).includes('hunter2'), 'no value anywhere in the create body');
+  t.same(s.Env, plain.Env);
+  t.same(s.Entrypoint, ['/bin/sh', '-c']);
+  t.same(s.Cmd, ['. /run/sandboxshift/secrets.env && exec /bin/sh -c "$0"', req.command], 'the wrapper execs the command, passed as $0');
+  t.same(s.HostConfig.Binds.slice(-1), ['/dev/shm/sbx/srv_1/tsk_abc.env:/run/sandboxshift/secrets.env:ro,nosuid,nodev,noexec']);
+  const { Cmd: _c, HostConfig: h1, ...rest1 } = s;
+  const { Cmd: _pc, HostConfig: h0, ...rest0 } = plain;
+  t.same(rest1, rest0, 'every other top-level field is identical');
+  t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
+});
+
+t.test('under gVisor the pids limit leaves room for runsc\'s own threads; everything else is the same', async (t) => {
+  const runc = buildContainerSpec(req, settings);
+  const gvisor = buildContainerSpec({ ...req, isolation: 'gvisor' }, settings);
+  t.equal(gvisor.HostConfig.PidsLimit, 64 + 10 * 128, 'base plus ten host threads per allowed process');
+  t.same({ ...gvisor.HostConfig, PidsLimit: 0 }, { ...runc.HostConfig, PidsLimit: 0 }, 'every other host setting is the same');
+  t.same({ ...gvisor, HostConfig: null }, { ...runc, HostConfig: null });
 });

@@ -22,7 +22,7 @@ async function rootFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * Every intake kind in one place. Each goes through Workspaces.createWith, so a refused intake
+ * Every intake kind in one place; each creates a workspace of the given tenant. Each goes through Workspaces.createWith, so a refused intake
  * leaves no directory and no record, and every kind gets the same normalisation afterwards.
  */
 export class WorkspaceIntake {
@@ -45,22 +45,27 @@ export class WorkspaceIntake {
   }
 
   /** `check` runs inside createWith after extraction: if it throws, the extracted files are removed. */
-  fromArchive(body: AsyncIterable<Buffer>, declared: ArchiveKind | null, declaredType: string, check?: RootCheck): Promise<WorkspaceRecord> {
+  fromArchive(tenant: string, body: AsyncIterable<Buffer>, declared: ArchiveKind | null, declaredType: string, check?: RootCheck): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
       async (dir) => {
         await extractArchive(body, this.writer(dir), { declared, declaredType, tmpDir: this.tmpDir });
         if (check) await check(await rootFiles(dir), dir);
       },
       this.markers(),
+      { tenant },
     );
   }
 
   /** Inline files (already checked by checkInlineFiles), written under the same rules as archives. */
-  fromFiles(files: Record<string, string>): Promise<WorkspaceRecord> {
-    return this.workspaces.createWith(async (dir) => {
-      const writer = this.writer(dir);
-      for (const [path, content] of Object.entries(files)) await writer.file(path, 0o644, (write) => write(Buffer.from(content)));
-    }, this.markers());
+  fromFiles(tenant: string, files: Record<string, string>): Promise<WorkspaceRecord> {
+    return this.workspaces.createWith(
+      async (dir) => {
+        const writer = this.writer(dir);
+        for (const [path, content] of Object.entries(files)) await writer.file(path, 0o644, (write) => write(Buffer.from(content)));
+      },
+      this.markers(),
+      { tenant },
+    );
   }
 
   /** Marks a workspace as created for one task (a multipart submission), once that task is accepted. */
@@ -68,17 +73,19 @@ export class WorkspaceIntake {
     this.workspaces.setEphemeral(id, true);
   }
 
-  fromGit(source: GitSource): Promise<WorkspaceRecord> {
+  fromGit(tenant: string, source: GitSource): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
       (dir) => cloneGit(source, this.writer(dir), { git: this.config.workspaces.git, egress: this.config.egress, tmpDir: this.tmpDir, caFile: this.caFile, upstreamProxy: this.upstreamProxy }),
       this.markers(),
+      { tenant },
     );
   }
 
-  fromHostPath(hostPath: string): Promise<WorkspaceRecord> {
+  fromHostPath(tenant: string, hostPath: string): Promise<WorkspaceRecord> {
     return this.workspaces.createWith(
       (dir) => copyHostPath(hostPath, this.config.workspaces.hostRoots, this.writer(dir), this.config.workspaces),
       this.markers(),
+      { tenant },
     );
   }
 }

@@ -1,0 +1,38 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { encodeJob, WAITER_SCRIPT } from '../../src/runtime/waiter.js';
+
+// The waiter runs under dash (the images' /bin/sh) with a directory standing in for /workspace.
+const dir = mkdtempSync(join(tmpdir(), 'waiter-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const script = WAITER_SCRIPT.replace('/workspace', dir);
+const runWaiter = (input: string) => spawnSync('dash', ['-c', script], { input, encoding: 'utf8', cwd: '/' });
+
+t.test('the job runs its command with its environment, in the workspace, with the rest of stdin', async (t) => {
+  const nasty = "it's\nmulti $x `id` \\n '\"";
+  const job = encodeJob('printf "%s|" "$A" "$HOME" "$(pwd)"; read x; echo "[$x]"; cat', { A: nasty, HOME: '/etc' }, { HOME: '/workspace/.home' });
+  t.notOk(job.slice(0, -1).includes('\n'), 'one line');
+  const r = runWaiter(`${job}line1\nrest\n`);
+  t.equal(r.stdout, `${nasty}|/workspace/.home|${dir}|[line1]\nrest\n`);
+  t.equal(r.status, 0);
+});
+
+t.test('the command is one argument of /bin/sh -c, whatever it holds', async (t) => {
+  const r = runWaiter(encodeJob("echo 'a;b' \"$0\" && exit 7", {}, {}));
+  t.equal(r.stdout, 'a;b /bin/sh\n');
+  t.equal(r.status, 7);
+});
+
+t.test('no job: exit 125, nothing runs', async (t) => {
+  const r = runWaiter('');
+  t.equal(r.status, 125);
+  t.equal(r.stdout, '');
+});
+
+t.test('the waiter variables are not exported to the task', async (t) => {
+  const r = runWaiter(encodeJob('env | grep -c "^\\(job\\|nl\\)=" || true', {}, {}));
+  t.equal(r.stdout.trim(), '0');
+});
