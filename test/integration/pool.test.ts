@@ -15,7 +15,9 @@ import { mountsUnder } from '../../src/workspace/storage.js';
 
 const socketPath = process.env.SANDBOXSHIFT_TEST_SOCKET!;
 const docker = new Docker({ socketPath });
-const srv = await startTestServer({ pool: { size: 2 } });
+// The pool starts members only without per-task host UIDs (see the last test).
+const NO_UIDS = { sandbox: { userNamespaces: { enabled: false } } };
+const srv = await startTestServer({ pool: { size: 2 }, ...NO_UIDS });
 t.teardown(() => srv.close());
 
 /** Runs a task once the pool is full, and checks that it was handed to a pre-started sandbox. */
@@ -96,7 +98,7 @@ t.test('a task with an allowlist, or a shape no pool holds, starts cold', async 
 
 t.test('kill -9 with a pool: a task running in a pre-started container is re-attached; no idle one is left', async (t) => {
   const dataDir = keptDataDir(t, 'sbx-pool-crash-');
-  const first = await startServerProcess({ dataDir, pool: { size: 2 } });
+  const first = await startServerProcess({ dataDir, pool: { size: 2 }, ...NO_UIDS });
   t.teardown(async () => {
     first.kill('SIGKILL');
     await first.exited;
@@ -113,7 +115,7 @@ t.test('kill -9 with a pool: a task running in a pre-started container is re-att
   first.kill('SIGKILL');
   await first.exited;
 
-  const second = await startServerProcess({ dataDir, pool: { size: 0 } });
+  const second = await startServerProcess({ dataDir, pool: { size: 0 }, ...NO_UIDS });
   t.teardown(async () => {
     second.kill('SIGKILL');
     await second.exited;
@@ -127,4 +129,20 @@ t.test('kill -9 with a pool: a task running in a pre-started container is re-att
   const images = existsSync(join(dataDir, 'workspaces')) ? readdirSync(join(dataDir, 'workspaces')).filter((n) => n.endsWith('.img')) : [];
   const recorded = (await api(second.url, 'GET', '/v1/workspaces?limit=100')).json.workspaces.map((w: { id: string }) => `${w.id}.img`);
   t.same(images.filter((n) => !recorded.includes(n)), [], 'no spare workspace of the crashed server is left');
+});
+
+t.test('with per-task host UIDs on, the pool starts no sandbox: a task starts cold, as a host UID of its own', async (t) => {
+  const uns = await startTestServer({ pool: { size: 2 } });
+  t.teardown(() => uns.close());
+  t.equal(uns.services.pool.enabled, false, 'the pool keeps no shape');
+  await sleep(1500);
+  const pooled = await docker.listContainers({ all: true, filters: { label: [`io.sandboxshift.server=${uns.services.serverId}`, 'io.sandboxshift.slot'] } });
+  t.same(pooled, [], 'no pre-started container');
+  const r = await runTask(uns.url, 'id -u; cat /proc/self/uid_map');
+  const [uid, map] = r.stdout.split('\n');
+  t.equal(uid, '65532');
+  const [inside, host, size] = map!.trim().split(/\s+/).map(Number);
+  t.same([inside, size], [0, 65536], 'a user namespace of its own');
+  t.ok(host! >= 0x70000000, `container UID 0 is host UID ${host}, in the server's range`);
+  t.equal(uns.services.engine.handoffs, 0, 'not handed to a pre-started sandbox');
 });
