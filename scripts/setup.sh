@@ -19,7 +19,9 @@ runtime="$(pm info --format '{{.Host.OCIRuntime.Name}}' 2>&1)" ||
 [[ "$runtime" == "runc" ]] || die "podman uses OCI runtime '$runtime', expected runc (apt-get install runc)"
 
 step "checking gVisor: runsc through deploy/gvisor/runsc"
-runsc_version="$(/usr/bin/runsc --version 2>&1 | head -n1)" || die "runsc does not run: $runsc_version (install: apt-get install runsc)"
+# The whole output first: `| head -n1` would end runsc with SIGPIPE, which pipefail reports.
+runsc_out="$(/usr/bin/runsc --version 2>&1)" || die "runsc does not run: $runsc_out (install: apt-get install runsc)"
+runsc_version="${runsc_out%%$'\n'*}"
 [[ -x "$SANDBOXSHIFT_ROOT/deploy/gvisor/runsc" ]] || die "deploy/gvisor/runsc is missing or not executable (chmod 755 it)"
 step "gVisor: $runsc_version"
 

@@ -34,8 +34,6 @@ const WAIT_SLICE_MS = 5000;
 /** How often Podman checks a waited-on container's state. */
 const WAIT_INTERVAL = '50ms';
 
-/** How long an image found present is not asked about again. */
-const IMAGE_PRESENT_MS = 5000;
 
 const FINAL_STATES = new Set(['exited', 'dead', 'stopped', 'created', 'configured']);
 
@@ -64,8 +62,6 @@ export class PodmanEngine implements ContainerEngine {
   private exitLookups = 0;
   /** Removals of exited containers still under way (they run after the exit was reported). */
   private readonly removals = new Map<string, Promise<void>>();
-  /** When each image was last found present. */
-  private readonly imagesSeen = new Map<string, number>();
   private readonly secretFiles: SecretFiles | null;
 
   constructor(
@@ -100,16 +96,12 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async imagePresent(image: string): Promise<boolean> {
-    // A present image is taken as present for IMAGE_PRESENT_MS (every submission asks): one
-    // removed meanwhile fails the start, which asks again.
-    const seen = this.imagesSeen.get(image);
-    if (seen !== undefined && Date.now() - seen < IMAGE_PRESENT_MS) return true;
+    // Asked on every submission, never cached: the answer also tells that the engine is up
+    // (a submission while it is down is refused with ENGINE_UNAVAILABLE, not accepted to fail).
     try {
       await this.docker.getImage(image).inspect();
-      this.imagesSeen.set(image, Date.now());
       return true;
     } catch (err) {
-      this.imagesSeen.delete(image);
       if ((err as HttpError).statusCode === 404) return false;
       throw new EngineError(`image inspect failed: ${describe(err)}`, isUnavailable(err));
     }
@@ -150,7 +142,6 @@ export class PodmanEngine implements ContainerEngine {
     try {
       container = this.docker.getContainer(await this.createLibpod(this.creator(shape.isolation), spec));
     } catch (err) {
-      this.imagesSeen.delete(shape.image); // the image may be what is missing
       this.secretFiles?.remove(job.taskId);
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
@@ -244,7 +235,6 @@ export class PodmanEngine implements ContainerEngine {
     try {
       id = await this.createLibpod(this.creator(shape.isolation), spec);
     } catch (err) {
-      this.imagesSeen.delete(shape.image); // the image may be what is missing
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const container = this.docker.getContainer(id);
@@ -348,6 +338,9 @@ export class PodmanEngine implements ContainerEngine {
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
       // be killed while PID 1 goes on and exits 0.
       const oomKills = Math.max(state.oomFlag ? 1 : 0, this.oom.oomKills(id));
+      // The container has exited: nothing reads its secrets file any more.
+      this.forgetSecrets(taskId);
+      this.removeLater(id);
       return { exitCode: state.exitCode, oomKills, finishedAt: state.finishedAt, vanished: false };
     });
     return {

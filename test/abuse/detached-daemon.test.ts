@@ -5,7 +5,7 @@
 // kills every process left in the namespace.
 import t from 'tap';
 import { runTask } from '../helpers/client.js';
-import { hostProcesses, sleep, taskContainers } from '../helpers/host.js';
+import { hostProcesses, leftContainers, sleep } from '../helpers/host.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer();
@@ -18,5 +18,5 @@ t.test('a detached daemon does not outlive its task', async (t) => {
   t.match(r.task, { status: 'succeeded', exitCode: 0 }, 'the task ends when its command does, not when the daemon does');
   await sleep(500);
   t.same(hostProcesses(`sleep ${marker}`), [], 'the daemon is gone');
-  t.same(await taskContainers(srv.services.socketPath, r.id), [], 'and so is the container');
+  t.same(await leftContainers(srv.services.socketPath, r.id), [], 'and so is the container');
 });

@@ -4,7 +4,7 @@
 // name a process outside its PID namespace.
 import t from 'tap';
 import { runTask } from '../helpers/client.js';
-import { taskContainers } from '../helpers/host.js';
+import { leftContainers } from '../helpers/host.js';
 import { startTestServer } from '../helpers/server.js';
 
 const srv = await startTestServer();
@@ -15,7 +15,7 @@ t.test('killing PID 1 ends only this task, reported as its own failure', async (
   t.not(r.stdout, 'survived\n');
   t.equal(r.task.status === 'failed' || r.task.status === 'succeeded', true, `the task ran and ended (${r.task.status})`);
   t.not(r.task.status, 'error', 'the server did not lose track of it');
-  t.same(await taskContainers(srv.services.socketPath, r.id), []);
+  t.same(await leftContainers(srv.services.socketPath, r.id), []);
 });
 
 t.test('processes outside the container cannot be seen or signalled', async (t) => {
