@@ -1,6 +1,10 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Docker from 'dockerode';
 import t from 'tap';
 import { api, runTask, submit, waitDone } from '../helpers/client.js';
-import { startTestServer } from '../helpers/server.js';
+import { sleep } from '../helpers/host.js';
+import { keptDataDir, startServerProcess, startTestServer } from '../helpers/server.js';
 
 // Per-user kernel counters: those the server can raise are raised; the others are each task's own
 // because each task runs as a host UID of its own (a user namespace per task).
@@ -104,4 +108,35 @@ except OSError as e:
   t.match(r.held, /^\d+ ETOOMANYREFS\n$/, `the first task reached its in-flight limit: ${r.held.trim()}`);
   t.equal(r.probe.stdout, 'sent\n', 'a task beside it still passes a file descriptor');
   t.equal(r.hogStatus, 'running');
+});
+
+t.test('after kill -9 an adopted task keeps its host UID (its container label); a task beside it gets another', async (t) => {
+  const docker = new Docker({ socketPath: process.env.SANDBOXSHIFT_TEST_SOCKET! });
+  const dataDir = keptDataDir(t, 'sbx-uid-kept-');
+  const first = await startServerProcess({ dataDir });
+  t.teardown(() => first.kill('SIGKILL'));
+  // Prints its host UID, then waits (at most 60 s) for the test's stop file and writes after it.
+  const hostUidOf = 'read inside host size < /proc/self/uid_map; echo $((host + 65532))';
+  const { id } = await submit(first.url, { command: `${hostUidOf}; for i in $(seq 1 300); do test -e stop && break; sleep 0.2; done; echo after > after.txt; cat after.txt`, timeoutSeconds: 120 });
+  const out = async (url: string, task: string) => (await api(url, 'GET', `/v1/tasks/${task}/logs?stream=stdout`)).text;
+  for (let i = 0; i < 300 && !(await out(first.url, id)); i++) await sleep(100);
+  const uid = (await out(first.url, id)).trim();
+  t.match(uid, /^\d+$/);
+  t.not(uid, '65532', 'a host UID of its own');
+  const [c] = await docker.listContainers({ filters: { label: [`io.sandboxshift.task=${id}`] } });
+  t.equal(c?.Labels['io.sandboxshift.host-uid'], uid, 'recorded on the container');
+  first.kill('SIGKILL');
+  await first.exited;
+  const second = await startServerProcess({ dataDir });
+  t.teardown(() => second.kill('SIGKILL'));
+  // The adopted task still holds its slot: the next task is given another.
+  const beside = await runTask(second.url, hostUidOf);
+  t.equal(beside.task.status, 'succeeded');
+  t.match(beside.stdout, /^\d+\n$/);
+  t.not(beside.stdout.trim(), uid, 'a task started after the restart gets another host UID');
+  const workspaceId = (await api(second.url, 'GET', `/v1/tasks/${id}`)).json.workspaceId as string;
+  writeFileSync(join(dataDir, 'workspaces', workspaceId, 'stop'), '');
+  const done = await waitDone(second.url, id, 90_000);
+  t.match(done, { status: 'succeeded', exitCode: 0 }, 'the adopted task writes its workspace after the restart');
+  t.equal(await out(second.url, id), `${uid}\nafter\n`);
 });
