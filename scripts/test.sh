@@ -76,6 +76,9 @@ export SANDBOXSHIFT_TEST_SOCKET="$SOCKET"
 
 cd "$SANDBOXSHIFT_ROOT"
 rm -f "$TAP_LOG"
+# tap writes each file's raw TAP under .tap/test-results; the marker tells this run's from older ones.
+START_MARK="$RUN_DIR/tap.started"
+touch "$START_MARK"
 step "running tap${*:+ $*} (SANDBOXSHIFT_TEST_SOCKET=$SANDBOXSHIFT_TEST_SOCKET; output also in $TAP_LOG)"
 # Job control gives the tap pipeline its own process group (PGID = $!); `wait` lets the INT/TERM
 # traps run at once instead of after the tests.
@@ -94,6 +97,26 @@ set -e
 TAP_PGID=""
 
 cleanup
+
+# The failed assertions, repeated after the coverage table so that the end of the output names them.
+list_failures() {
+  local results="$SANDBOXSHIFT_ROOT/.tap/test-results"
+  [[ -d "$results" ]] || return 0
+  find "$results" -name '*.tap' -newer "$START_MARK" -print0 | sort -z |
+    xargs -0 -r awk -v root="$results/" '
+      /^[[:space:]]*not ok / { name = $0; sub(/^[[:space:]]*/, "", name); pending = 1; next }
+      pending && line == "?" && /lineNumber:/ { line = $2 }
+      pending && /^[[:space:]]*\.\.\.$/ || pending && /^[[:space:]]*(ok|not ok) / {
+        file = FILENAME; sub(root, "", file); sub(/\.tap$/, "", file)
+        printf "  %s:%s  %s\n", file, line, name; pending = 0; line = "?"
+      }
+      BEGIN { line = "?" }'
+}
+failures="$(list_failures || true)"
+if [[ -n "$failures" ]]; then
+  echo "failed assertions (file:line, innermost first):"
+  echo "$failures"
+fi
 
 # tap 21 ends with a line like `# { total: 8, pass: 4, fail: 2, todo: 1, skip: 1 }` (keys with a
 # zero count are left out: `# { total: 3, pass: 3 }`). The counts are assertions; a test file that

@@ -101,6 +101,7 @@ t.test('cross-origin submissions, cancels and upgrades are refused 403; the same
   const reader = await submit(srv.url, { command: 'cat; echo end-of-input', stdin: true, timeoutSeconds: 120 });
   const sleeper = await submit(srv.url, { command: 'sleep 60', timeoutSeconds: 120 });
   t.teardown(() => api(srv.url, 'POST', `/v1/tasks/${sleeper.id}/cancel`));
+  for (let i = 0; i < 300 && (await api(srv.url, 'GET', `/v1/tasks/${sleeper.id}`)).json.status !== 'running'; i++) await new Promise((r) => setTimeout(r, 100));
   const before = await recordedCommands();
 
   for (const [label, headers] of FOREIGN) {
