@@ -221,12 +221,11 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     idmapHelper,
   );
   // Warm pool: pre-started sandboxes per shape, each with an empty workspace on its slot; the
-  // task manager sees the pooled engine. A pre-started container has no host UID of its own, so
-  // with per-task host UIDs the pool starts no members and every task starts cold.
-  if (uids && poolWanted(config)) log.warn('per-task host UIDs are on (sandbox.userNamespaces): the warm pool starts no sandboxes, every task starts cold');
+  // task manager sees the pooled engine. With per-task host UIDs each member holds a UID slot of
+  // its own (never one of the queue.concurrency slots cold tasks may need) and its task takes it.
   const slotMounts = new SlotMounts(join(dataDir, 'pool'));
-  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config, uids === null), log);
-  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log);
+  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log, uids, config.queue.concurrency);
+  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log, uids);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -331,13 +330,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
 const RESERVED_MS = 60_000;
 
 /** The pool's shapes: the default shape (default image and limits) with pool.size, then pool.shapes. */
-/** True when the configuration asks for pre-started sandboxes. */
-function poolWanted(config: Readonly<Config>): boolean {
-  return config.pool.size > 0 || config.pool.shapes.some((s) => s.size > 0);
-}
-
-/** The pool's shapes and timings; `prestart` false keeps every shape empty (all tasks cold). */
-function poolSettings(config: Readonly<Config>, prestart: boolean) {
+function poolSettings(config: Readonly<Config>) {
   const shapes: PoolShape[] = [
     {
       image: config.images.languages[config.images.default]!.image,
@@ -345,9 +338,9 @@ function poolSettings(config: Readonly<Config>, prestart: boolean) {
       memoryMb: config.defaults.memoryMb,
       pids: config.defaults.pids,
       isolation: 'runc',
-      size: prestart ? config.pool.size : 0,
+      size: config.pool.size,
     },
-    ...config.pool.shapes.map((s) => ({ ...s, isolation: 'runc' as const, size: prestart ? s.size : 0 })),
+    ...config.pool.shapes.map((s) => ({ ...s, isolation: 'runc' as const })),
   ];
   return {
     shapes,

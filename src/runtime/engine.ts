@@ -39,6 +39,8 @@ export interface SandboxJob {
   secretEnv?: Readonly<Record<string, string>> | undefined;
   /** Host directory mounted at /workspace. */
   workspaceDir: string;
+  /** The workspace's id, when workspaceDir is a view of it rather than its own mount (an idmapped view). */
+  workspaceId?: string | undefined;
   workspaceReadonly: boolean;
   stdin: boolean;
   /**
@@ -95,6 +97,11 @@ export interface SandboxHandlers {
 
 export interface RunningSandbox {
   readonly containerId: string;
+  /**
+   * Set when the task runs as a host UID other than its job's `hostUid`: a pre-started sandbox's
+   * own (the task's workspace is then shown to it through that UID's idmapped view).
+   */
+  readonly hostUid?: number | undefined;
   /** Resolves once, after the last output event was delivered and the container was removed. */
   readonly exit: Promise<SandboxExit>;
   /** Write to the task's stdin; false when the sandbox has no stdin or it was closed. */
@@ -127,6 +134,8 @@ export interface PoolSlot {
   dir: string;
   /** The engine stops the container this many seconds after it started (its backstop). */
   backstopSeconds: number;
+  /** The member's own host UID (its container gets that user namespace), or null/absent for none. */
+  hostUid?: number | null | undefined;
 }
 
 /**

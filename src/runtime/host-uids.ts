@@ -6,7 +6,9 @@
  * queued signals) are then one task's own.
  *
  * A slot is held from before the container is created until it is removed; an adopted container's
- * slot is read back from its label, so a re-attached task and a new one never share one.
+ * slot is read back from its label, so a re-attached task and a new one never share one. A
+ * pre-started pool member holds a slot under its pool slot's id; the task it is handed takes that
+ * slot over (`handOver`).
  */
 export const CONTAINER_UID = 65532;
 export const SLOT_SIZE = 65536;
@@ -66,6 +68,24 @@ export class HostUidPool {
     if (this.used.has(slot) || this.byTask.has(taskId)) return false;
     this.take(taskId, slot);
     return true;
+  }
+
+  /**
+   * `to` takes over the slot `from` holds (a pool member's, at handoff); the slot `to` held until
+   * then is freed. Returns the UID `to` now has, or null (and changes nothing) when `from` holds none.
+   */
+  handOver(from: string, to: string): number | null {
+    const uid = this.byTask.get(from);
+    if (uid === undefined) return null;
+    this.release(to);
+    this.byTask.delete(from);
+    this.byTask.set(to, uid);
+    return uid;
+  }
+
+  /** Slots free now. */
+  get free(): number {
+    return this.slots - this.used.size;
   }
 
   release(taskId: string): void {

@@ -149,11 +149,12 @@ export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
  * The create body of a pre-started sandbox: the task container's, field for field, except that
  * its command is the waiter (see waiter.ts), stdin is open for the job, no task env is set yet,
  * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
- * server mounts onto the slot at handoff appears inside.
+ * server mounts onto the slot at handoff appears inside. A slot with a host UID gives the member
+ * that user namespace (and its label), as a task container of that UID has.
  */
 export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
   const spec = buildContainerSpec(
-    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, backstopSeconds: slot.backstopSeconds },
+    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, hostUid: slot.hostUid ?? null, backstopSeconds: slot.backstopSeconds },
     s,
   );
   const [workspace, ...rest] = spec.HostConfig.Binds;

@@ -71,6 +71,17 @@ export class TaskRunner {
     this.uids?.release(a.task.id);
   }
 
+  /**
+   * A pre-started sandbox runs the task as the sandbox's own host UID (the engine handed its slot
+   * to the task): the view of the workspace for the task's own UID goes, the sandbox's is the
+   * task's from now on (unmounted after the exit).
+   */
+  private async tookSandboxUid(a: TaskRun, sandbox: RunningSandbox, own: number | null): Promise<void> {
+    if (sandbox.hostUid === undefined || own === null || sandbox.hostUid === own) return;
+    this.taskUids.set(a.task.id, sandbox.hostUid);
+    await this.workspaces.unmap(a.task.workspaceId, own).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
+  }
+
   /** Arms the deadline: `timeoutSeconds` after the task started, whenever this run began. */
   private armTimer(a: TaskRun): void {
     const grace = this.config.sandbox.stopGraceSeconds;
@@ -110,6 +121,7 @@ export class TaskRunner {
           env: task.env,
           secretEnv: a.secretEnv,
           workspaceDir,
+          workspaceId: task.workspaceId,
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
           hostUid,
@@ -122,6 +134,7 @@ export class TaskRunner {
         a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
       });
       a.sandbox = await Promise.race([starting, aborted]);
+      await this.tookSandboxUid(a, a.sandbox, hostUid);
       a.recordContainer(a.sandbox.containerId);
     } catch (err) {
       clearTimeout(a.timer);
@@ -137,8 +150,9 @@ export class TaskRunner {
       }
       // A sandbox that starts after the runner gave up on it is stopped and removed; until then it
       // keeps its run slot (and its workspace), since a container really is being created.
+      const own = this.taskUids.get(task.id) ?? null;
       await starting?.then(
-        (late) => late.stop(0).then(() => late.exit),
+        (late) => this.tookSandboxUid(a, late, own).then(() => late.stop(0)).then(() => late.exit),
         () => undefined,
       );
       return;

@@ -70,12 +70,9 @@ function testUidRange(dataDir: string): { firstHostUid: number; slots: number } 
   return { firstHostUid: 0x70000000 + index * 64 * 65536, slots: 64 };
 }
 
-/**
- * Per-task host UIDs as shipped (on), in the data directory's range; off on the warm path, whose
- * files test the pool (which starts no sandboxes while per-task host UIDs are on).
- */
+/** Per-task host UIDs as shipped (on, pooled members included), in the data directory's range. */
 function testUserNamespaces(dataDir: string): { enabled: boolean; firstHostUid: number; slots: number } {
-  return { enabled: !isWarm(), ...testUidRange(dataDir) };
+  return { enabled: true, ...testUidRange(dataDir) };
 }
 
 /**

@@ -32,6 +32,21 @@ t.test("an adopted task keeps its container's slot; a new task never gets it", a
   t.ok(p.adopt('z', 65532));
 });
 
+t.test("a task handed a pool member takes over the member's slot; its own is freed", async (t) => {
+  const p = new HostUidPool(FIRST, 3);
+  t.equal(p.allocate('slt_a'), uidOf(0), 'the member, pre-started');
+  t.equal(p.allocate('task'), uidOf(1), 'the task, as it would start cold');
+  t.equal(p.free, 1);
+  t.equal(p.handOver('slt_a', 'task'), uidOf(0), "the task runs as the member's UID");
+  t.equal(p.free, 2, "the task's own slot is free again");
+  t.equal(p.allocate('task'), uidOf(0), 'the task holds the member slot now');
+  t.equal(p.allocate('slt_b'), uidOf(1), 'a new member gets the freed slot');
+  t.equal(p.handOver('slt_a', 'other'), null, 'a member that holds nothing hands nothing over');
+  t.equal(p.allocate('other'), uidOf(2), '...and the task keeps nothing it did not have');
+  p.release('task');
+  t.equal(p.free, 1, 'released with the task');
+});
+
 t.test('the range must fit below the largest UID', async (t) => {
   t.throws(() => new HostUidPool(2 ** 32 - 65536, 2));
   t.throws(() => new HostUidPool(FIRST, 0));
