@@ -335,7 +335,7 @@ export const configSchema = z
               .default(true)
               .describe('Give each task a user namespace mapping its user to a host UID of its own, so per-user kernel counters are not shared between tasks (false: every task is host UID 65532)'),
             firstHostUid: int(65536, 2 ** 32 - 1 - 65536, 0x70000000, 'First host UID of the range this server owns: slot k maps container UIDs 0-65535 to firstHostUid + k × 65536 onwards (servers sharing a host need ranges that do not overlap)'),
-            slots: int(1, 16384, 1024, 'Slots of 65536 host UIDs in the range: at least queue.concurrency, one per task that has a container'),
+            slots: int(1, 16384, 1024, 'Slots of 65536 host UIDs in the range: at least queue.concurrency, one per task that has a container; pre-started pool members hold slots beyond those (none is started while queue.concurrency or fewer are free)'),
           })
           .prefault({})
           .describe('Per-task host UIDs'),

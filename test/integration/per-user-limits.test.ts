@@ -15,17 +15,20 @@ t.teardown(() => srv.close());
  * Starts `hog` (a Python program that prints one line once it holds what it can, then sleeps),
  * waits for that line, then runs `probe` beside it. The hog is cancelled afterwards.
  */
-async function beside(hog: string, probe: string): Promise<{ held: string; probe: Awaited<ReturnType<typeof runTask>>; hogStatus: string }> {
-  const h = await submit(srv.url, { command: `python3 -c '${hog}'`, timeoutSeconds: 90 });
+async function beside(hog: string, probe: string, on: { url: string; before?: () => Promise<unknown> } = srv): Promise<{ held: string; probe: Awaited<ReturnType<typeof runTask>>; hogStatus: string }> {
+  const url = on.url;
+  await on.before?.();
+  const h = await submit(url, { command: `python3 -c '${hog}'`, timeoutSeconds: 90 });
   let held = '';
   for (let i = 0; i < 300 && !held; i++) {
-    held = (await api(srv.url, 'GET', `/v1/tasks/${h.id}/logs?stream=stdout`)).text;
+    held = (await api(url, 'GET', `/v1/tasks/${h.id}/logs?stream=stdout`)).text;
     if (!held) await new Promise((r) => setTimeout(r, 100));
   }
-  const p = await runTask(srv.url, `python3 -c '${probe}'`);
-  const hogStatus = (await api(srv.url, 'GET', `/v1/tasks/${h.id}`)).json.status;
-  await api(srv.url, 'POST', `/v1/tasks/${h.id}/cancel`);
-  await waitDone(srv.url, h.id);
+  await on.before?.();
+  const p = await runTask(url, `python3 -c '${probe}'`);
+  const hogStatus = (await api(url, 'GET', `/v1/tasks/${h.id}`)).json.status;
+  await api(url, 'POST', `/v1/tasks/${h.id}/cancel`);
+  await waitDone(url, h.id);
   return { held, probe: p, hogStatus };
 }
 
@@ -82,6 +85,38 @@ print("queued" if q() else os.strerror(ctypes.get_errno()), ${UID_MAP})`,
   const [answer, probeUid] = r.probe.stdout.trim().split(' ');
   t.equal(answer, 'queued', 'a task beside it still queues a signal');
   t.not(probeUid, hogUid, 'the two tasks run as different host UIDs');
+  t.equal(r.hogStatus, 'running', 'while the first still holds its own');
+});
+
+t.test('two tasks handed pre-started sandboxes run as two host UIDs: one holding every queued signal and inotify instance it may leaves the other its own', async (t) => {
+  const warm = await startTestServer({ queue: { concurrency: 2 }, pool: { size: 2 } });
+  t.teardown(() => warm.close());
+  const before = warm.services.engine.handoffs;
+  const SIGQUEUE = 'import ctypes, os, signal, time; libc = ctypes.CDLL(None, use_errno=True); signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])\nq = lambda: libc.sigqueue(os.getpid(), int(signal.SIGRTMIN), ctypes.c_void_p(0)) == 0';
+  const r = await beside(
+    `${SIGQUEUE}
+uid = ${UID_MAP}
+n = 0
+while q(): n += 1
+fds = []
+while libc.inotify_init() >= 0: fds.append(1)
+print(n, len(fds), uid, flush=True)
+time.sleep(60)`,
+    `${SIGQUEUE}
+s = "queued" if q() else os.strerror(ctypes.get_errno())
+i = "inotify" if libc.inotify_init() >= 0 else os.strerror(ctypes.get_errno())
+print(s, i, ${UID_MAP})`,
+    { url: warm.url, before: () => warm.services.pool.ready(60_000) },
+  );
+  t.equal(warm.services.engine.handoffs, before + 2, 'both tasks were handed pre-started sandboxes');
+  const [signals, instances, hogUid] = r.held.trim().split(' ');
+  t.ok(Number(signals) > 1000, `the first task queued ${signals} signals: bounded by its own limit`);
+  t.ok(Number(instances) > 1000, `and opened ${instances} inotify instances`);
+  const [queued, inotify, probeUid] = r.probe.stdout.trim().split(' ');
+  t.equal(queued, 'queued', 'a pooled task beside it still queues a signal');
+  t.equal(inotify, 'inotify', 'and gets an inotify instance');
+  t.not(probeUid, hogUid, 'the two pooled tasks run as different host UIDs');
+  t.ok(Number(hogUid) >= 0x70000000 && Number(probeUid) >= 0x70000000, "both in the server's range");
   t.equal(r.hogStatus, 'running', 'while the first still holds its own');
 });
 
