@@ -197,3 +197,15 @@ t.test("a task without a workspace writes the spare, through the member's view, 
   t.equal(statSync(join(dir, 'f')).uid, 65532, 'owned by 65532 on disk');
   t.same(await viewsOf(host), [], 'its view is unmounted after the task');
 });
+
+t.test('no member is started while only queue.concurrency host UID slots are free: tasks start cold, as host UIDs of their own', async (t) => {
+  const tight = await startTestServer({ pool: { size: 2 }, queue: { concurrency: 2 }, sandbox: { userNamespaces: { slots: 2 } } });
+  t.teardown(() => tight.close());
+  await sleep(1500);
+  t.equal(tight.services.pool.stats().ready, 0, 'no pre-started sandbox');
+  const [a, b] = await Promise.all([runTask(tight.url, HOST_UID), runTask(tight.url, HOST_UID)]);
+  t.equal(a.task.status, 'succeeded');
+  t.equal(b.task.status, 'succeeded', 'both tasks at once found a slot');
+  t.not(a.stdout.split(' ')[1], b.stdout.split(' ')[1]);
+  t.equal(tight.services.engine.handoffs, 0);
+});
