@@ -10,6 +10,7 @@ import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { ObservedDecisions } from './egress/observed.js';
+import { listenAddress } from './egress/listen-address.js';
 import { EgressProxy } from './egress/proxy.js';
 import { loadUpstreamProxy, type UpstreamProxy } from './egress/upstream.js';
 import { Metrics } from './metrics/metrics.js';
@@ -240,6 +241,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     undefined,
     upstreamProxy,
   );
+  // The TCP listener for tasks that reach the proxy over the network, with per-task credentials.
+  const tcpListen = config.egress.tcp.listen === null ? null : listenAddress(config.egress.tcp.listen);
+  if (tcpListen) {
+    await egress.startTcp({ ...tcpListen, advertiseUrl: config.egress.tcp.advertiseUrl, keyFile: join(dataDir, 'egress-tcp.key'), maxPendingConnections: config.egress.tcp.maxPendingConnections });
+    undo.push(() => egress.closeTcp());
+  }
   const logsDir = join(dataDir, 'tasks');
   const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
   const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine, vault, uids);
@@ -319,6 +326,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await podman.idle();
       await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);
+      await egress.closeTcp();
       store.close();
       await gvisor?.owned?.stop();
       await owned?.stop();

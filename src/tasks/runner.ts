@@ -272,8 +272,9 @@ export class TaskRunner {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
     const relay = await imageRelay(this.engine, a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
-    a.egress = await this.egress.open(a.task.id, a.task.network.allow, hostUid ?? undefined);
-    return { socketDir: a.egress.socketDir, relay, port: this.config.egress.relayPort };
+    const egress = await this.egress.open(a.task.id, a.task.network.allow, hostUid ?? undefined);
+    a.egress = egress;
+    return { socketDir: egress.socketDir, relay, port: this.config.egress.relayPort };
   }
 
   /** The one place a task reaches a terminal state: listener closed, recorded, forgotten. */
