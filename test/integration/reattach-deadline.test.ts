@@ -41,8 +41,8 @@ t.test('a 3 s timeout set before the crash fires 3 s after the task started, not
   const first = await server(t, dataDir);
   const { id } = await submit(first.url, { command: 'echo begun; sleep 60', timeoutSeconds: 3 });
   await waitStatus(first.url, id, 'running');
-  // Killed once the command runs (a task counts as running from just before its container starts).
-  for (let i = 0; i < 100 && (await api(first.url, 'GET', `/v1/tasks/${id}/logs`)).text !== 'begun\n'; i++) await sleep(100);
+  // Its command has run (a task counts as running from just before its container starts).
+  for (let i = 0; i < 100 && !(await api(first.url, 'GET', `/v1/tasks/${id}/logs`)).text.includes('begun'); i++) await sleep(100);
   first.kill('SIGKILL');
   await first.exited;
   const second = await server(t, dataDir);
