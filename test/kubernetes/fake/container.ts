@@ -73,6 +73,16 @@ export class ContainerRun {
     child.once('close', close);
   }
 
+  /** Signals the container's main process only, as a runtime's stop does first. */
+  signalMain(signal: NodeJS.Signals): void {
+    if (this.exited || this.child.pid === undefined) return;
+    try {
+      process.kill(this.child.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+
   /** Signals the container's whole process group. */
   kill(signal: NodeJS.Signals): void {
     if (this.isClosed || this.child.pid === undefined) return;

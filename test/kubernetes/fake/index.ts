@@ -115,7 +115,8 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        rmSync(baseDir, { recursive: true, force: true });
+        // a killed container may still be writing into a volume for a moment: retry ENOTEMPTY
+        rmSync(baseDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
       })();
       return closing;
     },

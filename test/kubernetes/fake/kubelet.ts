@@ -1,7 +1,7 @@
 // The fake kubelet: runs each pod's first container for real (see launcher.ts), reports
 // Pending → Running → Succeeded/Failed with container states, enforces activeDeadlineSeconds,
-// stops a deleted pod's process group (SIGTERM, SIGKILL after the grace period) and then removes
-// the pod object. Output goes to the pod's log and to the attach sessions open at that moment.
+// stops a deleted pod (SIGTERM to its main process, SIGKILL to its whole process group when the
+// main process ends or the grace period does) and then removes the pod object. Output goes to the pod's log and to the attach sessions open at that moment.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,7 +74,7 @@ export class Kubelet {
       }
     }
     await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 3000))]);
-    for (const rt of this.pods.values()) rmSync(rt.dir, { recursive: true, force: true });
+    for (const rt of this.pods.values()) rmSync(rt.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     this.pods.clear();
   }
 
@@ -96,7 +96,7 @@ export class Kubelet {
       if (rt.run && !rt.run.exited) rt.run.kill('SIGKILL');
       const cleanup = (): void => {
         if (this.pods.get(name) === rt) this.pods.delete(name);
-        rmSync(rt!.dir, { recursive: true, force: true });
+        rmSync(rt!.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
       };
       if (rt.run) void rt.run.closed.then(cleanup);
       else cleanup();
@@ -183,7 +183,8 @@ export class Kubelet {
       run.kill('SIGKILL');
       return;
     }
-    run.kill('SIGTERM');
+    // SIGTERM goes to the main process, as a runtime's stop does; the group goes with it when it exits.
+    run.signalMain('SIGTERM');
     rt.timers.push(setTimeout(() => run.kill('SIGKILL'), grace * 1000));
   }
 

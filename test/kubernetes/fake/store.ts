@@ -25,7 +25,8 @@ export const KIND_INFO: Record<Kind, { group: string; apiVersion: string; kind: 
 const HISTORY_LIMIT = 5000;
 
 export class Store {
-  private rv = 0;
+  /** Starts above 0: a list never answers resourceVersion "0", which a watch reads as "any". */
+  private rv = 1;
   /** Watches from a resourceVersion below this answer 410 Gone. */
   private floor = 0;
   private readonly objects: Record<Kind, Map<string, any>> = {
