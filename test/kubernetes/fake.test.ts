@@ -226,6 +226,12 @@ t.test('a pod waits for its Secret (CreateContainerConfigError) and starts once 
     return p?.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'CreateContainerConfigError' ? p : undefined;
   });
   t.match(waiting.status.containerStatuses[0].state.waiting.message, /secret "ss-wait" not found/);
+  t.equal(waiting.status.phase, 'Pending');
+  const early = await attach(c, waiting.metadata.name).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.match(errText(early), /Unexpected server response: 500/, 'attach before the container runs is refused');
   await c.core.createNamespacedSecret({ namespace: c.ns, body: { metadata: { name: 'ss-wait' }, data: { token: Buffer.from('s3cret').toString('base64') } } });
   const pod = await podIn(c, 'ss-wait', ['Succeeded']);
   t.equal(await readLog(c, pod.metadata.name), 'token=s3cret\n');
@@ -473,7 +479,7 @@ t.test('a graceful pod delete sends SIGTERM to the group, waits for it, then rem
 
 t.test('pod activeDeadlineSeconds: Failed with reason DeadlineExceeded and the group killed', async (t) => {
   const c = await cluster(t);
-  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-deadline', 'echo "pgid=$$$$"; sleep 30 & sleep 30', { pod: { activeDeadlineSeconds: 1, terminationGracePeriodSeconds: 1 } }) });
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-deadline', 'echo "pgid=$$$$"; sleep 30 & sleep 30', { pod: { activeDeadlineSeconds: 2, terminationGracePeriodSeconds: 1 } }) });
   await resume(c, 'ss-deadline');
   const running = await podIn(c, 'ss-deadline', ['Running']);
   const m = await waitFor('pgid', async () => /pgid=(\d+)/.exec(await readLog(c, running.metadata.name)) ?? undefined);
@@ -656,4 +662,46 @@ t.test('command and args: $(VAR) expands from the container env, $$ is a literal
   await resume(c, 'ss-expand');
   const pod = await podIn(c, 'ss-expand', ['Succeeded']);
   t.equal(await readLog(c, pod.metadata.name), 'hi $(GREETING) $(NOPE) hi-there a$b\n');
+});
+
+t.test('fieldValidation: Strict refuses unknown fields with 400; the default (Warn) drops them with a Warning', async (t) => {
+  const c = await cluster(t);
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-fields', 'true') });
+  const strict = await c.batch
+    .patchNamespacedJob({ namespace: c.ns, name: 'ss-fields', fieldValidation: 'Strict', body: { spec: { suspendd: false } } }, mergePatch)
+    .then(
+      () => undefined,
+      (e: k8s.ApiException<string>) => e,
+    );
+  t.equal(strict?.code, 400);
+  t.match(JSON.parse(String(strict?.body)).message, 'strict decoding error: unknown field "spec.suspendd"');
+  const warned = await c.batch.patchNamespacedJobWithHttpInfo({ namespace: c.ns, name: 'ss-fields', body: { spec: { suspendd: false } } }, mergePatch);
+  t.match(warned.headers.warning, /unknown field \\"spec.suspendd\\"/);
+  t.notOk('suspendd' in c.fake.objects('jobs')[0].spec, 'the unknown field is dropped');
+  const token = /token: (\S+)/.exec(readFileSync(c.fake.kubeconfigPath, 'utf8'))![1];
+  const raw = job('ss-raw', 'true') as any;
+  raw.spec.template.spec.securityContext.runAsNonroot = true;
+  const res = await fetch(`${c.fake.url}/apis/batch/v1/namespaces/${c.ns}/jobs?fieldValidation=Strict`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(raw),
+  });
+  t.equal(res.status, 400, 'a typo in a raw create body is refused under Strict');
+  t.match((await res.json()).message, 'unknown field "spec.template.spec.securityContext.runAsNonroot"');
+  const onFailure = job('ss-onfailure', 'true');
+  onFailure.spec!.template.spec!.restartPolicy = 'OnFailure';
+  const err = await c.batch.createNamespacedJob({ namespace: c.ns, body: onFailure }).then(
+    () => undefined,
+    (e: k8s.ApiException<string>) => e,
+  );
+  t.equal(err?.code, 422, 'podFailurePolicy needs restartPolicy Never');
+});
+
+t.test('a container that cannot be set up ends with StartError, exit code 128 and the reason in its message', async (t) => {
+  const c = await cluster(t);
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-start', 'echo never', { container: { workingDir: '/usr/no-such-dir' } }) });
+  await resume(c, 'ss-start');
+  const pod = await podIn(c, 'ss-start', ['Failed']);
+  t.match(pod.status.containerStatuses[0].state.terminated, { exitCode: 128, reason: 'StartError', message: /Read-only file system/ });
+  t.equal(await readLog(c, pod.metadata.name), '', 'the command never ran');
 });

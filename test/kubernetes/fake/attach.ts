@@ -95,7 +95,7 @@ export class AttachServer {
       throw new ApiError(400, `cannot attach to a container in a completed pod; current phase is ${phase}`, 'BadRequest');
     }
     const run = this.kubelet.container(podName);
-    if (!run || run.spawnError) throw new ApiError(500, `unable to upgrade connection: container not found ("${container}")`, 'InternalError');
+    if (!run || run.spawnError || phase !== 'Running') throw new ApiError(500, `unable to upgrade connection: container not found ("${container}")`, 'InternalError');
   }
 
   /** Closes every open attach connection abruptly (no close frame), as a broken network does. */

@@ -31,17 +31,35 @@ export class ContainerRun {
     onOutput: (stream: StreamName, chunk: Buffer) => void,
   ) {
     this.stdinOpen = stdinEnabled;
+    const sinks = this.sinks;
     let resolveClosed!: () => void;
     this.closed = new Promise((r) => (resolveClosed = r));
+    let rejectStarted!: (err: Error) => void;
     const close = (): void => {
       if (this.isClosed) return;
       this.isClosed = true;
+      // every stdio pipe (fd 3 too) is drained by now: no start signal means the launcher failed
+      if (!isStarted && !this.spawnError) {
+        this.spawnError = new Error(setupErr.trim().slice(-4096) || 'the container did not start');
+        rejectStarted(this.spawnError);
+      }
       for (const s of [...this.sinks]) s.exit();
       this.sinks.clear();
       resolveClosed();
     };
+    // Until the launcher signals on fd 3, stderr is the launcher's own: kept for the start error.
+    let setupErr = '';
+    let isStarted = false;
     this.started = new Promise((resolve, reject) => {
-      child.once('spawn', () => resolve());
+      rejectStarted = reject;
+      const signal = child.stdio[3] as NodeJS.ReadableStream | null;
+      signal?.once('data', () => {
+        isStarted = true;
+        resolve();
+        // stderr the command wrote before the signal was read is the command's own
+        if (setupErr) relay('stderr')(Buffer.from(setupErr, 'latin1'));
+        setupErr = '';
+      });
       child.once('error', (err) => {
         this.spawnError = err;
         this.exited = true;
@@ -50,10 +68,16 @@ export class ContainerRun {
       });
     });
     this.started.catch(() => undefined);
-    const relay = (stream: StreamName) => (chunk: Buffer) => {
-      onOutput(stream, chunk);
-      for (const s of [...this.sinks]) s.output(stream, chunk);
-    };
+    function relay(this: void, stream: StreamName) {
+      return (chunk: Buffer): void => {
+        if (!isStarted && stream === 'stderr') {
+          setupErr += chunk.toString('latin1');
+          return;
+        }
+        onOutput(stream, chunk);
+        for (const s of [...sinks]) s.output(stream, chunk);
+      };
+    }
     child.stdout!.on('data', relay('stdout'));
     child.stderr!.on('data', relay('stderr'));
     child.stdin?.on('error', () => undefined);

@@ -68,10 +68,11 @@ if [ "$CAPS" = 1 ]; then set -- --bounding-set=-all --inh-caps=-all "$@"; fi
 if [ "$NNP" = 1 ]; then set -- --no-new-privs "$@"; fi
 S=$(command -v setpriv)
 PATH=$CPATH
-exec /usr/sbin/chroot "$R" "$S" "$@"
+printf started >&3
+exec 3>&- /usr/sbin/chroot "$R" "$S" "$@"
 `;
 
-/** Starts the container's process (stdio: stdin pipe or /dev/null, stdout and stderr pipes). */
+/** Starts the container's process (stdio: stdin pipe or /dev/null, stdout and stderr pipes, fd 3 the start signal). */
 export function launch(spec: LaunchSpec): ChildProcess {
   const args = [
     spec.rootDir,
@@ -90,7 +91,8 @@ export function launch(spec: LaunchSpec): ChildProcess {
   const unshare = ['--mount', '--propagation', 'private', ...(spec.isolateNetwork ? ['--net'] : [])];
   return spawn(UNSHARE, [...unshare, '--', '/bin/sh', '-c', SCRIPT, 'fakekube-launch', ...args], {
     detached: true,
-    stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    // fd 3 tells the kubelet the container is set up and its command is being exec'd
+    stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
     env: spec.env,
   });
 }

@@ -110,6 +110,16 @@ function prepareJob(obj: any, name: string): void {
   checkLabels('Job', 'batch', name, 'spec.template.metadata.labels', template.metadata.labels);
   checkPodSpec('Job', 'batch', name, 'spec.template.spec', template.spec, true);
   defaultPodSpec(template.spec);
+  for (const field of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds'] as const) {
+    const v = spec[field];
+    const min = field === 'activeDeadlineSeconds' ? 1 : 0;
+    if (v !== undefined && v !== null && (!Number.isInteger(v) || v < min)) {
+      throw invalid('Job', 'batch', name, `spec.${field}`, `Invalid value: ${v}: must be greater than or equal to ${min}`);
+    }
+  }
+  if (spec.podFailurePolicy && template.spec.restartPolicy !== 'Never') {
+    throw invalid('Job', 'batch', name, 'spec.template.spec.restartPolicy', `Invalid value: "${template.spec.restartPolicy}": only "Never" is supported when podFailurePolicy is specified`);
+  }
   spec.suspend ??= false;
   spec.backoffLimit ??= 6;
   spec.completions ??= 1;

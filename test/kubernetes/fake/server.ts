@@ -3,6 +3,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AttachServer, writeUpgradeError } from './attach.js';
+import { validateFields } from './fields.js';
 import type { Collector, DeleteOptions } from './gc.js';
 import type { Kubelet } from './kubelet.js';
 import { applyPatch } from './patch.js';
@@ -146,9 +147,12 @@ export function createApiServer(deps: ServerDeps): Server {
       }
       if (method === 'POST') {
         checkFieldValidation(query);
-        const obj = prepareCreate(kind, await readJson(req), store.namespace);
-        if (query.dryRun === 'All') return sendJson(res, 201, { ...obj, apiVersion: info.apiVersion, kind: info.kind });
-        return sendJson(res, 201, store.create(kind, obj));
+        const body = await readJson(req);
+        const warning = validateFields(kind, body, query.fieldValidation);
+        const obj = prepareCreate(kind, body, store.namespace);
+        const headers: Record<string, string> = warning ? { Warning: warning } : {};
+        if (query.dryRun === 'All') return sendJson(res, 201, { ...obj, apiVersion: info.apiVersion, kind: info.kind }, headers);
+        return sendJson(res, 201, store.create(kind, obj), headers);
       }
       throw new ApiError(405, `the server does not allow this method on the requested resource`, 'MethodNotAllowed');
     }
@@ -164,15 +168,20 @@ export function createApiServer(deps: ServerDeps): Server {
       case 'PUT': {
         checkFieldValidation(query);
         const stored = store.mustGet(kind, name);
-        const next = prepareUpdate(kind, stored, await readJson(req), sub);
-        return sendJson(res, 200, replace(kind, name, next));
+        const body = await readJson(req);
+        const warning = validateFields(kind, body, query.fieldValidation);
+        const next = prepareUpdate(kind, stored, body, sub);
+        return sendJson(res, 200, replace(kind, name, next), warning ? { Warning: warning } : {});
       }
       case 'PATCH': {
         checkFieldValidation(query);
         const stored = store.mustGet(kind, name);
-        const patched = applyPatch(String(req.headers['content-type'] ?? ''), stored, await readJson(req));
-        const next = prepareUpdate(kind, stored, patched, sub);
-        return sendJson(res, 200, replace(kind, name, next));
+        const contentType = String(req.headers['content-type'] ?? '');
+        const body = await readJson(req);
+        // a merge patch has the object's shape: its unknown fields are checked (a JSON patch is not)
+        const warning = contentType.includes('json-patch') ? undefined : validateFields(kind, body, query.fieldValidation);
+        const next = prepareUpdate(kind, stored, applyPatch(contentType, stored, body), sub);
+        return sendJson(res, 200, replace(kind, name, next), warning ? { Warning: warning } : {});
       }
       case 'DELETE': {
         if (sub) throw new ApiError(405, 'the server does not allow this method on the requested resource', 'MethodNotAllowed');
