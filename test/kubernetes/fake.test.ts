@@ -377,7 +377,7 @@ t.test('the informer: ADDED/MODIFIED through a dropped watch and through 410 Gon
   informer.on('error', (e) => errors.push(e));
   await informer.start();
   t.teardown(() => informer.stop());
-  const lists = (): number => c.fake.requests.filter((r) => r.path.endsWith('/pods') && r.query.watch === undefined).length;
+  const lists = (): number => c.fake.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/pods') && r.query.watch === undefined).length;
   const watches = (): Array<Record<string, string>> => c.fake.requests.filter((r) => r.path.endsWith('/pods') && r.query.watch === 'true').map((r) => r.query);
   t.equal(lists(), 1);
   t.equal(watches()[0]?.labelSelector, selector, 'the watch carries the labelSelector');
@@ -413,10 +413,15 @@ t.test('a watch from an expired resourceVersion gets one ERROR event with a 410 
   const list = await c.core.listNamespacedPod({ namespace: c.ns });
   c.fake.faults.expireWatches();
   const events: Array<{ type: string; obj: any }> = [];
+  let watch: AbortController | undefined;
   const done = new Promise<unknown>((resolve) => {
-    void new k8s.Watch(c.kc).watch(`/api/v1/namespaces/${c.ns}/pods`, { resourceVersion: list.metadata!.resourceVersion }, (type, obj) => events.push({ type, obj }), resolve);
+    void new k8s.Watch(c.kc)
+      .watch(`/api/v1/namespaces/${c.ns}/pods`, { resourceVersion: list.metadata!.resourceVersion }, (type, obj) => events.push({ type, obj }), resolve)
+      .then((w) => (watch = w));
   });
-  t.equal(await done, null, 'the server ends the watch');
+  const ended = await Promise.race([done, new Promise((r) => setTimeout(() => r('still open'), 5000))]);
+  watch?.abort();
+  t.equal(ended, null, 'the server ends the watch');
   t.match(events, [{ type: 'ERROR', obj: { kind: 'Status', code: 410, reason: 'Expired' } }]);
 });
 
@@ -704,4 +709,15 @@ t.test('a container that cannot be set up ends with StartError, exit code 128 an
   const pod = await podIn(c, 'ss-start', ['Failed']);
   t.match(pod.status.containerStatuses[0].state.terminated, { exitCode: 128, reason: 'StartError', message: /Read-only file system/ });
   t.equal(await readLog(c, pod.metadata.name), '', 'the command never ran');
+});
+
+t.test('the container ends with its main process: a background child is killed and the pod finishes at once', async (t) => {
+  const c = await cluster(t);
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-bgchild', 'echo "pgid=$$$$"; sleep 30 & echo main-done') });
+  await resume(c, 'ss-bgchild');
+  const pod = await podIn(c, 'ss-bgchild', ['Succeeded']);
+  const m = /pgid=(\d+)/.exec(await readLog(c, pod.metadata.name));
+  t.ok(m, 'the log has the group id');
+  t.notOk(groupAlive(Number(m![1])), 'the background sleep went with the main process');
+  t.equal(pod.status.containerStatuses[0].state.terminated.exitCode, 0);
 });

@@ -89,6 +89,13 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
   const kubeconfigPath = join(baseDir, 'kubeconfig');
   writeFileSync(kubeconfigPath, kubeconfig(url, token, namespace), { mode: 0o600 });
   let closing: Promise<void> | undefined;
+  // A test process that ends without close() (a failed assertion before the teardown ran, an
+  // uncaught error) still leaves no container processes and no files behind.
+  const onExit = (): void => {
+    kubelet.killAllNow();
+    rmSync(baseDir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
 
   return {
     url,
@@ -106,6 +113,7 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
     },
     close: () => {
       closing ??= (async () => {
+        process.removeListener('exit', onExit);
         jobs.close();
         gc.close();
         watches.dropAll();

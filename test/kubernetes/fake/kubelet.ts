@@ -33,6 +33,8 @@ class PodRuntime {
   timers: NodeJS.Timeout[] = [];
   deadlineExceeded = false;
   stopping = false;
+  /** The grace period of the delete being carried out. */
+  grace = Infinity;
   gone = false;
   finished = false;
   constructor(readonly name: string, readonly uid: string, readonly dir: string) {}
@@ -61,6 +63,11 @@ export class Kubelet {
   isLive(name: string): boolean {
     const rt = this.pods.get(name);
     return rt !== undefined && rt.run !== undefined && !rt.run.exited;
+  }
+
+  /** For a process that exits without close(): SIGKILL every pod's group, synchronously. */
+  killAllNow(): void {
+    for (const rt of this.pods.values()) rt.run?.kill('SIGKILL');
   }
 
   async close(): Promise<void> {
@@ -102,8 +109,16 @@ export class Kubelet {
       else cleanup();
       return;
     }
+    const grace = pod.metadata.deletionGracePeriodSeconds;
+    if (pod.metadata.deletionTimestamp && rt.stopping && rt.run && !rt.run.exited && typeof grace === 'number' && grace < rt.grace) {
+      // a second delete with a shorter grace period shortens the wait, as on a real node
+      rt.grace = grace;
+      this.stop(rt, grace);
+      return;
+    }
     if (pod.metadata.deletionTimestamp && !rt.stopping) {
       rt.stopping = true;
+      rt.grace = grace ?? 30;
       if (rt.run && !rt.run.exited) this.stop(rt, pod.metadata.deletionGracePeriodSeconds ?? 30);
       else if (rt.finished || !rt.run) this.removeSoon(rt);
     }
