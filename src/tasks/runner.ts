@@ -193,6 +193,8 @@ export class TaskRunner {
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
     // A failed task that left its workspace full filled its quota: reason disk_quota. The
     // workspace's counts are refreshed in any case, after the exit for any other task.
+    // The workspace was used until now: a client that sees the task done sees that too.
+    this.workspaces.touch(task.workspaceId);
     const refreshed = this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };
