@@ -19,7 +19,8 @@ import { IMAGE_RECORD_FILE, readImageRecord, withImageRecord } from './detection
 import { Readiness } from './readiness.js';
 import type { ContainerEngine } from './runtime/engine.js';
 import { writeSandboxHosts } from './runtime/hosts.js';
-import { raiseKernelLimits, requiredKernelLimits } from './runtime/kernel-limits.js';
+import { HostUidPool } from './runtime/host-uids.js';
+import { ownSigpendingLimit, raiseKernelLimits, requiredKernelLimits, taskSigpending } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
 import { setUpGvisor, type GvisorService } from './runtime/gvisor.js';
@@ -38,6 +39,7 @@ import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { tenantLimits } from './tenants/limits.js';
+import { buildIdmapHelper } from './workspace/idmap.js';
 import { Workspaces } from './workspace/workspaces.js';
 
 export interface Services {
@@ -176,6 +178,21 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     }),
     log,
   );
+  // Per-task host UIDs: a user namespace per task, its workspace seen through an idmapped view.
+  const uns = config.sandbox.userNamespaces;
+  let idmapHelper: string | null = null;
+  if (uns.enabled) {
+    try {
+      // Kept beside the install (one build for every server run from it), else in the data directory.
+      idmapHelper = await buildIdmapHelper(fromInstall('deploy/idmap-mount/idmap_mount.c'), [fromInstall('.build'), join(dataDir, 'bin')]);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'the idmapped-mount helper cannot be built (a C compiler is needed: apt-get install gcc libc6-dev): every task runs as host UID 65532');
+    }
+  }
+  const uids = idmapHelper ? new HostUidPool(uns.firstHostUid, uns.slots) : null;
+  const hostSigpending = ownSigpendingLimit();
+  const sigpending = uids && hostSigpending ? taskSigpending(hostSigpending, config.queue.concurrency) : null;
+  if (uids) log.info({ firstHostUid: uns.firstHostUid, slots: uns.slots, sigpending }, 'each runc task runs as a host UID of its own');
   // Secrets files for task containers live on a host tmpfs, per server (its tasks' only).
   const secretsDir = join(config.sandbox.secretsDir, serverId);
   // Stdin pipes of tasks whose image's relay reads them: per task, under the data directory.
@@ -189,6 +206,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       tmpfsMb: config.sandbox.tmpfsMb,
       nofile: config.sandbox.nofile,
       nproc: config.sandbox.nproc,
+      sigpending,
       logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
@@ -199,12 +217,20 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log,
     gvisor?.socketPath ?? null,
   );
-  const workspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces, undefined, (tenant) => tenantLimits(config, tenant).workspaceBytes);
+  const workspaces = new Workspaces(
+    join(dataDir, 'workspaces'),
+    store,
+    config.workspaces,
+    undefined,
+    (tenant) => tenantLimits(config, tenant).workspaceBytes,
+    idmapHelper,
+  );
   // Warm pool: pre-started sandboxes per shape, each with an empty workspace on its slot; the
-  // task manager sees the pooled engine.
+  // task manager sees the pooled engine. With per-task host UIDs each member holds a UID slot of
+  // its own (never one of the queue.concurrency slots cold tasks may need) and its task takes it.
   const slotMounts = new SlotMounts(join(dataDir, 'pool'));
-  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log);
-  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log);
+  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log, uids, config.queue.concurrency);
+  const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log, uids);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
   if (upstreamProxy) log.info({ host: upstreamProxy.host, port: upstreamProxy.port, credentials: upstreamProxy.authorization !== null }, 'egress goes through an upstream proxy');
@@ -227,7 +253,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   }
   const logsDir = join(dataDir, 'tasks');
   const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
-  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine, vault);
+  const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine, vault, uids);
   // Audit and metrics hear every transition, decision and workspace change from here on.
   const sources = { lifecycle: manager.lifecycle, decisions, workspaces, taskOf: (id: string) => tasks.getTask(id) };
   audit.attach(sources);

@@ -329,6 +329,17 @@ export const configSchema = z
           .max(1024)
           .default('deploy/seccomp.json')
           .describe('Seccomp profile (path on the engine host; relative paths resolve against the install directory)'),
+        userNamespaces: z
+          .strictObject({
+            enabled: z
+              .boolean()
+              .default(true)
+              .describe('Give each task a user namespace mapping its user to a host UID of its own, so per-user kernel counters are not shared between tasks (false: every task is host UID 65532)'),
+            firstHostUid: int(65536, 2 ** 32 - 1 - 65536, 0x70000000, 'First host UID of the range this server owns: slot k maps container UIDs 0-65535 to firstHostUid + k × 65536 onwards (servers sharing a host need ranges that do not overlap)'),
+            slots: int(1, 16384, 1024, 'Slots of 65536 host UIDs in the range: at least queue.concurrency, one per task that has a container; pre-started pool members hold slots beyond those (none is started while queue.concurrency or fewer are free)'),
+          })
+          .prefault({})
+          .describe('Per-task host UIDs'),
         secretsDir: z
           .string()
           .regex(/^\/[A-Za-z0-9._\/-]{1,255}$/, 'an absolute path')
@@ -576,6 +587,13 @@ export const configSchema = z
         path: ['sandbox', 'nproc'],
         message: `must exceed queue.concurrency × maxima.pids (${c.queue.concurrency} × ${c.maxima.pids}) so that the pids cgroup, not RLIMIT_NPROC, bounds each task`,
       });
+    }
+    const uns = c.sandbox.userNamespaces;
+    if (uns.enabled && uns.firstHostUid + uns.slots * 65536 > 2 ** 32 - 1) {
+      ctx.addIssue({ code: 'custom', path: ['sandbox', 'userNamespaces', 'slots'], message: `firstHostUid + slots × 65536 must stay below ${2 ** 32 - 1}` });
+    }
+    if (uns.enabled && uns.slots < c.queue.concurrency) {
+      ctx.addIssue({ code: 'custom', path: ['sandbox', 'userNamespaces', 'slots'], message: `must be at least queue.concurrency (${c.queue.concurrency}): one slot per running task` });
     }
     for (const k of ['cpus', 'memoryMb', 'pids', 'timeoutSeconds'] as const) {
       if (c.defaults[k] > c.maxima[k]) {

@@ -25,7 +25,7 @@ export interface ProxySettings {
   maxDecisionsPerTask: number;
 }
 
-/** UID/GID the task runs as: the socket must be connectable by it and by nobody else. */
+/** UID/GID a task without a user namespace runs as: the socket must be connectable by it and by nobody else. */
 const SANDBOX_UID = 65532;
 /** The socket's name in the task's directory (the container sees it at /run/sandboxshift/egress/egress.sock). */
 const SOCKET_NAME = 'egress.sock';
@@ -87,15 +87,16 @@ export class EgressProxy {
   }
 
   /**
-   * Listens for one task; resolves once its socket exists and only UID 65532 can connect. The
-   * directory is created if missing and kept if present (a container may have it mounted).
+   * Listens for one task; resolves once its socket exists and only the task's host UID (65532, or
+   * the UID of its own user namespace) can connect. The directory is created if missing and kept
+   * if present (a container may have it mounted).
    */
-  async open(taskId: string, allow: readonly string[]): Promise<SocketTaskEgress> {
+  async open(taskId: string, allow: readonly string[], uid: number = SANDBOX_UID): Promise<SocketTaskEgress> {
     const dir = this.socketDir(taskId);
     mkdirSync(dir, { recursive: true, mode: 0o500 });
-    chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+    chownSync(dir, uid, uid);
     chmodSync(dir, 0o500);
-    const egress = new SocketTaskEgress(taskId, dir, this.socketPath(taskId), allow.map(parsePattern), this);
+    const egress = new SocketTaskEgress(taskId, dir, this.socketPath(taskId), allow.map(parsePattern), this, uid);
     await egress.listen();
     return egress;
   }
@@ -454,6 +455,8 @@ export class SocketTaskEgress extends TaskEgress {
     readonly socketPath: string,
     allow: readonly Pattern[],
     proxy: EgressProxy,
+    /** The host UID the task runs as: the only one that may connect. */
+    readonly uid: number = SANDBOX_UID,
   ) {
     super(taskId, allow, proxy);
     this.server = createServer({ allowHalfOpen: true }, (client) => proxy.handle(this, client));
@@ -471,7 +474,7 @@ export class SocketTaskEgress extends TaskEgress {
     });
     this.server.on('error', () => undefined);
     try {
-      chownSync(this.socketPath, SANDBOX_UID, SANDBOX_UID);
+      chownSync(this.socketPath, this.uid, this.uid);
       chmodSync(this.socketPath, 0o600);
     } catch (err) {
       this.close();

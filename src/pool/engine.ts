@@ -20,6 +20,17 @@ export interface PoolWorkspaces {
   hold(id: string): Promise<string>;
   release(id: string): Promise<void>;
   dir(id: string): string;
+  mapFor(id: string, hostUid: number): Promise<string>;
+  unmap(id: string, hostUid: number): Promise<void>;
+}
+
+/** The workspace a job's directory shows (its own mount, or a view of it). */
+const workspaceIdOf = (job: SandboxJob) => job.workspaceId ?? job.workspaceDir.split('/').pop()!;
+
+/** The task's side of a member's host UID slot (per-task host UIDs). */
+export interface HandedUids {
+  /** The task takes over the slot the member held under its slot id; the task's own is freed. */
+  handOver(from: string, to: string): number | null;
 }
 
 /**
@@ -28,7 +39,14 @@ export interface PoolWorkspaces {
  * mounted on the slot. At start, a task whose shape matches (and that has no secrets: their file
  * is bound at creation) is handed to its reserved member, or to any ready member with its
  * workspace mounted over the member's spare; any other starts cold. A task with an allowlist has
- * its egress socket directory mounted onto the slot's egress directory first.
+ * its egress socket directory mounted onto the slot's egress directory first (without per-task
+ * host UIDs: with them its socket belongs to the UID it was opened for, and it starts cold).
+ *
+ * With per-task host UIDs each member was created with a host UID of its own: the task takes over
+ * the member's UID slot (its own, allocated for a cold start, is freed; the running sandbox
+ * reports the UID), and what is mounted on the slot is the idmapped view of the workspace for
+ * that UID. The task's runner unmounts the view of its workspace after the exit, as for a cold
+ * task; the pool unmounts the view of the spare under it.
  *
  * A handed-out container is recorded in `claims/<container id>` (the task id) before the job is
  * sent, so that a later start finds the task of a pre-started container (whose labels name no
@@ -53,6 +71,8 @@ export class PooledEngine implements ContainerEngine {
     private readonly claimsDir: string,
     private readonly maxReservedMs: number,
     private readonly log: Logger,
+    /** Per-task host UIDs (null: none, members and tasks run as host UID 65532). */
+    private readonly uids: HandedUids | null = null,
   ) {
     mkdirSync(claimsDir, { recursive: true, mode: 0o700 });
   }
@@ -115,12 +135,16 @@ export class PooledEngine implements ContainerEngine {
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
-    const r = this.reserved.get(job.workspaceDir);
-    this.reserved.delete(job.workspaceDir);
+    const dir = this.workspaces.dir(workspaceIdOf(job));
+    const r = this.reserved.get(dir);
+    this.reserved.delete(dir);
     let member: Member | null = null;
     let attach = true;
-    // Secrets and a stdin pipe are bound at create.
-    const cold = Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined;
+    // Secrets and a stdin pipe are bound at create, and so is an allowlist's socket where it
+    // belongs to a host UID of the task's own; a task runs with a user namespace of its own
+    // exactly when the members have one.
+    const ownUid = (job.hostUid ?? null) !== null;
+    const cold = (job.egress !== undefined && this.uids !== null) || Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined || ownUid !== (this.uids !== null);
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;
@@ -142,31 +166,51 @@ export class PooledEngine implements ContainerEngine {
 
   private async handoff(m: Member, job: SandboxJob, handlers: SandboxHandlers, attach: boolean): Promise<RunningSandbox> {
     const id = m.sandbox.containerId;
-    const workspaceId = attach ? job.workspaceDir.split('/').pop()! : m.spare.id;
+    const workspaceId = attach ? workspaceIdOf(job) : m.spare.id;
     writeFileSync(this.claim(id), job.taskId, { mode: 0o600 });
     let held = false;
+    let mapped = false;
     try {
       if (attach) {
         await this.workspaces.hold(workspaceId);
         held = true;
-        await this.mounts.attach(m.slot, job.workspaceDir, job.workspaceReadonly);
+        // The member's UID's view of the task's workspace (the job's names the task's own UID).
+        let source = job.workspaceDir;
+        if (m.hostUid !== null) {
+          source = await this.workspaces.mapFor(workspaceId, m.hostUid);
+          mapped = true;
+        }
+        await this.mounts.attach(m.slot, source, job.workspaceReadonly);
       }
       if (job.egress) await this.mounts.attachEgress(m.slot, job.egress.socketDir);
       this.slotOf.set(id, m.slot);
       const running = await m.sandbox.handoff(job, handlers);
       this.handoffs += 1;
-      return this.afterExit(running, m.slot, async () => {
-        // The pool's holds: the task's workspace (attached) and the spare under it, or the spare
-        // that became the task's workspace.
-        if (held) await this.workspaces.release(workspaceId);
-        await this.pool.spares.discardSpare(m.spare.id);
-        this.pool.refill();
-      });
+      if (m.hostUid !== null) this.uids?.handOver(m.slot, job.taskId);
+      return this.afterExit(
+        running,
+        m.slot,
+        async () => {
+          // The pool's holds: the task's workspace (attached) and the spare under it (and its
+          // view), or the spare that became the task's workspace (its view is the task's).
+          if (held) await this.workspaces.release(workspaceId);
+          if (attach) await this.pool.forgetSpare(m);
+          else await this.pool.spares.discardSpare(m.spare.id);
+          this.pool.refill();
+        },
+        m.hostUid ?? undefined,
+      );
     } catch (err) {
       this.slotOf.delete(id);
       rmSync(this.claim(id), { force: true });
-      if (held || job.egress) await this.mounts.clear(m.slot).catch(() => undefined);
-      if (held) await this.workspaces.release(workspaceId).catch(() => undefined);
+      if (held) {
+        await this.mounts
+          .clear(m.slot)
+          .then(() => (mapped ? this.workspaces.unmap(workspaceId, m.hostUid!) : undefined))
+          .then(() => this.workspaces.release(workspaceId))
+          .catch(() => undefined);
+      }
+      if (!held && job.egress) await this.mounts.clear(m.slot).catch(() => undefined);
       throw err;
     }
   }
@@ -175,7 +219,7 @@ export class PooledEngine implements ContainerEngine {
    * Once the container has exited (not when it is left running): the exit is passed on at once,
    * then the slot is unmounted, the claim removed and `after` run, in the background.
    */
-  private afterExit(running: RunningSandbox, slot: string, after: () => Promise<void> = async () => undefined): RunningSandbox {
+  private afterExit(running: RunningSandbox, slot: string, after: () => Promise<void> = async () => undefined, hostUid?: number): RunningSandbox {
     const id = running.containerId;
     const exit = running.exit.then((e) => {
       this.pool.background(async () => {
@@ -191,6 +235,7 @@ export class PooledEngine implements ContainerEngine {
     });
     return {
       containerId: id,
+      ...(hostUid !== undefined ? { hostUid } : {}),
       exit,
       writeStdin: (d) => running.writeStdin(d),
       endStdin: () => running.endStdin(),

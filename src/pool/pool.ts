@@ -9,6 +9,17 @@ export interface SpareWorkspaces {
   createSpare(): Promise<WorkspaceRecord>;
   discardSpare(id: string): Promise<void>;
   dir(id: string): string;
+  /** The idmapped view of a held workspace for host UID `hostUid`; pair with `unmap`. */
+  mapFor(id: string, hostUid: number): Promise<string>;
+  unmap(id: string, hostUid: number): Promise<void>;
+}
+
+/** Host UID slots for members (per-task host UIDs): held under the member's slot id. */
+export interface MemberUids {
+  allocate(key: string): number;
+  release(key: string): void;
+  /** Slots free now. */
+  readonly free: number;
 }
 
 export interface PoolShape extends SandboxShape {
@@ -27,13 +38,16 @@ export interface PoolSettings {
 
 /**
  * One pre-started sandbox, its slot, and the empty workspace already mounted on the slot (for a
- * task that brings none; a task with its own workspace has it mounted over the spare).
+ * task that brings none; a task with its own workspace has it mounted over the spare). With
+ * per-task host UIDs the member has a host UID of its own (its container's user namespace), and
+ * what its slot shows is that UID's idmapped view of the workspace.
  */
 export interface Member {
   slot: string;
   key: string;
   sandbox: PooledSandbox;
   spare: WorkspaceRecord;
+  hostUid: number | null;
 }
 
 /** The longest a member taken by a running task waits to be replaced. */
@@ -66,6 +80,12 @@ export class WarmPool {
     readonly spares: SpareWorkspaces,
     private readonly settings: PoolSettings,
     private readonly log: Logger,
+    /**
+     * Per-task host UIDs (null: members run as host UID 65532). A member is started only while
+     * more than `uidsKept` slots are free, so that tasks starting cold always find one.
+     */
+    private readonly uids: MemberUids | null = null,
+    private readonly uidsKept = 0,
   ) {
     for (const s of settings.shapes) if (s.size > 0) this.shapes.set(shapeKey(s), s);
   }
@@ -166,9 +186,16 @@ export class WarmPool {
     this.background(async () => {
       await m.sandbox.discard().catch((err: unknown) => this.log.warn({ err, slot: m.slot }, 'pool member removal failed'));
       await this.mounts.clear(m.slot);
-      await this.spares.discardSpare(m.spare.id);
+      await this.forgetSpare(m);
+      this.uids?.release(m.slot);
       this.refill();
     });
+  }
+
+  /** The member's spare workspace: its idmapped view, then the pool's hold on it. */
+  async forgetSpare(m: Member): Promise<void> {
+    if (m.hostUid !== null) await this.spares.unmap(m.spare.id, m.hostUid);
+    await this.spares.discardSpare(m.spare.id);
   }
 
   /** Work that close() waits for. */
@@ -191,17 +218,31 @@ export class WarmPool {
       const next = [...this.shapes].find(([k, s]) => (this.idle.get(k)?.length ?? 0) < s.size && (this.backoffUntil.get(k) ?? 0) <= Date.now());
       if (!next) return;
       const [key, shape] = next;
+      // No member while that would leave a cold task no host UID slot (checked again after a while).
+      if (this.uids && this.uids.free <= this.uidsKept) {
+        this.backoffUntil.set(key, Date.now() + this.settings.retryMs);
+        setTimeout(() => this.refill(), this.settings.retryMs).unref();
+        return;
+      }
       const slot = newSlotId();
       let spare: WorkspaceRecord | null = null;
+      let hostUid: number | null = null;
+      let mapped = false;
       try {
+        hostUid = this.uids ? this.uids.allocate(slot) : null;
         const { dir, egressDir } = await this.mounts.create(slot);
         spare = await this.spares.createSpare();
-        await this.mounts.attach(slot, this.spares.dir(spare.id), false);
+        let source = this.spares.dir(spare.id);
+        if (hostUid !== null) {
+          source = await this.spares.mapFor(spare.id, hostUid);
+          mapped = true;
+        }
+        await this.mounts.attach(slot, source, false);
         const sandbox = await this.engine.prestart!(
           { image: shape.image, cpus: shape.cpus, memoryMb: shape.memoryMb, pids: shape.pids, isolation: 'runc' },
-          { id: slot, dir, egressDir, backstopSeconds: this.settings.backstopSeconds },
+          { id: slot, dir, egressDir, backstopSeconds: this.settings.backstopSeconds, hostUid },
         );
-        const member: Member = { slot, key, sandbox, spare };
+        const member: Member = { slot, key, sandbox, spare, hostUid };
         if (this.closed) {
           this.drop(member);
           return;
@@ -209,7 +250,9 @@ export class WarmPool {
         this.idle.set(key, [...(this.idle.get(key) ?? []), member]);
       } catch (err) {
         await this.mounts.clear(slot).catch(() => undefined);
+        if (mapped) await this.spares.unmap(spare!.id, hostUid!).catch(() => undefined);
         if (spare) await this.spares.discardSpare(spare.id).catch(() => undefined);
+        this.uids?.release(slot);
         this.log.warn({ err: err instanceof Error ? err.message : String(err), image: shape.image }, 'pool member could not start; retrying later');
         this.backoffUntil.set(key, Date.now() + this.settings.retryMs);
         const timer = setTimeout(() => this.refill(), this.settings.retryMs);

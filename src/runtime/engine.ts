@@ -39,6 +39,8 @@ export interface SandboxJob {
   secretEnv?: Readonly<Record<string, string>> | undefined;
   /** Host directory mounted at /workspace. */
   workspaceDir: string;
+  /** The workspace's id, when workspaceDir is a view of it rather than its own mount (an idmapped view). */
+  workspaceId?: string | undefined;
   workspaceReadonly: boolean;
   stdin: boolean;
   /**
@@ -47,6 +49,11 @@ export interface SandboxJob {
    * engine's service; without it stdin goes through the engine's attach connection.
    */
   stdinRelay?: string | undefined;
+  /**
+   * The task's own host UID (a user namespace maps container UID 65532 to it), or null/absent to
+   * run as host UID 65532 without a user namespace. workspaceDir must then be an idmapped view.
+   */
+  hostUid?: number | null | undefined;
   /**
    * Present when the task has an allowlist. The container keeps network mode none; the
    * directory holding the proxy's per-task socket is bind-mounted read-only and the image's
@@ -96,6 +103,11 @@ export interface SandboxHandlers {
 
 export interface RunningSandbox {
   readonly containerId: string;
+  /**
+   * Set when the task runs as a host UID other than its job's `hostUid`: a pre-started sandbox's
+   * own (the task's workspace is then shown to it through that UID's idmapped view).
+   */
+  readonly hostUid?: number | undefined;
   /** Resolves once, after the last output event was delivered and the container was removed. */
   readonly exit: Promise<SandboxExit>;
   /** Write to the task's stdin; false when the sandbox has no stdin or it was closed. */
@@ -116,6 +128,8 @@ export interface OwnContainer {
   /** The task it runs ('' for a pre-started container, whose task is recorded elsewhere). */
   taskId: string;
   running: boolean;
+  /** The task's host UID from the container's label, null without a user namespace. */
+  hostUid: number | null;
   /** The pool slot of a pre-started container, null for one created for its task. */
   slot: string | null;
 }
@@ -131,6 +145,8 @@ export interface PoolSlot {
   egressDir: string;
   /** The engine stops the container this many seconds after it started (its backstop). */
   backstopSeconds: number;
+  /** The member's own host UID (its container gets that user namespace), or null/absent for none. */
+  hostUid?: number | null | undefined;
 }
 
 /**

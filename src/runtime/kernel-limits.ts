@@ -73,3 +73,24 @@ export function raiseKernelLimits(limits: KernelLimit[], log: Logger, root = '/p
   if (changed.length > 0) log.info({ changed }, 'per-user kernel limits raised so that no task can exhaust them for the others');
   return changed;
 }
+
+/**
+ * RLIMIT_SIGPENDING for each task that has a user namespace of its own. Queued signals count per
+ * (user namespace, UID) against the receiver's limit, and again, all namespaces together, against
+ * the limit their creator (root, which runs runc) had: `hostLimit`. So each task gets at most
+ * half of it shared out over the tasks that can run at once, leaving root the other half.
+ */
+export function taskSigpending(hostLimit: number, concurrency: number): number {
+  return Math.max(1, Math.floor(hostLimit / (2 * concurrency)));
+}
+
+/** The soft RLIMIT_SIGPENDING of this process (what the owned engine inherits), null when unknown. */
+export function ownSigpendingLimit(limitsFile = '/proc/self/limits'): number | null {
+  try {
+    const m = /^Max pending signals\s+(\d+|unlimited)\s/m.exec(readFileSync(limitsFile, 'utf8'));
+    if (!m) return null;
+    return m[1] === 'unlimited' ? SYSCTL_INT_MAX : Number(m[1]);
+  } catch {
+    return null;
+  }
+}

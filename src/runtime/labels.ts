@@ -4,6 +4,8 @@ export const LABEL_SERVER = 'io.sandboxshift.server';
 export const LABEL_TASK = 'io.sandboxshift.task';
 /** On a container whose stdin goes through its per-task pipe (src/runtime/stdin-fifo.ts). */
 export const LABEL_STDIN = 'io.sandboxshift.stdin';
+/** The host UID of the task's user (its user-namespace slot), read back when a task is adopted. */
+export const LABEL_HOST_UID = 'io.sandboxshift.host-uid';
 /** The pool slot of a container started before its task. */
 export const LABEL_SLOT = 'io.sandboxshift.slot';
 

@@ -19,7 +19,7 @@ import {
 import { EngineLogFollower } from './enginelog.js';
 import { conmonExitDir, ExitWatcher } from './exit-watch.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
-import { LABEL_SERVER, LABEL_SLOT, LABEL_STDIN, LABEL_TASK } from './labels.js';
+import { LABEL_HOST_UID, LABEL_SERVER, LABEL_SLOT, LABEL_STDIN, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
 import { SecretFiles } from './secret-file.js';
 import { StdinFifos } from './stdin-fifo.js';
@@ -196,7 +196,8 @@ export class PodmanEngine implements ContainerEngine {
   /** The task's stdin pipe directory, or null when its stdin (if any) goes through the attach. */
   private makeStdinFifo(shape: SandboxShape, job: SandboxJob): string | null {
     if (!job.stdin || job.stdinRelay === undefined || !this.stdinFifos) return null;
-    const user = buildContainerSpec({ ...shape, ...job }, this.settings).User;
+    // A task with a host UID of its own opens the pipe as that UID (65532 inside its namespace).
+    const user = job.hostUid !== undefined && job.hostUid !== null ? `${job.hostUid}:${job.hostUid}` : buildContainerSpec({ ...shape, ...job }, this.settings).User;
     try {
       return this.stdinFifos.create(job.taskId, user);
     } catch (err) {
@@ -205,7 +206,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   /**
-   * The task's secrets file (null without secrets), for the owner the container runs as. Names
+   * The task's secrets file (null without secrets), owned by the host UID the container's user is. Names
    * the container's configuration sets (the proxy and CA variables, HOME) keep their values.
    */
   private writeSecrets(shape: SandboxShape, job: SandboxJob): string | null {
@@ -216,7 +217,9 @@ export class PodmanEngine implements ContainerEngine {
     const taken = new Set(plain.Env.map((e) => e.slice(0, e.indexOf('='))));
     const entries = Object.fromEntries(Object.entries(secrets).filter(([k]) => !taken.has(k)));
     try {
-      return this.secretFiles.write(job.taskId, entries, plain.User);
+      // A task with a host UID of its own reads the file as that UID (65532 inside its namespace).
+      const owner = job.hostUid !== undefined && job.hostUid !== null ? `${job.hostUid}:${job.hostUid}` : plain.User;
+      return this.secretFiles.write(job.taskId, entries, owner);
     } catch (err) {
       throw new EngineError(`the secrets file could not be written: ${(err as Error).message}`);
     }
@@ -574,12 +577,16 @@ export class PodmanEngine implements ContainerEngine {
     } catch (err) {
       throw new EngineError(`list failed: ${describe(err)}`, isUnavailable(err));
     }
-    return list.map((c) => ({
-      containerId: c.Id,
-      taskId: c.Labels?.[LABEL_TASK] ?? '',
-      running: c.State === 'running',
-      slot: c.Labels?.[LABEL_SLOT] || null,
-    }));
+    return list.map((c) => {
+      const uid = Number(c.Labels?.[LABEL_HOST_UID] ?? NaN);
+      return {
+        containerId: c.Id,
+        taskId: c.Labels?.[LABEL_TASK] ?? '',
+        running: c.State === 'running',
+        slot: c.Labels?.[LABEL_SLOT] || null,
+        hostUid: Number.isSafeInteger(uid) ? uid : null,
+      };
+    });
   }
 
   async remove(id: string): Promise<void> {

@@ -1,7 +1,8 @@
 import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
 import type { PoolSlot, SandboxRequest, SandboxShape } from './engine.js';
-import { LABEL_SLOT, LABEL_STDIN, taskLabels } from './labels.js';
+import { idMappingFor } from './host-uids.js';
+import { LABEL_HOST_UID, LABEL_SLOT, LABEL_STDIN, taskLabels } from './labels.js';
 import { SECRETS_FILE, SECRETS_WRAPPER } from './secret-file.js';
 import { STDIN_DIR, STDIN_FIFO } from './stdin-fifo.js';
 
@@ -14,6 +15,11 @@ export interface SandboxSettings {
   tmpfsMb: number;
   nofile: number;
   nproc: number;
+  /**
+   * RLIMIT_SIGPENDING of a task with a host UID of its own (see taskSigpending), or null to leave
+   * the engine's.
+   */
+  sigpending?: number | null;
   /** Bound of the engine's own copy of a container's output (its k8s-file log), in bytes. */
   logMaxBytes: number;
   extraLabels?: Readonly<Record<string, string>>;
@@ -84,6 +90,22 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secr
   // relay or the shell), so the command is still the container's first process under the init.
   const stdinRelay = fifo ? [fifo.relay, '--stdin', STDIN_FIFO, '--'] : [];
   const attachStdin = req.stdin && !fifo;
+  const labels = taskLabels(s.serverId, req.taskId, s.extraLabels);
+  const ulimits = [
+    { Name: 'nofile', Soft: s.nofile, Hard: s.nofile },
+    { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
+  ];
+  // Podman's own mapping (not a Docker field): the task's user namespace, container UIDs and GIDs
+  // 0-65535 onto the task's slot, so its user is host UID req.hostUid and no other task's.
+  let IdMappings: { UIDMap: ReturnType<typeof idMappingFor>[]; GIDMap: ReturnType<typeof idMappingFor>[] } | undefined;
+  if (req.hostUid !== undefined && req.hostUid !== null) {
+    IdMappings = { UIDMap: [idMappingFor(req.hostUid)], GIDMap: [idMappingFor(req.hostUid)] };
+    labels[LABEL_HOST_UID] = String(req.hostUid);
+    // Queued signals count per user namespace, and again all together for the namespaces' creator
+    // (root): a per-task bound keeps every task's own count, and their sum, below what root has.
+    if (s.sigpending) ulimits.push({ Name: 'sigpending', Soft: s.sigpending, Hard: s.sigpending });
+  }
+  if (fifo) labels[LABEL_STDIN] = 'fifo';
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
@@ -93,7 +115,8 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secr
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
-    Labels: fifo ? { ...taskLabels(s.serverId, req.taskId, s.extraLabels), [LABEL_STDIN]: 'fifo' } : taskLabels(s.serverId, req.taskId, s.extraLabels),
+    Labels: labels,
+    ...(IdMappings ? { IdMappings } : {}),
     Hostname: SANDBOX_HOSTNAME,
     Tty: false,
     AttachStdin: attachStdin,
@@ -117,12 +140,9 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secr
       MemorySwap: memoryBytes,
       NanoCpus: Math.round(req.cpus * 1e9),
       PidsLimit: pidsLimit(req.pids, req.isolation),
-      // RLIMIT_NPROC counts per host UID across every task (all run as 65532): keep it far above
-      // the pids cgroup so that one task's fork bomb never starves another.
-      Ulimits: [
-        { Name: 'nofile', Soft: s.nofile, Hard: s.nofile },
-        { Name: 'nproc', Soft: s.nproc, Hard: s.nproc },
-      ],
+      // RLIMIT_NPROC counts per host UID (across every task when they share 65532): keep it far
+      // above the pids cgroup so that one task's fork bomb never starves another.
+      Ulimits: ulimits,
       NetworkMode: 'none',
       // A System V IPC / POSIX mqueue namespace of its own, which no other container can join.
       IpcMode: 'private',
@@ -143,11 +163,12 @@ export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
  * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
  * server mounts onto the slot at handoff appears inside. The slot's egress directory (an empty
  * tmpfs until a task with an allowlist has its socket directory mounted onto it) is mounted the
- * same way, read-only, where a cold sandbox has the task's socket directory.
+ * same way, read-only, where a cold sandbox has the task's socket directory. A slot with a host
+ * UID gives the member that user namespace (and its label), as a task container of that UID has.
  */
 export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
   const spec = buildContainerSpec(
-    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, backstopSeconds: slot.backstopSeconds },
+    { ...shape, taskId: '', command: waiter, env: {}, workspaceDir: slot.dir, workspaceReadonly: false, stdin: true, hostUid: slot.hostUid ?? null, backstopSeconds: slot.backstopSeconds },
     s,
   );
   const [workspace, ...rest] = spec.HostConfig.Binds;

@@ -11,7 +11,7 @@ import type { ContainerSpec } from './spec.js';
 export function toSpecGenerator(spec: ContainerSpec, timeoutSeconds: number): Record<string, unknown> {
   const known = new Set([
     'Image', 'Entrypoint', 'Cmd', 'User', 'WorkingDir', 'Env', 'Labels', 'Hostname', 'Tty', 'AttachStdin', 'AttachStdout',
-    'AttachStderr', 'OpenStdin', 'StdinOnce', 'NetworkDisabled', 'HostConfig',
+    'AttachStderr', 'OpenStdin', 'StdinOnce', 'NetworkDisabled', 'HostConfig', 'IdMappings',
   ]);
   const knownHost = new Set([
     'Binds', 'ReadonlyRootfs', 'Tmpfs', 'CapDrop', 'CapAdd', 'Privileged', 'SecurityOpt', 'Init', 'Memory', 'MemorySwap',
@@ -44,6 +44,8 @@ export function toSpecGenerator(spec: ContainerSpec, timeoutSeconds: number): Re
   }
   if (!noNewPrivileges || !seccomp) throw new Error('toSpecGenerator: no-new-privileges and a seccomp profile are required');
   const period = 100_000;
+  const ids = 'IdMappings' in spec ? spec.IdMappings : undefined;
+  const idMap = (m: { containerId: number; hostId: number; size: number }) => ({ container_id: m.containerId, host_id: m.hostId, size: m.size });
   const log = h.LogConfig as { Type: string; Config: Record<string, string> };
   return {
     image: spec.Image,
@@ -58,6 +60,12 @@ export function toSpecGenerator(spec: ContainerSpec, timeoutSeconds: number): Re
     stdin: spec.OpenStdin,
     netns: { nsmode: 'none' },
     ipcns: { nsmode: 'private' },
+    ...(ids
+      ? {
+          userns: { nsmode: 'private' },
+          idmappings: { HostUIDMapping: false, HostGIDMapping: false, UIDMap: ids.UIDMap.map(idMap), GIDMap: ids.GIDMap.map(idMap) },
+        }
+      : {}),
     mounts,
     read_only_filesystem: h.ReadonlyRootfs,
     cap_drop: h.CapDrop,

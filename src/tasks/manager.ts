@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { AppError } from '../errors.js';
 import type { ContainerEngine, OwnContainer, SandboxShape } from '../runtime/engine.js';
+import type { HostUidPool } from '../runtime/host-uids.js';
 import { decodeCursor } from '../store/cursor.js';
 import { TaskLog } from '../streaming/tasklog.js';
 import { PROJECT_FILE } from '../workspace/projectfile.js';
@@ -69,9 +70,11 @@ export class TaskManager {
     private readonly warm: WarmReservations | null = null,
     /** Where queued and running tasks' secretEnv is kept (encrypted); null refuses such tasks. */
     private readonly vault: SecretVault | null = null,
+    /** Host UIDs of runc tasks' own user namespaces; null runs every task as host UID 65532. */
+    uids: HostUidPool | null = null,
   ) {
     this.lifecycle = new TaskLifecycle(store, log, clock);
-    this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.forget(id));
+    this.runner = new TaskRunner(config, engine, workspaces, this.lifecycle, log, clock, egress, (id) => this.forget(id), uids);
     this.scheduler = new TaskScheduler(config, (task) => this.runner.run(this.active.get(task.id)!), log);
   }
 

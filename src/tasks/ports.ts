@@ -31,6 +31,9 @@ export interface TaskWorkspaces {
   release(id: string): Promise<void>;
   ensureHome(id: string): void;
   dir(id: string): string;
+  /** The idmapped view of a held workspace for a task running as host UID `hostUid`; pair with `unmap`. */
+  mapFor(id: string, hostUid: number): Promise<string>;
+  unmap(id: string, hostUid: number): Promise<void>;
   /** Marks the workspace used now (the TTL counts from its last use). */
   touch(id: string): void;
   afterTask(id: string): Promise<{ full: boolean }>;

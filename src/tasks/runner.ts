@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy } from '../egress/proxy.js';
 import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress } from '../runtime/engine.js';
+import type { HostUidPool } from '../runtime/host-uids.js';
 import { LABEL_RELAY, LABEL_RELAY_STDIN } from '../runtime/labels.js';
 import { composeCommand } from '../workspace/projectfile.js';
 import { imageRelay, imageStdinRelay } from './admission.js';
@@ -30,7 +31,12 @@ export class TaskRunner {
     private readonly egress: EgressProxy | null,
     /** Called once a task reached its terminal state. */
     private readonly forget: (id: string) => void,
+    /** Host UIDs of tasks' own user namespaces; null runs every task as host UID 65532. */
+    private readonly uids: HostUidPool | null = null,
   ) {}
+
+  /** Host UIDs of the tasks that have (or are creating) a container with a user namespace. */
+  private readonly taskUids = new Map<string, number>();
 
   /**
    * The workspace's filesystem is mounted for the whole run (until the container is removed),
@@ -49,8 +55,31 @@ export class TaskRunner {
     try {
       await this.runHeld(a);
     } finally {
-      if (!a.detached) await this.workspaces.release(id);
+      if (!a.detached) {
+        await this.releaseHostUid(a);
+        await this.workspaces.release(id);
+      }
     }
+  }
+
+  /** Once the task's container is gone: its idmapped workspace view and its host UID slot go. */
+  private async releaseHostUid(a: TaskRun): Promise<void> {
+    const uid = this.taskUids.get(a.task.id);
+    if (uid === undefined) return;
+    this.taskUids.delete(a.task.id);
+    await this.workspaces.unmap(a.task.workspaceId, uid).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
+    this.uids?.release(a.task.id);
+  }
+
+  /**
+   * A pre-started sandbox runs the task as the sandbox's own host UID (the engine handed its slot
+   * to the task): the view of the workspace for the task's own UID goes, the sandbox's is the
+   * task's from now on (unmounted after the exit).
+   */
+  private async tookSandboxUid(a: TaskRun, sandbox: RunningSandbox, own: number | null): Promise<void> {
+    if (sandbox.hostUid === undefined || own === null || sandbox.hostUid === own) return;
+    this.taskUids.set(a.task.id, sandbox.hostUid);
+    await this.workspaces.unmap(a.task.workspaceId, own).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
   }
 
   /** Arms the deadline: `timeoutSeconds` after the task started, whenever this run began. */
@@ -75,19 +104,29 @@ export class TaskRunner {
     let starting: Promise<RunningSandbox> | undefined;
     try {
       this.workspaces.ensureHome(task.workspaceId);
-      const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
+      // runc tasks only: gVisor's runsc is not given a user namespace (its tasks stay host UID 65532).
+      const isolation = task.isolation ?? 'runc';
+      const hostUid = this.uids && isolation === 'runc' ? this.uids.allocate(task.id) : null;
+      let workspaceDir = this.workspaces.dir(task.workspaceId);
+      if (hostUid !== null) {
+        this.taskUids.set(task.id, hostUid);
+        workspaceDir = await this.workspaces.mapFor(task.workspaceId, hostUid);
+      }
+      const egress = task.network.allow.length > 0 ? await this.openEgress(a, hostUid) : undefined;
       const stdinRelay = task.stdin ? await this.stdinRelay(a) : undefined;
       starting = this.engine.start(
-        { image: task.image.name, ...task.resources, isolation: task.isolation ?? 'runc' },
+        { image: task.image.name, ...task.resources, isolation },
         {
           taskId: task.id,
           command: composeCommand(task.setup, task.command),
           env: task.env,
           secretEnv: a.secretEnv,
-          workspaceDir: this.workspaces.dir(task.workspaceId),
+          workspaceDir,
+          workspaceId: task.workspaceId,
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
           stdinRelay,
+          hostUid,
           egress,
           backstopSeconds: task.timeoutSeconds + this.config.sandbox.backstopSeconds,
         },
@@ -97,6 +136,7 @@ export class TaskRunner {
         a.abortStart = () => reject(new EngineError(a.stoppedBy === 'timeout' ? `the sandbox did not start within the task's timeout (${task.timeoutSeconds} s)` : 'stopped while starting'));
       });
       a.sandbox = await Promise.race([starting, aborted]);
+      await this.tookSandboxUid(a, a.sandbox, hostUid);
       a.recordContainer(a.sandbox.containerId);
     } catch (err) {
       clearTimeout(a.timer);
@@ -112,8 +152,9 @@ export class TaskRunner {
       }
       // A sandbox that starts after the runner gave up on it is stopped and removed; until then it
       // keeps its run slot (and its workspace), since a container really is being created.
+      const own = this.taskUids.get(task.id) ?? null;
       await starting?.then(
-        (late) => late.stop(0).then(() => late.exit),
+        (late) => this.tookSandboxUid(a, late, own).then(() => late.stop(0)).then(() => late.exit),
         () => undefined,
       );
       return;
@@ -136,7 +177,12 @@ export class TaskRunner {
       const from = checkpoint?.containerId === container.containerId ? checkpoint : null;
       a.openCaptures(from ?? { containerId: container.containerId, position: null, produced: { stdout: 0, stderr: 0 } }, true);
       this.armTimer(a);
-      if (task.network.allow.length > 0 && container.running) await this.openEgress(a);
+      // The slot its container was created with (its label): no new task gets that host UID.
+      if (container.hostUid !== null) {
+        if (this.uids && !this.uids.adopt(task.id, container.hostUid)) throw new Error(`its host UID ${container.hostUid} is held by another task`);
+        this.taskUids.set(task.id, container.hostUid);
+      }
+      if (task.network.allow.length > 0 && container.running) await this.openEgress(a, container.hostUid);
       const sandbox = await this.engine.adopt(container.containerId, { stdin: task.stdin, from: from?.position ?? null }, a.handlers());
       if (!sandbox) {
         clearTimeout(a.timer);
@@ -153,7 +199,10 @@ export class TaskRunner {
       this.finish(a, 'error', 'lost', null, started);
       await this.engine.remove(container.containerId).catch(() => undefined);
     } finally {
-      if (held && !a.detached) await this.workspaces.release(task.workspaceId);
+      if (held && !a.detached) {
+        await this.releaseHostUid(a);
+        await this.workspaces.release(task.workspaceId);
+      }
     }
   }
 
@@ -173,6 +222,8 @@ export class TaskRunner {
     }
     const exit = await Promise.race([sandbox.exit, a.whenDetached]).finally(() => clearTimeout(a.timer));
     if (exit === 'detached') return;
+    // The container is removed: its host UID and idmapped view go before the task is recorded done.
+    await this.releaseHostUid(a);
 
     task.output = a.finishOutput();
     task.oomKills = exit.oomKills;
@@ -234,11 +285,11 @@ export class TaskRunner {
   }
 
   /** Opens the task's proxy listener before its container exists (closed in finish()). */
-  private async openEgress(a: TaskRun): Promise<SandboxEgress> {
+  private async openEgress(a: TaskRun, hostUid: number | null): Promise<SandboxEgress> {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
     const relay = await imageRelay(this.engine, a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
-    const egress = await this.egress.open(a.task.id, a.task.network.allow);
+    const egress = await this.egress.open(a.task.id, a.task.network.allow, hostUid ?? undefined);
     a.egress = egress;
     return { socketDir: egress.socketDir, relay, port: this.config.egress.relayPort };
   }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AppError } from '../errors.js';
 import { hostRun as run } from './host-commands.js';
+import { idmapMount } from './idmap.js';
 
 /** Every workspace file belongs to the sandbox user (Chainguard `nonroot`). */
 export const SANDBOX_UID = 65532;
@@ -28,7 +29,43 @@ export class WorkspaceStorage {
     readonly root: string,
     private readonly viewsRoot: string,
     private readonly quotaBytes: number,
+    /** Where idmapped views for tasks with their own host UID are mounted. */
+    readonly mappedRoot: string = join(root, '..', 'mapped'),
+    /** The idmapped-mount helper (buildIdmapHelper), or null: no idmapped views. */
+    private readonly idmapHelper: string | null = null,
   ) {}
+
+  /** The idmapped view of a workspace for the task whose user is `hostUid`. */
+  mappedDir(id: string, hostUid: number): string {
+    return join(this.mappedRoot, `${id}.${hostUid}`);
+  }
+
+  /**
+   * Mounts the idmapped view of a held workspace for a task running as host UID `hostUid`: the
+   * task reads and writes it as its own, while every file stays owned by SANDBOX_UID on disk (and
+   * so for the server, and for the next task). A view already mounted (an adopted task's) is kept.
+   */
+  async openMapped(id: string, hostUid: number): Promise<string> {
+    if (!this.idmapHelper) throw new Error('no idmapped-mount helper: per-task host UIDs are off');
+    const dir = this.mappedDir(id, hostUid);
+    if (mountsUnder(dir).includes(resolve(dir))) return dir;
+    await mkdir(this.mappedRoot, { recursive: true, mode: 0o711 });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      await idmapMount(this.idmapHelper, this.dir(id), dir, SANDBOX_UID, hostUid);
+    } catch (err) {
+      await rmdir(dir).catch(() => undefined);
+      throw err;
+    }
+    return dir;
+  }
+
+  /** Unmounts a task's idmapped view (before its workspace is released). */
+  async closeMapped(id: string, hostUid: number): Promise<void> {
+    const dir = this.mappedDir(id, hostUid);
+    await unmount(dir);
+    await rmdir(dir).catch(() => undefined);
+  }
 
   dir(id: string): string {
     return join(this.root, id);
@@ -185,10 +222,27 @@ export class WorkspaceStorage {
   async close(keep: ReadonlySet<string> = new Set()): Promise<void> {
     await Promise.allSettled([...this.chains.values()]);
     await unmountAllUnder(this.viewsRoot);
+    await this.unmountMapped(keep);
     const kept = new Set([...keep].map((id) => resolve(this.dir(id))));
     for (const p of mountsUnder(this.root)) if (!kept.has(p)) await unmount(p);
     this.mounted.clear();
     this.refs.clear();
+  }
+
+  /** Unmounts the idmapped views, except those of the workspaces in `keep`; returns how many. */
+  async unmountMapped(keep: ReadonlySet<string> = new Set()): Promise<number> {
+    let n = 0;
+    for (const p of mountsUnder(this.mappedRoot)) {
+      const name = p.slice(resolve(this.mappedRoot).length + 1);
+      if (keep.has(name.slice(0, name.lastIndexOf('.')))) continue;
+      await unmount(p);
+      n += 1;
+    }
+    // The mount points themselves (empty directories; rmdir never removes anything mounted).
+    for (const name of existsSync(this.mappedRoot) ? readdirSync(this.mappedRoot) : []) {
+      if (!keep.has(name.slice(0, name.lastIndexOf('.')))) await rmdir(join(this.mappedRoot, name)).catch(() => undefined);
+    }
+    return n;
   }
 
   private serial<T>(id: string, step: () => Promise<T>): Promise<T> {

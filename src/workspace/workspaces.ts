@@ -87,11 +87,26 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
     private readonly now: () => Date = () => new Date(),
     /** The disk a tenant's workspaces may take together (tenants workspaceBytes), in bytes. */
     private readonly tenantBytes: (tenant: string) => number = () => Number.MAX_SAFE_INTEGER,
+    /** The idmapped-mount helper, for tasks with a host UID of their own (null: none). */
+    idmapHelper: string | null = null,
   ) {
     super();
     mkdirSync(root, { recursive: true, mode: 0o711 });
     this.quotaBytes = limits.quotaMb * 1024 * 1024;
-    this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes);
+    this.storage = new WorkspaceStorage(root, join(root, '..', 'views'), this.quotaBytes, join(root, '..', 'mapped'), idmapHelper);
+  }
+
+  /**
+   * The directory a task running as host UID `hostUid` gets as /workspace: an idmapped view of
+   * the held workspace in which that UID owns what SANDBOX_UID owns on disk. Pair with `unmap`
+   * before the release.
+   */
+  async mapFor(id: string, hostUid: number): Promise<string> {
+    return this.storage.openMapped(id, hostUid);
+  }
+
+  async unmap(id: string, hostUid: number): Promise<void> {
+    await this.storage.closeMapped(id, hostUid);
   }
 
   /**
@@ -100,6 +115,7 @@ export class Workspaces extends EventEmitter<WorkspaceEvents> {
    */
   async start(keep: ReadonlySet<string> = new Set()): Promise<{ unmounted: number; removed: number; kept: number }> {
     let unmounted = await unmountAllUnder(join(this.root, '..', 'views'));
+    unmounted += await this.storage.unmountMapped(keep);
     // Mounts of workspaces whose tasks are adopted stay; every other mount goes.
     const kept = new Set([...keep].map((id) => resolve(this.dir(id))));
     for (const p of mountsUnder(this.root)) {

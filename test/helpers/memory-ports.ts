@@ -174,4 +174,10 @@ export class MemoryWorkspaces implements TaskWorkspaces {
   async afterTask(): Promise<{ full: boolean }> {
     return { full: false };
   }
+
+  async mapFor(id: string, hostUid: number): Promise<string> {
+    return `/nonexistent/mapped/${id}.${hostUid}`;
+  }
+
+  async unmap(): Promise<void> {}
 }

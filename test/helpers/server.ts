@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +62,20 @@ export function imageRecordPath(): string {
 }
 
 /**
+ * A host UID range of 64 slots per data directory (the same for a restart on it), so that test
+ * servers running at once on this machine do not hand out the same host UIDs.
+ */
+function testUidRange(dataDir: string): { firstHostUid: number; slots: number } {
+  const index = createHash('sha256').update(dataDir).digest().readUInt32BE(0) % 512;
+  return { firstHostUid: 0x70000000 + index * 64 * 65536, slots: 64 };
+}
+
+/** Per-task host UIDs as shipped (on, pooled members included), in the data directory's range. */
+function testUserNamespaces(dataDir: string): { enabled: boolean; firstHostUid: number; slots: number } {
+  return { enabled: true, ...testUidRange(dataDir) };
+}
+
+/**
  * The real app on a real port: real Podman (the suite's API socket from scripts/test.sh, or a
  * service of its own when none is given), a temporary data directory with a real SQLite file.
  */
@@ -78,7 +93,9 @@ export async function startTestServer(overrides: Overrides = {}, opts: { logTo?:
   // No warm pool unless the test asks for one (its pre-started containers cost every server a
   // few starts) or the file runs on the warm path (see paths.ts).
   const pool = { size: isWarm() ? WARM_POOL_SIZE : 0 };
-  const config = parseConfig(merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, pool }, overrides));
+  const config = parseConfig(
+    merge({ dataDir, listen: { port: 0 }, engine: { socket }, shutdown: { leaveRunning: false }, pool, sandbox: { userNamespaces: testUserNamespaces(dataDir) } }, overrides),
+  );
   // The server's own logger options; `logTo` receives every line (tests that read the log).
   const log = opts.logTo
     ? pino(logOptions({ level: 'trace' }), opts.logTo)
@@ -134,7 +151,10 @@ export interface ServerProcess {
  */
 export async function startServerProcess(overrides: Overrides & { dataDir: string }): Promise<ServerProcess> {
   const socket = process.env.SANDBOXSHIFT_TEST_SOCKET ?? null;
-  const config = merge({ listen: { port: 0 }, engine: { socket }, pool: { size: isWarm() ? WARM_POOL_SIZE : 0 } }, overrides);
+  const config = merge(
+    { listen: { port: 0 }, engine: { socket }, pool: { size: isWarm() ? WARM_POOL_SIZE : 0 }, sandbox: { userNamespaces: testUserNamespaces(overrides.dataDir) } },
+    overrides,
+  );
   const file = join(overrides.dataDir, 'test-server-config.json');
   mkdirSync(overrides.dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify(config));

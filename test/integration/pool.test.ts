@@ -1,9 +1,10 @@
 /**
  * The warm path: tasks handed to pre-started sandboxes see their own workspace (mounted into the
- * running container through the slot's propagation), never share a container, and a crash
- * leaves no pre-started container behind while a task one was running is re-attached.
+ * running container, in a user namespace of its own, through the slot's propagation), run as the
+ * member's own host UID, never share a container, and a crash leaves no pre-started container
+ * behind while a task one was running is re-attached.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import Docker from 'dockerode';
@@ -157,6 +158,8 @@ t.test('kill -9 with a pool: a task running in a pre-started container is re-att
   for (let i = 0; i < 600 && (await pooled()).length < 3; i++) await sleep(100);
   const beforeCrash = (await pooled()).map((c) => c.Id);
   t.equal(beforeCrash.length, 3, 'the task took a pre-started container and the pool refilled');
+  const uidLabels = new Set((await pooled()).map((c) => c.Labels['io.sandboxshift.host-uid']));
+  t.equal(uidLabels.size, 3, 'each pre-started container has a host UID of its own (its label)');
   first.kill('SIGKILL');
   await first.exited;
 
@@ -171,7 +174,79 @@ t.test('kill -9 with a pool: a task running in a pre-started container is re-att
   for (let i = 0; i < 100 && (await pooled()).length > 0; i++) await sleep(100);
   t.same(await pooled(), [], 'no pre-started container of the crashed server is left, idle or used');
   t.same(mountsUnder(join(dataDir, 'pool', 'slots')).filter((p) => p !== join(dataDir, 'pool', 'slots')), [], 'no slot is mounted');
+  t.same(mountsUnder(join(dataDir, 'mapped')), [], 'no idmapped workspace view is left');
   const images = existsSync(join(dataDir, 'workspaces')) ? readdirSync(join(dataDir, 'workspaces')).filter((n) => n.endsWith('.img')) : [];
   const recorded = (await api(second.url, 'GET', '/v1/workspaces?limit=100')).json.workspaces.map((w: { id: string }) => `${w.id}.img`);
   t.same(images.filter((n) => !recorded.includes(n)), [], 'no spare workspace of the crashed server is left');
+});
+
+/** The host UID labels of this server's idle or running pre-started containers. */
+async function memberUids(): Promise<string[]> {
+  const list = await docker.listContainers({ all: true, filters: { label: [`io.sandboxshift.server=${srv.services.serverId}`, 'io.sandboxshift.slot'] } });
+  return list.map((c) => c.Labels['io.sandboxshift.host-uid'] ?? '');
+}
+
+/** Idmapped views mounted for host UID `uid` (the task's, the spare's), once the pool's cleanup ran. */
+async function viewsOf(uid: string): Promise<string[]> {
+  const of = () => mountsUnder(join(srv.dataDir, 'mapped')).filter((p) => p.endsWith(`.${uid}`));
+  for (let i = 0; i < 100 && of().length > 0; i++) await sleep(100);
+  return of();
+}
+
+const HOST_UID = 'read inside host size < /proc/self/uid_map; echo "$(id -u) $((host + 65532)) $inside $size"';
+
+t.test("a pre-started sandbox has a host UID of its own; its task runs as it, in its workspace, and writes files 65532 owns on disk", async (t) => {
+  t.ok(await srv.services.pool.ready(60_000));
+  const uids = await memberUids();
+  t.equal(uids.length, 2);
+  t.equal(new Set(uids).size, 2, 'two members, two host UIDs');
+  for (const u of uids) t.ok(Number(u) >= 0x70000000, `member host UID ${u} is in the server's range`);
+  const r = await warm(t, `${HOST_UID}; pwd; cat a.txt; echo new > b.txt; mkdir d; stat -c %u . b.txt d`, { workspace: { files: { 'a.txt': 'mine\n' } } });
+  t.match(r.task, { status: 'succeeded' });
+  const [ids, pwd, content, ...owners] = r.stdout.trim().split('\n');
+  const [inside, host, first, size] = ids!.split(' ');
+  t.equal(inside, '65532', 'the task is 65532 inside');
+  t.ok(uids.includes(host!), `it runs as the host UID of a pre-started sandbox (${host})`);
+  t.same([first, size], ['0', '65536'], 'in that sandbox\'s user namespace');
+  t.equal(pwd, '/workspace');
+  t.equal(content, 'mine', 'its cwd shows its workspace, not the slot');
+  t.same(owners, ['65532', '65532', '65532'], 'the workspace and what it wrote are its own inside');
+  const dir = await srv.mountWorkspace(r.task.workspaceId);
+  t.equal(statSync(join(dir, 'b.txt')).uid, 65532, 'a written file is owned by 65532 on disk');
+  t.equal(statSync(join(dir, 'd')).uid, 65532);
+  t.equal(statSync(join(dir, 'b.txt')).gid, 65532);
+  t.same(await viewsOf(host!), [], "the views for the member's UID are unmounted after the task");
+  // Two tasks handed pre-started sandboxes, one while the other runs: two host UIDs.
+  t.ok(await srv.services.pool.ready(60_000));
+  const a = await submit(srv.url, { command: `${HOST_UID}; sleep 2` });
+  const b = await warm(t, HOST_UID);
+  const aDone = await waitDone(srv.url, a.id);
+  t.equal(aDone.status, 'succeeded');
+  const aUid = (await api(srv.url, 'GET', `/v1/tasks/${a.id}/logs?stream=stdout`)).text.split(' ')[1];
+  const bUid = b.stdout.split(' ')[1];
+  t.not(aUid, bUid, 'two pooled tasks at once have different host UIDs');
+  t.not(bUid, '65532');
+});
+
+t.test("a task without a workspace writes the spare, through the member's view, as 65532 on disk", async (t) => {
+  const r = await warm(t, `${HOST_UID}; echo x > f; stat -c %u f`);
+  const [ids, owner] = r.stdout.trim().split('\n');
+  t.equal(owner, '65532');
+  const host = ids!.split(' ')[1]!;
+  t.not(host, '65532', 'a host UID of its own');
+  const dir = await srv.mountWorkspace(r.task.workspaceId);
+  t.equal(statSync(join(dir, 'f')).uid, 65532, 'owned by 65532 on disk');
+  t.same(await viewsOf(host), [], 'its view is unmounted after the task');
+});
+
+t.test('no member is started while only queue.concurrency host UID slots are free: tasks start cold, as host UIDs of their own', async (t) => {
+  const tight = await startTestServer({ pool: { size: 2 }, queue: { concurrency: 2 }, sandbox: { userNamespaces: { slots: 2 } } });
+  t.teardown(() => tight.close());
+  await sleep(1500);
+  t.equal(tight.services.pool.stats().ready, 0, 'no pre-started sandbox');
+  const [a, b] = await Promise.all([runTask(tight.url, HOST_UID), runTask(tight.url, HOST_UID)]);
+  t.equal(a.task.status, 'succeeded');
+  t.equal(b.task.status, 'succeeded', 'both tasks at once found a slot');
+  t.not(a.stdout.split(' ')[1], b.stdout.split(' ')[1]);
+  t.equal(tight.services.engine.handoffs, 0);
 });

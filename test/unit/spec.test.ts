@@ -142,6 +142,20 @@ t.test('operator CAs: the bundle mounted read-only at /run/sandboxshift/ca.pem, 
   t.same(none.HostConfig.Binds, ['/data/workspaces/ws_1:/workspace:rw,nosuid,nodev', `${settings.hostsFilePath}:/etc/hosts:ro,nosuid,nodev`], 'no bundle, no mount');
 });
 
+t.test('a task with a host UID of its own: a user namespace onto its slot, its label, a lowered RLIMIT_SIGPENDING', async (t) => {
+  const s = buildContainerSpec({ ...req, hostUid: 0x70000000 + 65532 }, { ...settings, sigpending: 24091 });
+  t.same(s.IdMappings, {
+    UIDMap: [{ containerId: 0, hostId: 0x70000000, size: 65536 }],
+    GIDMap: [{ containerId: 0, hostId: 0x70000000, size: 65536 }],
+  }, 'container UIDs and GIDs 0-65535 onto the slot: container 65532 is the host UID');
+  t.equal(s.User, '65532:65532', 'the same user inside');
+  t.equal(s.Labels['io.sandboxshift.host-uid'], String(0x70000000 + 65532), 'recorded for a re-attach');
+  t.same(s.HostConfig.Ulimits.at(-1), { Name: 'sigpending', Soft: 24091, Hard: 24091 });
+  const plain = buildContainerSpec(req, { ...settings, sigpending: 24091 });
+  t.notOk('IdMappings' in plain, 'without a host UID: no user namespace');
+  t.notOk(plain.HostConfig.Ulimits.some((u) => u.Name === 'sigpending'), "and the engine's RLIMIT_SIGPENDING");
+});
+
 t.test('secrets: not in Env; a read-only file the wrapper sources before the command', async (t) => {
   const plain = buildContainerSpec({ ...req, secretEnv: { TOKEN: 'hunter2' } }, settings);
   t.same(plain, buildContainerSpec(req, settings), 'the values alone change nothing: they never reach the spec');

@@ -62,3 +62,13 @@ t.test('a field the translation does not know is an error, never dropped', async
   t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, SecurityOpt: ['no-new-privileges'] } }, 1), /seccomp/);
   t.throws(() => toSpecGenerator({ ...spec, HostConfig: { ...spec.HostConfig, NetworkMode: 'bridge' } } as never, 1), /hardened/);
 });
+
+t.test("a task's own host UID becomes Podman's private user namespace with the slot's mappings", async (t) => {
+  const g = toSpecGenerator(buildContainerSpec({ ...req, hostUid: 0x70000000 + 65532 }, { ...settings, sigpending: 100 }), 65) as Record<string, any>;
+  const slot = [{ container_id: 0, host_id: 0x70000000, size: 65536 }];
+  t.same(g.userns, { nsmode: 'private' });
+  t.same(g.idmappings, { HostUIDMapping: false, HostGIDMapping: false, UIDMap: slot, GIDMap: slot });
+  t.same(g.r_limits.at(-1), { type: 'sigpending', soft: 100, hard: 100 });
+  const plain = toSpecGenerator(buildContainerSpec(req, settings), 65);
+  t.notOk('userns' in plain || 'idmappings' in plain, "without one: the host's user namespace");
+});
