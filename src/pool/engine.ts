@@ -1,6 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { EGRESS_SOCKET_NAME } from '../runtime/spec.js';
 import type {
   ContainerEngine,
   EngineVersions,
@@ -39,8 +40,8 @@ export interface HandedUids {
  * mounted on the slot. At start, a task whose shape matches (and that has no secrets: their file
  * is bound at creation) is handed to its reserved member, or to any ready member with its
  * workspace mounted over the member's spare; any other starts cold. A task with an allowlist has
- * its egress socket directory mounted onto the slot's egress directory first (without per-task
- * host UIDs: with them its socket belongs to the UID it was opened for, and it starts cold).
+ * its egress socket directory mounted onto the slot's egress directory first (with per-task host
+ * UIDs, its socket and directory are given to the member's UID, which the task takes over).
  *
  * With per-task host UIDs each member was created with a host UID of its own: the task takes over
  * the member's UID slot (its own, allocated for a cold start, is freed; the running sandbox
@@ -140,11 +141,10 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(dir);
     let member: Member | null = null;
     let attach = true;
-    // Secrets and a stdin pipe are bound at create, and so is an allowlist's socket where it
-    // belongs to a host UID of the task's own; a task runs with a user namespace of its own
+    // Secrets and a stdin pipe are bound at create; a task runs with a user namespace of its own
     // exactly when the members have one.
     const ownUid = (job.hostUid ?? null) !== null;
-    const cold = (job.egress !== undefined && this.uids !== null) || Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined || ownUid !== (this.uids !== null);
+    const cold = Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined || ownUid !== (this.uids !== null);
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;
@@ -182,7 +182,14 @@ export class PooledEngine implements ContainerEngine {
         }
         await this.mounts.attach(m.slot, source, job.workspaceReadonly);
       }
-      if (job.egress) await this.mounts.attachEgress(m.slot, job.egress.socketDir);
+      if (job.egress) {
+        // The socket belongs to the UID the task runs as: the member's, once it takes it over.
+        if (m.hostUid !== null) {
+          chownSync(job.egress.socketDir, m.hostUid, m.hostUid);
+          chownSync(join(job.egress.socketDir, EGRESS_SOCKET_NAME), m.hostUid, m.hostUid);
+        }
+        await this.mounts.attachEgress(m.slot, job.egress.socketDir);
+      }
       this.slotOf.set(id, m.slot);
       const running = await m.sandbox.handoff(job, handlers);
       this.handoffs += 1;
@@ -223,7 +230,6 @@ export class PooledEngine implements ContainerEngine {
     const id = running.containerId;
     const exit = running.exit.then((e) => {
       this.pool.background(async () => {
-        await new Promise((r) => setImmediate(r)); // the exit goes out first
         await this.mounts.clear(slot).catch((err: unknown) => this.log.warn({ err, slot }, 'slot unmount failed'));
         // The claim names the task of the container for as long as the container exists.
         await this.inner.whenRemoved?.(id);

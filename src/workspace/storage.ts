@@ -1,10 +1,14 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { AppError } from '../errors.js';
 import { hostRun as run } from './host-commands.js';
 import { idmapMount } from './idmap.js';
+
+const spawnRun = promisify(execFile);
 
 /** Every workspace file belongs to the sandbox user (Chainguard `nonroot`). */
 export const SANDBOX_UID = 65532;
@@ -63,7 +67,9 @@ export class WorkspaceStorage {
   /** Unmounts a task's idmapped view (before its workspace is released). */
   async closeMapped(id: string, hostUid: number): Promise<void> {
     const dir = this.mappedDir(id, hostUid);
-    await unmount(dir);
+    // Through a process of the server's own: unmounted through the host command helper, a view
+    // was left mounted after a pooled task (not understood yet).
+    await unmount(dir, spawnRun);
     await rmdir(dir).catch(() => undefined);
   }
 
@@ -270,13 +276,13 @@ async function mountImage(img: string, dir: string): Promise<void> {
 }
 
 /** Unmounts; a mount still busy (e.g. an engine that did not remove a container) is detached lazily. */
-export async function unmount(dir: string): Promise<void> {
+export async function unmount(dir: string, runner: (file: string, args: string[]) => Promise<unknown> = run): Promise<void> {
   try {
-    await run('umount', [dir]);
+    await runner('umount', [dir]);
   } catch (err) {
     const msg = String((err as { stderr?: string }).stderr ?? err);
     if (/not mounted|no mount point/i.test(msg)) return;
-    await run('umount', ['-l', dir]).catch(() => undefined);
+    await runner('umount', ['-l', dir]).catch(() => undefined);
   }
 }
 
