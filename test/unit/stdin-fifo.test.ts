@@ -45,12 +45,14 @@ t.test('relay --stdin: frames from two writers in turn become one stdin; a write
   execFileSync('gcc', ['-static', '-Os', '-s', '-Wall', '-o', relay, relaySource]);
   const fifos = new StdinFifos(root);
   const dir = fifos.create('tsk_relay', `${process.getuid!()}:${process.getgid!()}`);
-  const child = spawn(relay, ['--stdin', join(dir, 'stdin.fifo'), '--', '/bin/sh', '-c', 'wc -c; echo done'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(relay, ['--stdin', join(dir, 'stdin.fifo'), '--', '/bin/sh', '-c', 'sleep 1; wc -c; echo done'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', r));
   const first = fifos.open('tsk_relay')!;
-  first.write(Buffer.alloc(100_000, 'a')); // more than the pipe holds: part of it waits in the queue
+  // The command reads nothing for a second: the pipe to it and the named pipe fill (128 KiB in all)
+  // and the rest of the MiB waits in the writer's queue.
+  first.write(Buffer.alloc(1024 * 1024, 'a'));
   t.ok(first.queued > 0, `${first.queued} bytes wait for room in the pipe`);
   await first.flush(10_000);
   t.equal(first.queued, 0, 'the queue drains as the relay reads');
@@ -61,6 +63,6 @@ t.test('relay --stdin: frames from two writers in turn become one stdin; a write
   t.notOk(second.write(Buffer.from('late')), 'nothing is taken after EOF');
   await second.flush(10_000);
   t.equal(await exited, 0);
-  t.equal(out, '100002\ndone\n', 'every byte once, then EOF');
+  t.equal(out, `${1024 * 1024 + 2}\ndone\n`, 'every byte once, then EOF');
   second.close();
 });
