@@ -210,6 +210,9 @@ export class KubernetesEngine implements ContainerEngine {
     }
   }
 
+  /** Nothing runs in the background between tasks (the shape of PodmanEngine.idle). */
+  async idle(): Promise<void> {}
+
   async close(): Promise<void> {
     await this.calls.pods.stop();
   }
