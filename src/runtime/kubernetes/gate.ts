@@ -15,7 +15,12 @@ export const GATE_SCRIPT = [
   'if [ "$n" -gt 0 ]; then head -c "$n" | tar -xf - -C "$w" || exit 125; fi',
   'if [ "$s" != 1 ]; then exec </dev/null; fi',
   'if [ "$b" = - ]; then exec /bin/sh -c "$1"; fi',
-  '/bin/sh -c "$1"',
+  // In the background and waited for, so that the wrapper prints no "Killed" of its own; fd 3
+  // carries stdin past the /dev/null an asynchronous command gets.
+  'exec 3<&0',
+  '/bin/sh -c "$1" <&3 3<&- &',
+  'exec 3<&-',
+  'wait $! 2>/dev/null',
   'rc=$?',
   `printf '\\n%s\\n' "$b"`,
   'tar -cf - -C "$w" .',
@@ -70,6 +75,16 @@ export class BoundarySplitter {
     while (keep > 0 && !buf.subarray(buf.length - keep).equals(this.marker.subarray(0, keep))) keep--;
     if (buf.length - keep > 0) this.out(buf.subarray(0, buf.length - keep));
     this.held = Buffer.from(buf.subarray(buf.length - keep));
+  }
+
+  /**
+   * Output on the other stream came between: bytes held back are output, so that the order of the
+   * two streams is kept (the wrapper writes the marker in one write after the command, which
+   * reaches the reader whole).
+   */
+  flush(): void {
+    if (!this.found && this.held.length) this.out(this.held);
+    this.held = Buffer.alloc(0);
   }
 
   /** The stream ended: held bytes were output after all. */

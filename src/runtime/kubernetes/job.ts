@@ -44,6 +44,11 @@ export interface JobInput {
   proxy: boolean;
 }
 
+/** A command element Kubernetes passes on unchanged (no $(NAME) expansion). */
+export function literal(arg: string): string {
+  return arg.replace(/\$/g, '$$$$');
+}
+
 export function clusterImage(image: string, s: Pick<KubernetesJobSettings, 'images'>): string {
   return s.images[image] ?? image;
 }
@@ -64,7 +69,7 @@ export function buildJob(input: JobInput, s: KubernetesJobSettings): V1Job {
   const env: V1EnvVar[] = [
     ...Object.entries(req.env)
       .filter(([k]) => !forced.has(k) && !(k in (req.secretEnv ?? {})))
-      .map(([k, v]) => ({ name: k, value: v })),
+      .map(([k, v]) => ({ name: k, value: literal(v) })),
     ...Object.keys(req.secretEnv ?? {})
       .filter((k) => !forced.has(k))
       .map((k) => ({ name: k, valueFrom: secretRef(secretEnvKey(k)) })),
@@ -106,7 +111,8 @@ export function buildJob(input: JobInput, s: KubernetesJobSettings): V1Job {
               name: CONTAINER_NAME,
               image: clusterImage(req.image, s),
               workingDir: WORKSPACE_MOUNT,
-              command: ['/bin/sh', '-c', GATE_SCRIPT, 'sandboxshift-gate', req.command],
+              // Kubernetes expands $(NAME) in command and reduces $$ to $: every $ is doubled.
+              command: ['/bin/sh', '-c', GATE_SCRIPT, 'sandboxshift-gate', req.command].map(literal),
               stdin: true,
               stdinOnce: true,
               tty: false,

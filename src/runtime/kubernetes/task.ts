@@ -104,7 +104,10 @@ export class PodTask {
   private deliver(stream: StreamName, data: Buffer): void {
     if (this.ended || this.detached) return;
     if (stream === 'stdout') this.splitter.push(data);
-    else this.handlers.onOutput('stderr', data);
+    else {
+      this.splitter.flush();
+      this.handlers.onOutput('stderr', data);
+    }
     this.handlers.onPosition?.({ ino: 0, offset: this.lastAt });
   }
 

@@ -29,9 +29,16 @@ export interface Spooled {
 export async function spoolWorkspace(dir: string, spoolFile: string, maxBytes: number): Promise<Spooled> {
   await rm(join(dir, STAGING_NAME), { recursive: true, force: true });
   let bytes = 0;
-  const pack = createTar({ cwd: dir, portable: true, follow: false, filter: (p: string) => p !== `./${STAGING_NAME}` && !p.startsWith(`./${STAGING_NAME}/`) }, ['.']);
-  const out = createWriteStream(spoolFile, { mode: 0o600 });
+  // The root's children, not the root: the pod's /workspace is not the task user's to chmod.
+  const names = (await readdir(dir)).filter((n) => n !== STAGING_NAME);
   const remove = () => rm(spoolFile, { force: true });
+  const out = createWriteStream(spoolFile, { mode: 0o600 });
+  if (names.length === 0) {
+    // An empty workspace: nothing to send (the header says 0 bytes).
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    return { path: spoolFile, bytes: 0, open: () => createReadStream(spoolFile), remove };
+  }
+  const pack = createTar({ cwd: dir, portable: true, follow: false }, names);
   try {
     await pipeline(
       pack as unknown as Readable,

@@ -1,0 +1,11 @@
+import t from 'tap';
+import { Collected, workspaceDir } from '../helpers/engine-contract.js';
+import { KUBE_SHAPE, kubeEngine, kubeSettings } from '../helpers/kube.js';
+import { startFakeKube } from './fake/index.js';
+const fake = await startFakeKube();
+t.teardown(() => fake.close());
+const e = kubeEngine(kubeSettings(t, fake.kubeconfigPath, fake.namespace));
+t.teardown(() => e.close());
+const out = new Collected();
+const sb = await e.start(KUBE_SHAPE, { taskId: 'x1', command: process.env.CMD!, env: {}, workspaceDir: workspaceDir(t), workspaceReadonly: false, stdin: false, backstopSeconds: 60 }, out.handlers());
+console.log(await sb.exit, JSON.stringify(out.events), out.notes);
