@@ -94,7 +94,7 @@ export function engineContract(t: Tap, sut: EngineUnderTest): void {
   t.test('stdout and stderr arrive apart, each in order, and in order with each other', async (tt) => {
     const engine = await fresh(tt);
     const out = new Collected();
-    const cmd = 'echo o1; sleep 0.3; echo e1 >&2; sleep 0.3; echo o2; sleep 0.3; echo e2 >&2; printf tail';
+    const cmd = 'echo o1; sleep 0.3; echo e1 >&2; sleep 0.3; echo o2; sleep 0.3; echo e2 >&2; sleep 0.3; printf tail';
     const sb = await engine.start(sut.shape, job(workspaceDir(tt), cmd), out.handlers());
     const exit = await within(sb.exit, 30_000, 'output');
     tt.equal(exit.exitCode, 0);
@@ -186,6 +186,7 @@ export function engineContract(t: Tap, sut: EngineUnderTest): void {
     tt.equal(exit.exitCode, 0);
     tt.match(out2.all(), /after/, 'output after the adoption arrives');
     tt.equal(readFileSync(join(dir, 'result.txt'), 'utf8'), 'done\n', 'the workspace written after the adoption is there');
+    await second.whenRemoved?.(sb.containerId);
     tt.notOk((await second.listOurs()).some((c) => c.containerId === sb.containerId), 'gone after its exit');
   });
 
@@ -197,6 +198,7 @@ export function engineContract(t: Tap, sut: EngineUnderTest): void {
     await engine.remove(sb.containerId);
     await engine.remove(sb.containerId);
     await within(sb.exit, 30_000, 'removed');
+    await engine.whenRemoved?.(sb.containerId);
     tt.notOk((await engine.listOurs()).some((c) => c.containerId === sb.containerId), 'no longer listed');
     await engine.remove(sb.containerId);
     tt.ok(true, 'a third remove of a missing sandbox resolves');
