@@ -39,6 +39,9 @@ export function boundaryMarker(boundary: string): Buffer {
   return Buffer.from(`\n${boundary}\n`);
 }
 
+/** How long bytes that could begin the marker are held before they count as output. */
+const HOLD_MS = 40;
+
 /**
  * Splits a stdout stream at the boundary marker: everything before it goes to `out`, everything
  * after it to `rest`. Bytes that could be the start of the marker are held back until decided.
@@ -46,6 +49,7 @@ export function boundaryMarker(boundary: string): Buffer {
 export class BoundarySplitter {
   private held: Buffer = Buffer.alloc(0);
   private found = false;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly marker: Buffer | null,
@@ -57,7 +61,13 @@ export class BoundarySplitter {
     return this.found;
   }
 
+  /** Bytes are held back (not yet output). */
+  get holding(): boolean {
+    return this.held.length > 0;
+  }
+
   push(chunk: Buffer): void {
+    clearTimeout(this.timer);
     if (this.found) return this.rest(chunk);
     if (!this.marker) return this.out(chunk);
     const buf = this.held.length ? Buffer.concat([this.held, chunk]) : chunk;
@@ -75,6 +85,8 @@ export class BoundarySplitter {
     while (keep > 0 && !buf.subarray(buf.length - keep).equals(this.marker.subarray(0, keep))) keep--;
     if (buf.length - keep > 0) this.out(buf.subarray(0, buf.length - keep));
     this.held = Buffer.from(buf.subarray(buf.length - keep));
+    // The marker is one write of the wrapper: its rest follows at once, or this was output.
+    if (this.held.length) this.timer = setTimeout(() => this.flush(), HOLD_MS);
   }
 
   /**
@@ -83,12 +95,14 @@ export class BoundarySplitter {
    * reaches the reader whole).
    */
   flush(): void {
+    clearTimeout(this.timer);
     if (!this.found && this.held.length) this.out(this.held);
     this.held = Buffer.alloc(0);
   }
 
   /** The stream ended: held bytes were output after all. */
   end(): void {
+    clearTimeout(this.timer);
     if (!this.found && this.held.length) this.out(this.held);
     this.held = Buffer.alloc(0);
   }

@@ -108,7 +108,9 @@ export class PodTask {
       this.splitter.flush();
       this.handlers.onOutput('stderr', data);
     }
-    this.handlers.onPosition?.({ ino: 0, offset: this.lastAt });
+    // The position is when the last output was received, and only while nothing is held back:
+    // a later run reads pods/log on from there.
+    if (!this.splitter.holding) this.handlers.onPosition?.({ ino: 0, offset: this.lastAt });
   }
 
   private toWriteBack(data: Buffer): void {
