@@ -15,6 +15,8 @@ const STREAM_SETTLE_MS = 5_000;
 const REATTACH_ATTEMPTS = 20;
 const REATTACH_DELAY_MS = 250;
 const V5 = 'v5.channel.k8s.io';
+/** How long the exit waits for the pod to be deleted after its Job. */
+const REMOVAL_MS = 10_000;
 
 export interface PodTaskOptions {
   job: string;
@@ -200,6 +202,8 @@ export class PodTask {
     this.ended = true;
     const exit = exitOf(end.pod, end.deleted, this.stopping);
     await this.k.removeJob(this.o.job).catch(() => undefined);
+    // The exit is reported once the pod is gone (the garbage collector deletes it after its Job).
+    await this.k.pods.waitFor(this.o.job, (_p, deleted) => deleted, REMOVAL_MS).catch(() => undefined);
     this.k.pods.forget(this.o.job);
     return exit;
   }
