@@ -10,6 +10,7 @@ import { ConfigKeys, type KeyDirectory } from './auth/keys.js';
 import type { Config } from './config/schema.js';
 import { buildRangeList, createResolver } from './egress/addresses.js';
 import { ObservedDecisions } from './egress/observed.js';
+import { listenAddress } from './egress/listen-address.js';
 import { EgressProxy } from './egress/proxy.js';
 import { loadUpstreamProxy, type UpstreamProxy } from './egress/upstream.js';
 import { Metrics } from './metrics/metrics.js';
@@ -33,6 +34,7 @@ import { IsolationAvailability } from './tasks/isolation.js';
 import { TaskManager } from './tasks/manager.js';
 import { SqliteTaskStore } from './tasks/sqlite-store.js';
 import { SecretVault } from './tasks/vault.js';
+import { StdinFifos } from './runtime/stdin-fifo.js';
 import { SecretFiles } from './runtime/secret-file.js';
 import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
@@ -184,6 +186,8 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   }
   // Secrets files for task containers live on a host tmpfs, per server (its tasks' only).
   const secretsDir = join(config.sandbox.secretsDir, serverId);
+  // Stdin pipes of tasks whose image's relay reads them: per task, under the data directory.
+  const stdinDir = join(dataDir, 'stdin');
   const kube = onKube ? new KubernetesEngine(kubernetesSettings(config, serverId, dataDir, opts), log) : null;
   if (kube) undo.push(() => kube.close());
   const podman: ContainerEngine & { idle(): Promise<void> } =
@@ -201,6 +205,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       extraLabels: opts.extraLabels ?? {},
       caBundlePath,
       secretsDir,
+      stdinDir,
     },
     new KernelLogOomProbe(),
     log,
@@ -226,6 +231,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     undefined,
     upstreamProxy,
   );
+  // The TCP listener for tasks that reach the proxy over the network, with per-task credentials.
+  const tcpListen = config.egress.tcp.listen === null ? null : listenAddress(config.egress.tcp.listen);
+  if (tcpListen) {
+    await egress.startTcp({ ...tcpListen, advertiseUrl: config.egress.tcp.advertiseUrl, keyFile: join(dataDir, 'egress-tcp.key'), maxPendingConnections: config.egress.tcp.maxPendingConnections });
+    undo.push(() => egress.closeTcp());
+  }
   const logsDir = join(dataDir, 'tasks');
   const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
   const manager = new TaskManager(config, engine, tasks, workspaces, logsDir, log, undefined, egress, isolations, engine, vault);
@@ -259,6 +270,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   if (strays.length > 0) log.info({ removed: strays.length }, 'intake leftovers removed from the data directory');
   egress.prepare(new Set(adoptedTasks.map((t) => t.id)));
   new SecretFiles(secretsDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
+  new StdinFifos(stdinDir).sweep(new Set(adoptedTasks.map((t) => t.id)));
   manager.recover(plan);
   engine.startPool();
   owned?.onRestart(() => log.info('owned Podman API service restarted; running tasks continue'));
@@ -307,6 +319,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await kube?.close();
       await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);
+      await egress.closeTcp();
       store.close();
       await gvisor?.owned?.stop();
       await owned?.stop();

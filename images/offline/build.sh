@@ -10,7 +10,8 @@
 #
 # Every image: the shared cached Debian bookworm minbase root + its toolchain, no apt/dpkg, user
 # nonroot 65532 with HOME=/workspace/.home, WORKDIR /workspace, no CMD/ENTRYPOINT/EXPOSE/VOLUME,
-# the egress relay at /usr/local/bin/sbx-relay; tagged with the version really inside (checked
+# the relay at /usr/local/bin/sbx-relay (egress and stdin modes, label io.sandboxshift.relay.stdin=1);
+# tagged with the version really inside (checked
 # before the image gets its name) and labelled with versions, base and build mode.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -186,6 +187,7 @@ changes=(
   --change "LABEL io.sandboxshift.build=offline"
   --change "LABEL io.sandboxshift.base=\"debian:$OFFLINE_SUITE (debootstrap $OFFLINE_VARIANT)\""
   --change "LABEL io.sandboxshift.relay=/usr/local/bin/sbx-relay"
+  --change "LABEL io.sandboxshift.relay.stdin=1"
   --change "LABEL io.sandboxshift.recipe=$RECIPE"
 )
 for e in "${ENVS[@]}"; do changes+=(--change "ENV $e"); done
@@ -208,6 +210,10 @@ extra="$(pm run --rm --network none "$TMP_TAG" /bin/sh -c \
   'test -x /usr/local/bin/sbx-relay && command -v unshare >/dev/null && test -s /etc/ssl/certs/ca-certificates.crt &&
    ! command -v apt-get >/dev/null && ! command -v dpkg >/dev/null && echo ok' 2>&1)" || true
 [[ "$extra" == "ok" ]] || die "image check failed (relay, unshare and the CA bundle present, apt-get and dpkg absent): $extra"
+# The relay's stdin mode: one frame ("ok\n") and the EOF frame through a named pipe.
+stdin_out="$(pm run --rm --network none "$TMP_TAG" /bin/sh -c \
+  'mkfifo /tmp/in && { printf "\000\003ok\n\000\000" >/tmp/in & } && /usr/local/bin/sbx-relay --stdin /tmp/in -- /bin/cat' 2>&1)" || true
+[[ "$stdin_out" == "ok" ]] || die "image check failed (the relay's stdin mode: a frame through a named pipe, then EOF): $stdin_out"
 
 pm tag "$TMP_TAG" "$IMAGE"
 pm untag "$TMP_TAG" "$TMP_TAG" >/dev/null

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TENANT_PATTERN } from '../auth/scope.js';
 import { parseCidr } from '../egress/addresses.js';
+import { listenAddress } from '../egress/listen-address.js';
 import { resolveAllowlist } from '../egress/policy.js';
 import { isHostEntry, isSerializedOrigin } from '../http/request-guard.js';
 
@@ -586,6 +587,32 @@ export const configSchema = z
           .nullable()
           .default(null)
           .describe('An upstream (corporate) HTTP proxy: after its own checks the egress proxy sends CONNECT by name and absolute-URI HTTP requests to it, and git intake uses it; the address policy then holds only where local DNS answers (null: connect directly)'),
+        tcp: z
+          .strictObject({
+            listen: z
+              .string()
+              .max(64)
+              .refine((v) => listenAddress(v) !== null, 'must be IP:port or [IPv6]:port, e.g. 0.0.0.0:3128')
+              .nullable()
+              .default(null)
+              .describe('Address and port of the TCP listener tasks reach over the network with per-task credentials (Kubernetes pods), e.g. 0.0.0.0:3128 (null: no TCP listener)'),
+            advertiseUrl: z
+              .string()
+              .max(1024)
+              .regex(/^http:\/\/[^/@\s]+(:\d{1,5})?\/?$/, 'must be http://host:port')
+              .nullable()
+              .default(null)
+              .describe('The proxy URL tasks are given (with their credentials added), e.g. http://sandboxshift-egress.sandboxshift-system.svc:3128; a host name is resolved once when the listener starts and tasks get the address, since task pods have no DNS (null: http://<listen>, which needs a concrete listen address)'),
+            maxPendingConnections: int(1, 65536, 256, 'Connections to the TCP listener that have not yet sent a complete request head, at most; more are answered 503'),
+          })
+          .superRefine((t, ctx) => {
+            const a = t.listen === null ? null : listenAddress(t.listen);
+            if (a && t.advertiseUrl === null && (a.host === '0.0.0.0' || a.host === '::')) {
+              ctx.addIssue({ code: 'custom', path: ['advertiseUrl'], message: `must be set when listen binds every interface (${t.listen}): pods need a name or address that reaches it` });
+            }
+          })
+          .prefault({})
+          .describe("The egress proxy's TCP listener with per-task credentials (for tasks that run outside this host's sockets)"),
       })
       .superRefine((e, ctx) => {
         // The server's own lists obey the rules it applies to requests.

@@ -8,8 +8,12 @@ import { checkHost, hostAllowed, parsePattern, type Pattern } from './policy.js'
 import { parseClientHello, sniMatches } from './client-hello.js';
 import { parseAuthority, parseRequestHead, upstreamHead, type ParsedHead } from './request-head.js';
 import { relayRequest } from './request-relay.js';
-import { connectTo, reply, withTimeout } from './sockets.js';
+import { connectTo, reply, replyProxyAuth, withTimeout } from './sockets.js';
+import { TaskEgress, type Conn } from './task-egress.js';
+import { TcpListener, type TcpAddress, type TcpOptions } from './tcp.js';
 import { upstreamProxyHead, upstreamTunnel, connectUpstream, type UpstreamProxy } from './upstream.js';
+
+export { TaskEgress } from './task-egress.js';
 
 export interface ProxySettings {
   ports: readonly number[];
@@ -31,29 +35,18 @@ const MAX_SOCKET_PATH = 107;
 const CLIENT_HELLO_MAX = 16384;
 const CLIENT_HELLO_SECONDS = 10;
 
-interface Conn {
-  client: Socket;
-  upstream: Socket | null;
-  decisionId: number | null;
-  decision: EgressDecision | null;
-  up: number;
-  down: number;
-  done: boolean;
-  /**
-   * head: reading the request; connecting: resolving and connecting (own timeouts); hello: after
-   * CONNECT, reading the client's first bytes (own timeout); tunnel: relaying.
-   */
-  phase: 'head' | 'connecting' | 'hello' | 'tunnel';
-}
-
 /**
  * The server's egress proxy. Each task with an allowlist gets its own listener on a Unix socket
- * (bind-mounted into its container, reached through the in-image relay), so every connection
- * belongs to exactly one task and is judged against that task's allowlist only. It speaks CONNECT
- * and absolute-URI HTTP, resolves names itself, refuses destinations that are not the public
- * internet (unless in the operator's test ranges), and connects to the very address it checked.
+ * (bind-mounted into its container, reached through the in-image relay), or, for tasks that reach
+ * the server over the network (Kubernetes pods), a per-task credential on the shared TCP listener;
+ * either way every connection belongs to exactly one task and is judged against that task's
+ * allowlist only. It speaks CONNECT and absolute-URI HTTP, resolves names itself, refuses
+ * destinations that are not the public internet (unless in the operator's test ranges), and
+ * connects to the very address it checked.
  */
 export class EgressProxy {
+  private tcp: TcpListener | null = null;
+
   constructor(
     private readonly dir: string,
     private readonly settings: ProxySettings,
@@ -97,18 +90,49 @@ export class EgressProxy {
    * Listens for one task; resolves once its socket exists and only UID 65532 can connect. The
    * directory is created if missing and kept if present (a container may have it mounted).
    */
-  async open(taskId: string, allow: readonly string[]): Promise<TaskEgress> {
+  async open(taskId: string, allow: readonly string[]): Promise<SocketTaskEgress> {
     const dir = this.socketDir(taskId);
     mkdirSync(dir, { recursive: true, mode: 0o500 });
     chownSync(dir, SANDBOX_UID, SANDBOX_UID);
     chmodSync(dir, 0o500);
-    const egress = new TaskEgress(taskId, dir, this.socketPath(taskId), allow.map(parsePattern), this);
+    const egress = new SocketTaskEgress(taskId, dir, this.socketPath(taskId), allow.map(parsePattern), this);
     await egress.listen();
     return egress;
   }
 
-  /** @internal the per-connection state machine, shared by every task's listener. */
-  handle(task: TaskEgress, client: Socket): void {
+  /**
+   * Starts the TCP listener that tasks reach over the network (egress.tcp.listen); resolves once
+   * it listens. The credential key is read from (or created in) `opts.keyFile`.
+   */
+  async startTcp(opts: TcpOptions): Promise<TcpAddress> {
+    if (this.tcp) throw new Error('the egress TCP listener is already started');
+    const l = new TcpListener(this, this.settings, this.log);
+    const address = await l.start(opts);
+    this.tcp = l;
+    return address;
+  }
+
+  /**
+   * Serves one task on the TCP listener: its proxyUrl carries the credentials derived for it,
+   * which are accepted until close() (and again after a restart only if the task is opened again).
+   */
+  async openTcp(taskId: string, allow: readonly string[]): Promise<TaskEgress> {
+    if (!this.tcp) throw new Error('the egress proxy has no TCP listener (egress.tcp.listen is not set)');
+    return this.tcp.open(taskId, allow.map(parsePattern));
+  }
+
+  /** Stops the TCP listener: pending connections and every TCP task's tunnels end. */
+  async closeTcp(): Promise<void> {
+    const l = this.tcp;
+    this.tcp = null;
+    await l?.close();
+  }
+
+  /**
+   * @internal the per-connection state machine, shared by every task's listener. `first`: bytes
+   * the TCP listener already read (a complete request head and what followed it).
+   */
+  handle(task: TaskEgress, client: Socket, first: Buffer = Buffer.alloc(0)): void {
     const s = this.settings;
     // First thing: a client that resets the connection must never become an unhandled 'error'.
     client.on('error', () => undefined);
@@ -128,7 +152,7 @@ export class EgressProxy {
       // hello: the ClientHello wait has its own (see checkClientHello)
     });
     client.setTimeout(s.headerTimeoutSeconds * 1000);
-    let buf = Buffer.alloc(0);
+    let buf = first;
     // EOF before a complete head: nothing to answer (after the head, a half-close is normal).
     const onEnd = () => this.end(task, conn);
     client.once('end', onEnd);
@@ -146,6 +170,11 @@ export class EgressProxy {
       });
     };
     client.on('data', onData);
+    if (first.length > 0) {
+      onData(Buffer.alloc(0));
+      // The listener paused the client once it had the head; a head still incomplete reads on.
+      if (conn.phase === 'head') client.resume();
+    }
   }
 
   private async serve(task: TaskEgress, conn: Conn, head: ParsedHead, rest: Buffer): Promise<void> {
@@ -153,6 +182,12 @@ export class EgressProxy {
     if (head.kind === 'error') {
       this.log.info({ taskId: task.taskId, reason: head.reason }, 'egress: malformed request');
       return reply(conn.client, head.status, 'bad_request', head.reason);
+    }
+    // TCP tasks: every request head on the connection carries the task's credentials.
+    const refused = task.credentialRefusal(head.headers);
+    if (refused) {
+      this.log.info({ taskId: task.taskId, reason: refused.reason }, 'egress: proxy credentials refused');
+      return replyProxyAuth(conn.client, refused);
     }
     const deny = (status: number, reason: string, host: string, address: string | null = null) => {
       this.decide(task, { host, port: head.port, allowed: false, reason, address });
@@ -407,19 +442,20 @@ export class EgressProxy {
   }
 }
 
-/** One task's listener and its open connections. */
-export class TaskEgress {
-  /** @internal */ readonly conns = new Set<Conn>();
+/** A task reached through its own Unix socket (bind-mounted into its container). */
+export class SocketTaskEgress extends TaskEgress {
+  readonly proxyUrl = null;
   private readonly server: Server;
   private closed = false;
 
   constructor(
-    readonly taskId: string,
+    taskId: string,
     readonly socketDir: string,
     readonly socketPath: string,
-    readonly allow: readonly Pattern[],
-    private readonly proxy: EgressProxy,
+    allow: readonly Pattern[],
+    proxy: EgressProxy,
   ) {
+    super(taskId, allow, proxy);
     this.server = createServer({ allowHalfOpen: true }, (client) => proxy.handle(this, client));
   }
 
@@ -443,10 +479,6 @@ export class TaskEgress {
     }
   }
 
-  get connections(): number {
-    return this.conns.size;
-  }
-
   /**
    * Stops listening, closes every tunnel (recording its bytes) and removes the socket and its
    * directory; `keepDir` keeps the directory (the task is left running for the next start, which
@@ -456,7 +488,7 @@ export class TaskEgress {
     if (this.closed) return;
     this.closed = true;
     this.server.close();
-    for (const c of [...this.conns]) this.proxy.end(this, c);
+    this.endAll();
     try {
       unlinkSync(this.socketPath);
     } catch {

@@ -14,7 +14,7 @@ export interface ProxyTarget {
 export type ParsedHead =
   | { kind: 'incomplete' }
   | { kind: 'error'; status: 400 | 405 | 431 | 505; reason: string }
-  | ({ kind: 'connect'; headBytes: number } & ProxyTarget)
+  | ({ kind: 'connect'; headBytes: number; headers: [string, string][] } & ProxyTarget)
   | ({
       kind: 'forward';
       headBytes: number;
@@ -84,7 +84,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): ParsedHead {
   }
   if (method === 'CONNECT') {
     const t = parseAuthority(target, null);
-    return t ? { kind: 'connect', headBytes, ...t } : { kind: 'error', status: 400, reason: 'CONNECT needs host:port' };
+    return t ? { kind: 'connect', headBytes, headers, ...t } : { kind: 'error', status: 400, reason: 'CONNECT needs host:port' };
   }
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(target);
   if (!scheme) return { kind: 'error', status: 400, reason: 'not a proxy request (absolute http:// URI or CONNECT expected)' };

@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import type { ResolvedAddress } from './addresses.js';
+import type { CredentialRefusal } from './task-egress.js';
 
 /** Socket helpers of the egress proxy: its own error answers, bounded waits, exact connects. */
 
@@ -7,6 +8,7 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   405: 'Method Not Allowed',
+  407: 'Proxy Authentication Required',
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
@@ -16,12 +18,13 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /** Answers a client with a proxy error (readable body, machine-readable reason) and closes. */
-export function reply(client: Socket, status: number, reason: string, message: string): void {
+export function reply(client: Socket, status: number, reason: string, message: string, extra: readonly string[] = []): void {
   const body = `sandboxshift egress proxy: ${status} ${STATUS_TEXT[status] ?? ''}: ${message}\n`;
   const head = [
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`,
     'Content-Type: text/plain; charset=utf-8',
     `X-SandboxShift-Egress: denied; reason=${reason}`,
+    ...extra,
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
     '',
@@ -29,6 +32,11 @@ export function reply(client: Socket, status: number, reason: string, message: s
   ].join('\r\n');
   if (client.destroyed) return;
   client.end(head + body, () => client.destroy());
+}
+
+/** 407 for refused proxy credentials, with the challenge clients answer with Basic credentials. */
+export function replyProxyAuth(client: Socket, r: CredentialRefusal): void {
+  reply(client, 407, r.reason, r.message, ['Proxy-Authenticate: Basic realm="sandboxshift-egress"']);
 }
 
 export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -121,7 +121,8 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(job.workspaceDir);
     let member: Member | null = null;
     let attach = true;
-    const cold = job.egress !== undefined || Object.keys(job.secretEnv ?? {}).length > 0; // both are bound at create
+    // Egress, secrets and a stdin pipe are all bound at create.
+    const cold = job.egress !== undefined || Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined;
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;

@@ -42,6 +42,12 @@ export interface SandboxJob {
   workspaceReadonly: boolean;
   stdin: boolean;
   /**
+   * For a task with stdin whose image's relay has the stdin mode: that relay's path. Stdin then
+   * goes through a per-task named pipe the relay reads, which outlives the server and the
+   * engine's service; without it stdin goes through the engine's attach connection.
+   */
+  stdinRelay?: string | undefined;
+  /**
    * Present when the task has an allowlist. The container keeps network mode none; the
    * directory holding the proxy's per-task socket is bind-mounted read-only and the image's
    * relay wraps the command.

@@ -2,6 +2,8 @@
 export const LABEL_MANAGED = 'io.sandboxshift.managed';
 export const LABEL_SERVER = 'io.sandboxshift.server';
 export const LABEL_TASK = 'io.sandboxshift.task';
+/** On a container whose stdin goes through its per-task pipe (src/runtime/stdin-fifo.ts). */
+export const LABEL_STDIN = 'io.sandboxshift.stdin';
 /** The pool slot of a container started before its task. */
 export const LABEL_SLOT = 'io.sandboxshift.slot';
 
@@ -11,3 +13,5 @@ export function taskLabels(serverId: string, taskId: string, extra: Readonly<Rec
 
 /** Image label naming the egress relay binary inside the image (images/relay/sbx-relay.c). */
 export const LABEL_RELAY = 'io.sandboxshift.relay';
+/** Image label, `1` when the image's relay has the stdin mode (`sbx-relay --stdin FIFO -- ...`). */
+export const LABEL_RELAY_STDIN = 'io.sandboxshift.relay.stdin';

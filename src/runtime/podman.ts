@@ -19,9 +19,11 @@ import {
 import { EngineLogFollower } from './enginelog.js';
 import { conmonExitDir, ExitWatcher } from './exit-watch.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
-import { LABEL_SERVER, LABEL_SLOT, LABEL_TASK } from './labels.js';
+import { LABEL_SERVER, LABEL_SLOT, LABEL_STDIN, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
 import { SecretFiles } from './secret-file.js';
+import { StdinFifos } from './stdin-fifo.js';
+import { attachSink, fifoSink, type StdinSink } from './stdin-sink.js';
 import type { OomProbe } from './oom.js';
 import { buildContainerSpec, buildPooledSpec, forcedEnv, type SandboxSettings } from './spec.js';
 import { encodeJob, MAX_JOB_BYTES, WAITER_SCRIPT } from './waiter.js';
@@ -63,6 +65,7 @@ export class PodmanEngine implements ContainerEngine {
   /** Removals of exited containers still under way (they run after the exit was reported). */
   private readonly removals = new Map<string, Promise<void>>();
   private readonly secretFiles: SecretFiles | null;
+  private readonly stdinFifos: StdinFifos | null;
 
   constructor(
     private readonly docker: Docker,
@@ -72,6 +75,7 @@ export class PodmanEngine implements ContainerEngine {
     private readonly creators: Partial<Record<Isolation, Docker>> = {},
   ) {
     this.secretFiles = settings.secretsDir ? new SecretFiles(settings.secretsDir) : null;
+    this.stdinFifos = settings.stdinDir ? new StdinFifos(settings.stdinDir) : null;
   }
 
   /** `gvisorSocket`: the Podman API service that creates gVisor containers (null: none). */
@@ -137,39 +141,67 @@ export class PodmanEngine implements ContainerEngine {
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
     const secretsFile = this.writeSecrets(shape, job);
-    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings, secretsFile), job.backstopSeconds);
+    let stdinDir: string | null = null;
+    try {
+      stdinDir = this.makeStdinFifo(shape, job);
+    } catch (err) {
+      this.secretFiles?.remove(job.taskId);
+      throw err;
+    }
+    const cleanUp = () => {
+      this.secretFiles?.remove(job.taskId);
+      if (stdinDir) this.stdinFifos?.remove(job.taskId);
+    };
+    const spec = toSpecGenerator(buildContainerSpec({ ...shape, ...job }, this.settings, secretsFile, stdinDir), job.backstopSeconds);
     let container: Docker.Container;
     try {
       container = this.docker.getContainer(await this.createLibpod(this.creator(shape.isolation), spec));
     } catch (err) {
-      this.secretFiles?.remove(job.taskId);
+      cleanUp();
       throw new EngineError(`create failed: ${describe(err)}`, isUnavailable(err));
     }
     const id = container.id;
     let logPath: string;
-    let sock: Socket | null = null;
+    let sink: StdinSink | null = null;
     try {
       logPath = await this.logPath(id);
-      // A task with stdin attaches (stdin only) before the start: attaching runs `runc create`,
-      // so OCI errors surface here. Output is read from the engine's log, never from the attach.
-      if (job.stdin) sock = await this.attachStdin(id);
+      // Stdin through the task's pipe (opened read-write: it never waits for the relay), or an
+      // attach (stdin only) before the start: attaching runs `runc create`, so OCI errors
+      // surface here. Output is read from the engine's log, never from the attach.
+      if (stdinDir) {
+        const writer = this.stdinFifos!.open(job.taskId);
+        if (!writer) throw new EngineError('the stdin pipe of the task is missing');
+        sink = fifoSink(writer);
+      } else if (job.stdin) sink = attachSink(await this.attachStdin(id));
     } catch (err) {
+      sink?.close();
       await this.remove(id);
-      this.secretFiles?.remove(job.taskId);
+      cleanUp();
       throw new EngineError(`attach failed: ${describe(err)}`, isUnavailable(err));
     }
     const follower = new EngineLogFollower(logPath, null, handlers);
     try {
       await container.start();
     } catch (err) {
-      sock?.destroy();
+      sink?.close();
       await follower.stop();
       await this.remove(id);
-      this.secretFiles?.remove(job.taskId);
+      cleanUp();
       throw new EngineError(`start failed: ${describe(err)}`, isUnavailable(err));
     }
     await this.watchExits(id);
-    return this.follow(id, follower, sock, job.stdin, job.taskId);
+    return this.follow(id, follower, sink, job.taskId);
+  }
+
+  /** The task's stdin pipe directory, or null when its stdin (if any) goes through the attach. */
+  private makeStdinFifo(shape: SandboxShape, job: SandboxJob): string | null {
+    if (!job.stdin || job.stdinRelay === undefined || !this.stdinFifos) return null;
+    const user = buildContainerSpec({ ...shape, ...job }, this.settings).User;
+    try {
+      return this.stdinFifos.create(job.taskId, user);
+    } catch (err) {
+      throw new EngineError(`the stdin pipe could not be made: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -268,7 +300,7 @@ export class PodmanEngine implements ContainerEngine {
         taken = true;
         const follower = new EngineLogFollower(logPath, null, handlers);
         sock.write(line);
-        const running = this.follow(id, follower, sock, true, job.taskId);
+        const running = this.follow(id, follower, attachSink(sock), job.taskId);
         if (!job.stdin) running.endStdin();
         return running;
       },
@@ -304,10 +336,21 @@ export class PodmanEngine implements ContainerEngine {
       throw new EngineError(`inspect failed: ${describe(err)}`, isUnavailable(err));
     }
     const logPath = (info as unknown as { LogPath?: string }).LogPath ?? '';
-    let sock: Socket | null = null;
-    if (opts.stdin && info.State.Running) sock = await this.attachStdin(containerId).catch(() => null);
+    const taskId = info.Config?.Labels?.[LABEL_TASK] ?? '';
+    let sink: StdinSink | null = null;
+    if (opts.stdin && info.State.Running) {
+      if (info.Config?.Labels?.[LABEL_STDIN] === 'fifo') {
+        // The relay in the container still holds the pipe: open it again and go on writing.
+        const writer = taskId && this.stdinFifos ? this.stdinFifos.open(taskId) : null;
+        if (writer) sink = fifoSink(writer);
+        else this.log.warn({ containerId, taskId }, 'the stdin pipe of an adopted task is missing: its stdin stays as it is');
+      } else {
+        const sock = await this.attachStdin(containerId).catch(() => null);
+        if (sock) sink = attachSink(sock);
+      }
+    }
     const follower = new EngineLogFollower(logPath, opts.from, handlers);
-    return this.follow(containerId, follower, sock, sock !== null, info.Config?.Labels?.[LABEL_TASK] ?? '');
+    return this.follow(containerId, follower, sink, taskId);
   }
 
   private async logPath(id: string): Promise<string> {
@@ -317,18 +360,16 @@ export class PodmanEngine implements ContainerEngine {
     return path;
   }
 
-  /** The running sandbox over a started (or adopted) container and its log follower. */
-  private follow(id: string, follower: EngineLogFollower, sock: Socket | null, stdin: boolean, taskId: string): RunningSandbox {
+  /** The running sandbox over a started (or adopted) container, its log follower and its stdin (if any). */
+  private follow(id: string, follower: EngineLogFollower, sink: StdinSink | null, taskId: string): RunningSandbox {
     const container = this.docker.getContainer(id);
-    sock?.on('error', () => undefined);
-    sock?.on('data', () => undefined); // an attach with stdin only carries nothing back
-    let stdinOpen = stdin && sock !== null;
+    let stdinOpen = sink !== null;
     let stopping: Promise<void> | null = null;
     const detached = new AbortController();
     const exit = this.waitExit(container, detached.signal).then(async (state) => {
       if (state === 'detached') return new Promise<SandboxExit>(() => undefined);
       await follower.finish();
-      sock?.destroy();
+      sink?.close();
       if (state === 'vanished') {
         this.forgetSecrets(taskId);
         return { exitCode: null, oomKills: 0, finishedAt: null, vanished: true };
@@ -336,7 +377,7 @@ export class PodmanEngine implements ContainerEngine {
       // Kills of any process in the container's memory cgroup, whatever the exit code: a child can
       // be killed while PID 1 goes on and exits 0.
       const oomKills = Math.max(state.oomFlag ? 1 : 0, this.oom.oomKills(id));
-      // The container has exited: nothing reads its secrets file any more.
+      // The container has exited: nothing reads its secrets file or its stdin pipe any more.
       this.forgetSecrets(taskId);
       this.removeLater(id);
       return { exitCode: state.exitCode, oomKills, finishedAt: state.finishedAt, vanished: false };
@@ -345,14 +386,13 @@ export class PodmanEngine implements ContainerEngine {
       containerId: id,
       exit,
       writeStdin: (data) => {
-        if (!stdinOpen || !sock || sock.destroyed) return false;
-        sock.write(data);
-        return true;
+        if (!stdinOpen || !sink) return false;
+        return sink.write(data);
       },
       endStdin: () => {
         if (!stdinOpen) return;
         stdinOpen = false;
-        if (sock && !sock.destroyed) sock.end(); // half-close: EOF for the task
+        sink?.end();
       },
       stop: (graceSeconds) => {
         stopping ??= this.stopContainer(container, graceSeconds);
@@ -361,8 +401,7 @@ export class PodmanEngine implements ContainerEngine {
       detach: async () => {
         detached.abort();
         stdinOpen = false;
-        // Destroyed, not ended: a half-close would be EOF on the task's stdin.
-        sock?.destroy();
+        await sink?.detach();
         await follower.stop();
       },
     };
@@ -372,8 +411,9 @@ export class PodmanEngine implements ContainerEngine {
     if (!taskId) return;
     try {
       this.secretFiles?.remove(taskId);
+      this.stdinFifos?.remove(taskId);
     } catch (err) {
-      this.log.warn({ taskId, err: (err as Error).message }, 'secrets file could not be removed');
+      this.log.warn({ taskId, err: (err as Error).message }, 'secrets file or stdin pipe could not be removed');
     }
   }
 

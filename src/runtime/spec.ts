@@ -1,8 +1,9 @@
 import { proxyEnv } from '../egress/env.js';
 import { caEnv, TASK_CA_PATH } from '../trust/ca-bundle.js';
 import type { PoolSlot, SandboxRequest, SandboxShape } from './engine.js';
-import { LABEL_SLOT, taskLabels } from './labels.js';
+import { LABEL_SLOT, LABEL_STDIN, taskLabels } from './labels.js';
 import { SECRETS_FILE, SECRETS_WRAPPER } from './secret-file.js';
+import { STDIN_DIR, STDIN_FIFO } from './stdin-fifo.js';
 
 /** Server-wide settings that shape every task container. */
 export interface SandboxSettings {
@@ -20,6 +21,8 @@ export interface SandboxSettings {
   caBundlePath?: string | null;
   /** Host tmpfs directory for the secrets files of this server's tasks (src/runtime/secret-file.ts). */
   secretsDir?: string | null;
+  /** Host directory for the stdin pipes of this server's tasks (src/runtime/stdin-fifo.ts). */
+  stdinDir?: string | null;
 }
 
 export const CONTAINER_USER = '65532:65532';
@@ -54,9 +57,11 @@ export function pidsLimit(pids: number, isolation: SandboxRequest['isolation']):
  * The Docker-compatible create body for one task container. Pure: every security setting lives
  * here and a unit test pins each field. Only validated, bounded values reach it. `secretsFile` is
  * the host path of the task's secrets file (mounted read-only and sourced by a wrapper before the
- * command), or null when it has none.
+ * command), or null when it has none. `stdinDir` is the host directory of the task's stdin pipe
+ * (mounted read-only; the relay `req.stdinRelay` reads it and feeds the command), or null: then
+ * a task with stdin gets it through the engine's attach.
  */
-export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secretsFile: string | null = null) {
+export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secretsFile: string | null = null, stdinDir: string | null = null) {
   const memoryBytes = req.memoryMb * 1024 * 1024;
   // `U` chowns the tmpfs to the container user; mode=1777 is ignored when the image has the dir.
   const tmpfs = `rw,nosuid,nodev,size=${s.tmpfsMb}m,U`;
@@ -73,22 +78,28 @@ export function buildContainerSpec(req: SandboxRequest, s: SandboxSettings, secr
   if (egress) binds.push(`${egress.socketDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec`);
   if (s.caBundlePath) binds.push(`${s.caBundlePath}:${TASK_CA_PATH}:ro,nosuid,nodev`);
   if (secretsFile) binds.push(`${secretsFile}:${SECRETS_FILE}:ro,nosuid,nodev,noexec`);
+  const fifo = req.stdin && stdinDir !== null && req.stdinRelay !== undefined ? { dir: stdinDir, relay: req.stdinRelay } : null;
+  if (fifo) binds.push(`${fifo.dir}:${STDIN_DIR}:${req.isolation === 'gvisor' ? 'rw' : 'ro'},nosuid,nodev,noexec`);
+  // Stdin through the pipe: the relay opens it, forks its reader and execs the rest (the egress
+  // relay or the shell), so the command is still the container's first process under the init.
+  const stdinRelay = fifo ? [fifo.relay, '--stdin', STDIN_FIFO, '--'] : [];
+  const attachStdin = req.stdin && !fifo;
   return {
     Image: req.image,
     // The command always runs as `/bin/sh -c <command>`, whatever entrypoint the image declares.
-    Entrypoint: egress ? [egress.relay, String(egress.port), EGRESS_SOCKET, '--', '/bin/sh', '-c'] : ['/bin/sh', '-c'],
+    Entrypoint: [...stdinRelay, ...(egress ? [egress.relay, String(egress.port), EGRESS_SOCKET, '--', '/bin/sh', '-c'] : ['/bin/sh', '-c'])],
     // With secrets, `/bin/sh -c <wrapper> <command>`: the wrapper exports them, then execs the command.
     Cmd: secretsFile ? [SECRETS_WRAPPER, req.command] : [req.command],
     User: CONTAINER_USER,
     WorkingDir: WORKSPACE_MOUNT,
     Env: [...userEnv.map(([k, v]) => `${k}=${v}`), ...Object.entries(forced).map(([k, v]) => `${k}=${v}`), `HOME=${TASK_HOME}`],
-    Labels: taskLabels(s.serverId, req.taskId, s.extraLabels),
+    Labels: fifo ? { ...taskLabels(s.serverId, req.taskId, s.extraLabels), [LABEL_STDIN]: 'fifo' } : taskLabels(s.serverId, req.taskId, s.extraLabels),
     Hostname: SANDBOX_HOSTNAME,
     Tty: false,
-    AttachStdin: req.stdin,
+    AttachStdin: attachStdin,
     AttachStdout: true,
     AttachStderr: true,
-    OpenStdin: req.stdin,
+    OpenStdin: attachStdin,
     StdinOnce: false,
     NetworkDisabled: true,
     HostConfig: {

@@ -3,7 +3,7 @@ import { detectImage, imageTable, resolveImage, type Detection } from '../detect
 import { resolveAllowlist } from '../egress/policy.js';
 import { AppError } from '../errors.js';
 import type { ContainerEngine } from '../runtime/engine.js';
-import { LABEL_RELAY } from '../runtime/labels.js';
+import { LABEL_RELAY, LABEL_RELAY_STDIN } from '../runtime/labels.js';
 import { parseProjectFile } from '../workspace/projectfile.js';
 import { allowedIsolation } from './isolation.js';
 import { resolveLimits } from './limits.js';
@@ -103,6 +103,19 @@ export async function imageRelay(engine: ContainerEngine, image: string): Promis
   } catch (err) {
     throw new AppError('ENGINE_UNAVAILABLE', { reason: (err as Error).message });
   }
+  return relayOf(labels);
+}
+
+function relayOf(labels: Record<string, string> | null): string | null {
   const relay = labels?.[LABEL_RELAY];
   return relay && /^\/[A-Za-z0-9._\/-]+$/.test(relay) ? relay : null;
+}
+
+/**
+ * The relay path when the image's relay also has the stdin mode (label io.sandboxshift.relay.stdin
+ * = 1), or null: a task with stdin in such an image gets it through the engine's attach.
+ */
+export async function imageStdinRelay(engine: ContainerEngine, image: string): Promise<string | null> {
+  const labels = await engine.imageLabels(image);
+  return labels?.[LABEL_RELAY_STDIN] === '1' ? relayOf(labels) : null;
 }

@@ -195,7 +195,7 @@ export class TaskManager {
       this.workspaces.reuse(named); // named by id: a regular workspace from now on
       return task;
     }
-    const spare = this.reserveWarm(files, plan, owner.tenant);
+    const spare = body.stdin ? null : this.reserveWarm(files, plan, owner.tenant);
     if (spare) return this.accept(body, plan, spare, owner);
     const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
     try {
@@ -208,7 +208,7 @@ export class TaskManager {
   }
 
   /**
-   * A runc task with no files, no allowlist and no secrets that starts now (a run slot is free, so a
+   * A runc task with no files, no allowlist, no secrets and no stdin (its pipe is bound at create) that starts now (a run slot is free, so a
    * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
    * pre-started sandbox of its shape; null when there is none.
    */

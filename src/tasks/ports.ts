@@ -31,5 +31,7 @@ export interface TaskWorkspaces {
   release(id: string): Promise<void>;
   ensureHome(id: string): void;
   dir(id: string): string;
+  /** Marks the workspace used now (the TTL counts from its last use). */
+  touch(id: string): void;
   afterTask(id: string): Promise<{ full: boolean }>;
 }

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { EgressProxy, TaskEgress } from '../egress/proxy.js';
 import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress } from '../runtime/engine.js';
-import { LABEL_RELAY } from '../runtime/labels.js';
+import { LABEL_RELAY, LABEL_RELAY_STDIN } from '../runtime/labels.js';
 import { composeCommand } from '../workspace/projectfile.js';
-import { imageRelay } from './admission.js';
+import { imageRelay, imageStdinRelay } from './admission.js';
 import type { Clock, TaskLifecycle } from './lifecycle.js';
 import { classifyExit, type TaskRecord, type TaskStatus } from './model.js';
 import type { TaskWorkspaces } from './ports.js';
@@ -81,6 +81,7 @@ export class TaskRunner {
     try {
       this.workspaces.ensureHome(task.workspaceId);
       const egress = task.network.allow.length > 0 ? await this.openEgress(a) : undefined;
+      const stdinRelay = task.stdin ? await this.stdinRelay(a) : undefined;
       starting = this.engine.start(
         { image: task.image.name, ...task.resources, isolation: task.isolation ?? 'runc' },
         {
@@ -91,6 +92,7 @@ export class TaskRunner {
           workspaceDir: this.workspaces.dir(task.workspaceId),
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
+          stdinRelay,
           egress,
           backstopSeconds: task.timeoutSeconds + this.config.sandbox.backstopSeconds,
         },
@@ -202,6 +204,8 @@ export class TaskRunner {
     if (status === 'error') task.error = 'the engine reported no exit code for the container';
     // A failed task that left its workspace full filled its quota: reason disk_quota. The
     // workspace's counts are refreshed in any case, after the exit for any other task.
+    // The workspace was used until now: a client that sees the task done sees that too.
+    this.workspaces.touch(task.workspaceId);
     const refreshed = this.workspaces.afterTask(task.workspaceId).catch((err: unknown) => {
       this.log.warn({ taskId: task.id, err }, 'workspace usage could not be read');
       return { full: false };
@@ -223,6 +227,21 @@ export class TaskRunner {
     await a.sandbox?.detach();
   }
 
+  /**
+   * The relay that feeds a task's stdin from its pipe, or undefined when the image's relay lacks
+   * the stdin mode: then stdin goes through the engine's attach and ends when the server or the
+   * engine's service does (logged, so the operator knows to rebuild the image).
+   */
+  private async stdinRelay(a: TaskRun): Promise<string | undefined> {
+    const relay = await imageStdinRelay(this.engine, a.task.image.name);
+    if (relay !== null) return relay;
+    this.log.warn(
+      { taskId: a.task.id, image: a.task.image.name, label: LABEL_RELAY_STDIN },
+      "the image's relay has no stdin mode: this task's stdin goes through the engine's attach and does not survive a restart of the server or of its Podman service (rebuild the image)",
+    );
+    return undefined;
+  }
+
   /** Opens the task's proxy listener before its container exists (closed in finish()). */
   private async openEgress(a: TaskRun): Promise<SandboxEgress> {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
@@ -237,8 +256,9 @@ export class TaskRunner {
     }
     const relay = await imageRelay(this.engine, a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
-    a.egress = await this.egress.open(a.task.id, a.task.network.allow);
-    return { socketDir: a.egress.socketDir, relay, port: this.config.egress.relayPort };
+    const egress = await this.egress.open(a.task.id, a.task.network.allow);
+    a.egress = egress;
+    return { socketDir: egress.socketDir, relay, port: this.config.egress.relayPort };
   }
 
   /** The one place a task reaches a terminal state: listener closed, recorded, forgotten. */

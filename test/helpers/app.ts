@@ -42,7 +42,7 @@ export async function buildTestApp(opts: { config?: Overrides; engine?: FakeEngi
   const store = new MemoryStore();
   const workspaces = new MemoryWorkspaces(store, config.workspaces);
   const vault = new SecretVault(join(dataDir, 'secrets'), join(dataDir, 'secrets.key'));
-  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, null, undefined, vault);
+  const manager = new TaskManager(config, engine, store, workspaces, join(dataDir, 'tasks'), log, undefined, null, undefined, null, vault);
   // The workspace routes read the same records; nothing here creates a filesystem.
   const routesWorkspaces = new Workspaces(join(dataDir, 'workspaces'), store, config.workspaces);
   const app = await buildApp({

@@ -128,10 +128,14 @@ export async function echoUpstream(hosts = ['127.0.0.1']): Promise<Upstream> {
   };
 }
 
-/** Sends `data` on a Unix socket and collects everything until the other side closes. */
-export function exchange(socketPath: string, data: string | Buffer, opts: { endAfterWrite?: boolean; timeoutMs?: number } = {}): Promise<string> {
+/** Where a test client connects: a Unix socket path, or a TCP host and port. */
+export type ProxyEndpoint = string | { host: string; port: number };
+const connectTo = (to: ProxyEndpoint) => (typeof to === 'string' ? net.connect(to) : net.connect(to.port, to.host));
+
+/** Sends `data` on a Unix socket (or TCP) and collects everything until the other side closes. */
+export function exchange(socketPath: ProxyEndpoint, data: string | Buffer, opts: { endAfterWrite?: boolean; timeoutMs?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(socketPath);
+    const s = connectTo(socketPath);
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       s.destroy();
@@ -148,10 +152,13 @@ export function exchange(socketPath: string, data: string | Buffer, opts: { endA
   });
 }
 
-/** Opens a CONNECT tunnel over the Unix socket; resolves with the socket once the 200 arrived. */
-export function tunnel(socketPath: string, target: string): Promise<{ sock: net.Socket; head: string }> {
+/**
+ * Opens a CONNECT tunnel over the Unix socket (or TCP, with `extra` head lines such as
+ * Proxy-Authorization); resolves with the socket once the 200 arrived.
+ */
+export function tunnel(socketPath: ProxyEndpoint, target: string, extra: readonly string[] = []): Promise<{ sock: net.Socket; head: string }> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(socketPath);
+    const s = connectTo(socketPath);
     let buf = '';
     s.on('error', reject);
     const onData = (c: Buffer) => {
@@ -167,7 +174,7 @@ export function tunnel(socketPath: string, target: string): Promise<{ sock: net.
       resolve({ sock: s, head });
     };
     s.on('data', onData);
-    s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+    s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${extra.map((l) => `${l}\r\n`).join('')}\r\n`);
   });
 }
 

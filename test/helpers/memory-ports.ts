@@ -169,6 +169,8 @@ export class MemoryWorkspaces implements TaskWorkspaces {
     return `/nonexistent/workspaces/${id}`;
   }
 
+  touch(): void {}
+
   async afterTask(): Promise<{ full: boolean }> {
     return { full: false };
   }

@@ -13,6 +13,7 @@ import { chainFiles } from '../../src/audit/files.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { hashKey } from '../../src/auth/keys.js';
 import { installDir } from '../../src/paths.js';
+import { runCli } from '../helpers/cli.js';
 import { api } from '../helpers/client.js';
 import { httpUpstream, PROBE_PY } from '../helpers/egress.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
@@ -57,14 +58,7 @@ const records = () => readFileSync(auditFile, 'utf8').trim().split('\n').map((l)
 const dist = join(installDir(), 'dist', 'src');
 if (!existsSync(join(dist, 'cli.js'))) throw new Error(`${dist}/cli.js is missing: run npm run build first`);
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(dist, 'cli.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
+const cli = (args: string[]) => runCli(args);
 const verify = () => cli(['audit', 'verify', '--config', configFile]);
 
 let taskId = '';

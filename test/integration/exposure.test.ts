@@ -4,31 +4,18 @@
  * (no database, no Podman service, no port), and `check-config` says the same. A key in the
  * configuration or in the database lifts the refusal. Runs the built CLI; nothing listens.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { hashKey } from '../../src/auth/keys.js';
-import { installDir } from '../../src/paths.js';
+import { runCli } from '../helpers/cli.js';
 
-const cli = join(installDir(), 'dist', 'src', 'cli.js');
-if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
 
 const root = mkdtempSync(join(tmpdir(), 'sbx-exposure-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[]) => runCli(args);
 
 function configFile(name: string, config: Record<string, unknown>): { file: string; dataDir: string } {
   const dataDir = join(root, `${name}-data`);

@@ -53,11 +53,12 @@ for (const name of present) {
     t.equal(c.WorkingDir, '/workspace', 'WORKDIR /workspace');
     const labels = c.Labels ?? {};
     t.equal(labels['io.sandboxshift.relay'], '/usr/local/bin/sbx-relay', 'the relay label');
+    t.equal(labels['io.sandboxshift.relay.stdin'], '1', 'the relay has the stdin mode (label)');
     t.ok(labels['io.sandboxshift.build'], `build mode recorded: ${labels['io.sandboxshift.build']}`);
     t.ok(labels['io.sandboxshift.base'], `base recorded: ${labels['io.sandboxshift.base']}`);
 
     const versionCmds = languages.map((l) => `echo "${l}=$(${RUNTIMES[l]!.cmd})"`).join('; ');
-    const cmd = `test -x /bin/sh && echo sh=yes; echo uid=$(id -u); echo pwd=$(pwd); echo home=$HOME; echo relay=$(/usr/local/bin/sbx-relay 3128 /tmp/egress.sock -- /bin/sh -c 'echo wrapped'); echo pkg=$(for p in apt apt-get dpkg apk; do command -v $p; done | tr '\\n' ' '); echo cas=$(grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt); ${versionCmds}`;
+    const cmd = `test -x /bin/sh && echo sh=yes; echo uid=$(id -u); echo pwd=$(pwd); echo home=$HOME; echo relay=$(/usr/local/bin/sbx-relay 3128 /tmp/egress.sock -- /bin/sh -c 'echo wrapped'); echo stdin=$(mkfifo /tmp/in && { printf '\\000\\003ok\\n\\000\\000' >/tmp/in & } && /usr/local/bin/sbx-relay --stdin /tmp/in -- /bin/cat); echo pkg=$(for p in apt apt-get dpkg apk; do command -v $p; done | tr '\\n' ' '); echo cas=$(grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt); ${versionCmds}`;
     const { task, stdout, stderr } = await runTask(srv.url, cmd, { image: name });
     t.equal(task.status, 'succeeded', `the task ran (stderr: ${stderr})`);
     t.equal(task.image.name, name, 'the task ran in the requested image');
@@ -67,6 +68,7 @@ for (const name of present) {
     t.equal(out.pwd, '/workspace', 'the working directory is /workspace');
     t.equal(out.home, '/workspace/.home', 'HOME is in the workspace');
     t.equal(out.relay, 'wrapped', 'the egress relay runs: binds 127.0.0.1:3128 and execs the command, as allowlisted tasks start');
+    t.equal(out.stdin, 'ok', "the relay's stdin mode runs: a frame through a named pipe becomes the command's stdin, then EOF");
     t.equal(out.pkg, '', 'no package manager (apt, apt-get, dpkg, apk) in the image');
     t.ok(Number(out.cas) > 50, `a public CA bundle at /etc/ssl/certs/ca-certificates.crt (${out.cas} certificates)`);
 

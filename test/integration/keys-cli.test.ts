@@ -4,19 +4,16 @@
  * one is 401 at once with the body of an unknown key, and the clients (`run --key`,
  * SANDBOXSHIFT_KEY, the TypeScript client's apiKey over REST and the WebSocket stream) use it.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { KeyStore } from '../../src/auth/key-store.js';
 import { SandboxShiftClient, SandboxShiftError } from '../../src/client/client.js';
 import { DATABASE_FILE } from '../../src/store/sqlite.js';
-import { installDir } from '../../src/paths.js';
+import { CLI as cli, runCli } from '../helpers/cli.js';
 import { api } from '../helpers/client.js';
 import { keptDataDir, startServerProcess } from '../helpers/server.js';
 
-const cli = join(installDir(), 'dist', 'src', 'cli.js');
-if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
 
 const dataDir = keptDataDir(t, 'sbx-keys-cli-');
 const srv = await startServerProcess({ dataDir, shutdown: { leaveRunning: false } });
@@ -27,17 +24,7 @@ t.teardown(async () => {
 // The configuration the server process runs with: the CLI reads the same one.
 const config = join(dataDir, 'test-server-config.json');
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runCli;
 
 async function create(tenant: string, role?: string): Promise<{ id: string; key: string; stdout: string }> {
   const r = await run(['keys', 'create', '--tenant', tenant, ...(role ? ['--role', role] : []), '--config', config]);

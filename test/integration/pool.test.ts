@@ -111,7 +111,8 @@ t.test('kill -9 with a pool: a task running in a pre-started container is re-att
   const pooled = async () => docker.listContainers({ all: true, filters: { label: [`io.sandboxshift.server=${serverId}`, 'io.sandboxshift.slot'] } });
   for (let i = 0; i < 300 && (await pooled()).length < 2; i++) await sleep(100);
   t.equal((await pooled()).length, 2, 'two pre-started containers');
-  const { id } = await submit(first.url, { command: 'echo before; sleep 2; echo after; exit 3' });
+  // Long enough for the refill to start a new member while the task still holds its own.
+  const { id } = await submit(first.url, { command: 'echo before; sleep 10; echo after; exit 3' });
   for (let i = 0; i < 100 && !(await api(first.url, 'GET', `/v1/tasks/${id}/logs`)).text.includes('before'); i++) await sleep(100);
   for (let i = 0; i < 600 && (await pooled()).length < 3; i++) await sleep(100);
   const beforeCrash = (await pooled()).map((c) => c.Id);

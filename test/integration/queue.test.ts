@@ -49,13 +49,14 @@ t.test('tasks on a busy workspace wait without blocking the tasks behind them', 
   t.teardown(() => srv.close());
   const ws = await api(srv.url, 'POST', '/v1/workspaces', { files: { 'n.txt': '0' } });
   t.equal(ws.status, 201);
-  const a = await submit(srv.url, { command: 'sleep 1; echo a >> log.txt', workspace: { id: ws.json.id } });
+  const a = await submit(srv.url, { command: 'sleep 3; echo a >> log.txt', workspace: { id: ws.json.id } });
   const b = await submit(srv.url, { command: 'echo b >> log.txt; cat log.txt', workspace: { id: ws.json.id } });
   const c = await submit(srv.url, { command: 'echo c' });
   const tc = await waitDone(srv.url, c.id);
   const ta = await waitDone(srv.url, a.id);
   const tb = await waitDone(srv.url, b.id);
-  t.ok(Date.parse(tc.finishedAt) < Date.parse(ta.finishedAt), 'c, on its own workspace, did not wait behind b');
+  // A task is running from the moment it leaves the queue (before its container exists).
+  t.ok(Date.parse(tc.startedAt) < Date.parse(ta.finishedAt), 'c, on its own workspace, started while a held the workspace: it did not wait behind b');
   t.ok(Date.parse(tb.startedAt) >= Date.parse(ta.finishedAt), 'b started only after a finished on the shared workspace');
   t.equal((await api(srv.url, 'GET', `/v1/tasks/${b.id}/logs`)).text, 'a\nb\n', 'b saw a\'s change: the workspace outlives a task');
 });

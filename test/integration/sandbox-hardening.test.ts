@@ -127,7 +127,9 @@ function hardening(t: Tap.Test, isolation: TestIsolation) {
 
   t.test('a fork bomb is contained; the server stays healthy; a task beside it can still fork', async (t) => {
     const bomb = await submit(srv.url, { isolation,
-      command: 'bomb() { bomb | bomb & }; bomb; exec sleep 30', // exec: no fork needed once pids are exhausted
+      // The task's own shell forks once, before the bomb has taken anything, then execs: a shell
+      // that cannot fork exits 2, which must not be the task's own shell.
+      command: 'bomb() { bomb | bomb & }; bomb & exec sleep 30',
       timeoutSeconds: 6,
       resources: { pids: 64 },
     });

@@ -1,5 +1,6 @@
 import { statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { tar, zip } from '../helpers/archives.js';
 import { api, runTask } from '../helpers/client.js';
@@ -57,6 +58,8 @@ for (const isolation of ISOLATIONS) {
 
     const plain = await runTask(srv.url, 'exit 3', { isolation, workspace: { id: a.id } });
     t.match(plain.task, { status: 'failed', exitCode: 3, reason: null }, 'an ordinary failure on a workspace with room is not disk_quota');
+    // The container is removed (and then the workspace unmounted) after the task is reported done.
+    for (let i = 0; i < 100 && mountsUnder(srv.dataDir).length > 0; i++) await sleep(100);
     t.same(mountsUnder(srv.dataDir), [], 'no workspace stays mounted once its tasks are done');
   });
 }

@@ -102,6 +102,7 @@ for (const [name, spec] of Object.entries(IMAGES)) {
     t.ok(final.some((i) => i.op === 'COPY' && /^--from=build \/sbx-relay \/usr\/local\/bin\/sbx-relay$/.test(i.args)), 'relay copied into the final stage');
     t.match(final.find((i) => i.op === 'LABEL')?.args, /io\.sandboxshift\.relay=\/usr\/local\/bin\/sbx-relay/, 'relay label');
     t.match(final.find((i) => i.op === 'LABEL')?.args, /io\.sandboxshift\.build=registry/, 'build mode label');
+    t.match(final.find((i) => i.op === 'LABEL')?.args, /io\.sandboxshift\.relay\.stdin=1/, 'the relay has the stdin mode');
 
     const apkRoot = build.find((i) => i.op === 'RUN' && /apk add .*--root \/rootfs/.test(i.args))?.args ?? '';
     for (const p of ['busybox', ...spec.packages]) t.match(apkRoot, new RegExp(`\\s${p.replace('.', '\\.')}(\\s|$)`), `versioned package ${p} in the runtime root`);

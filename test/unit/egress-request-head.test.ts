@@ -8,6 +8,11 @@ const parse = (s: string | Buffer) => parseRequestHead(Buffer.isBuffer(s) ? s : 
 t.test('CONNECT and absolute-form requests', async (t) => {
   t.match(parse('CONNECT ok.test:443 HTTP/1.1\r\nHost: ok.test:443\r\n\r\n'), { kind: 'connect', host: 'ok.test', port: 443, headBytes: 'CONNECT ok.test:443 HTTP/1.1\r\nHost: ok.test:443\r\n\r\n'.length });
   t.match(parse('CONNECT [::1]:443 HTTP/1.1\r\n\r\n'), { kind: 'connect', host: '[::1]', port: 443 });
+  t.same(
+    parse('CONNECT ok.test:443 HTTP/1.1\r\nHost: ok.test:443\r\nProxy-Authorization:  Basic dTpw \r\n\r\n'),
+    { kind: 'connect', headBytes: 86, host: 'ok.test', port: 443, headers: [['Host', 'ok.test:443'], ['Proxy-Authorization', 'Basic dTpw']] },
+    'a CONNECT head keeps its fields (the TCP listener reads Proxy-Authorization from them)',
+  );
   const f = parse('GET http://ok.test:8080/a/b?c=d#frag HTTP/1.1\r\nHost: evil.test\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\nBODY');
   t.match(f, { kind: 'forward', method: 'GET', host: 'ok.test', port: 8080, path: '/a/b?c=d' });
   if (f.kind !== 'forward') throw new Error('forward expected');

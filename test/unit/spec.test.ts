@@ -78,6 +78,30 @@ t.test('read-only workspaces and stdin', async (t) => {
   t.equal(s.Labels['io.sandboxshift.task'], 'tsk_abc', 'extra labels cannot override the identifying ones');
 });
 
+t.test('stdin through the pipe: the stdin relay first, its directory mounted, no attach', async (t) => {
+  const plain = buildContainerSpec({ ...req, stdin: true }, settings);
+  const s = buildContainerSpec({ ...req, stdin: true, stdinRelay: '/usr/local/bin/sbx-relay' }, settings, null, '/data/stdin/tsk_abc');
+  t.same(s.Entrypoint, ['/usr/local/bin/sbx-relay', '--stdin', '/run/sandboxshift/stdin/stdin.fifo', '--', '/bin/sh', '-c']);
+  t.same(s.Cmd, plain.Cmd, 'the command is still one argument to /bin/sh -c');
+  t.equal(s.HostConfig.Binds[2], '/data/stdin/tsk_abc:/run/sandboxshift/stdin:ro,nosuid,nodev,noexec', 'read-only under runc');
+  t.equal(s.OpenStdin, false, 'no stdin for an attach');
+  t.equal(s.AttachStdin, false);
+  t.equal(s.Labels['io.sandboxshift.stdin'], 'fifo', 'marked, so that a later server opens the pipe again');
+  const g = buildContainerSpec({ ...req, isolation: 'gvisor', stdin: true, stdinRelay: '/usr/local/bin/sbx-relay' }, settings, null, '/data/stdin/tsk_abc');
+  t.equal(g.HostConfig.Binds[2], '/data/stdin/tsk_abc:/run/sandboxshift/stdin:rw,nosuid,nodev,noexec', 'gVisor opens a host pipe only on a writable mount');
+  const egress = { socketDir: '/data/egress/tsk_abc', relay: '/usr/local/bin/sbx-relay', port: 3128 };
+  const both = buildContainerSpec({ ...req, stdin: true, stdinRelay: '/usr/local/bin/sbx-relay', egress }, settings, null, '/data/stdin/tsk_abc');
+  t.same(both.Entrypoint, ['/usr/local/bin/sbx-relay', '--stdin', '/run/sandboxshift/stdin/stdin.fifo', '--', '/usr/local/bin/sbx-relay', '3128', '/run/sandboxshift/egress/egress.sock', '--', '/bin/sh', '-c'], 'with egress the stdin relay execs the egress relay');
+  const { Entrypoint: _e, HostConfig: h1, Labels: l1, AttachStdin: _a1, OpenStdin: _o1, ...rest1 } = s;
+  const { Entrypoint: _pe, HostConfig: h0, Labels: l0, AttachStdin: _a0, OpenStdin: _o0, ...rest0 } = plain;
+  t.same(rest1, rest0, 'every other top-level field is identical');
+  t.same({ ...h1, Binds: null }, { ...h0, Binds: null }, 'every other HostConfig field is identical');
+  t.same({ ...l1, 'io.sandboxshift.stdin': undefined }, { ...l0, 'io.sandboxshift.stdin': undefined });
+  const noRelay = buildContainerSpec({ ...req, stdin: true }, settings, null, '/data/stdin/tsk_abc');
+  t.equal(noRelay.AttachStdin, true, 'without a relay that reads the pipe, stdin stays on the attach');
+  t.equal(noRelay.HostConfig.Binds.length, 2);
+});
+
 t.test('egress: same hardened spec, plus the relay entrypoint, the read-only proxy socket and proxy variables', async (t) => {
   const plain = buildContainerSpec(req, settings);
   const egress = { socketDir: '/data/egress/tsk_abc', relay: '/usr/local/bin/sbx-relay', port: 3128 };
