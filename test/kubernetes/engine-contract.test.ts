@@ -10,3 +10,7 @@ t.teardown(() => fake.close());
 const settings = kubeSettings(t, fake.kubeconfigPath, fake.namespace);
 
 engineContract(t, { shape: KUBE_SHAPE, engine: async () => kubeEngine(settings) });
+
+t.test('nothing is left in the cluster: every Job, pod and Secret was deleted', async (t) => {
+  for (const kind of ['jobs', 'pods', 'secrets'] as const) t.same(fake.objects(kind).map((o) => o.metadata.name), [], kind);
+});
