@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { EgressProxy, TaskEgress } from '../egress/proxy.js';
+import type { EgressProxy } from '../egress/proxy.js';
 import { EngineError, type ContainerEngine, type OwnContainer, type RunningSandbox, type SandboxEgress } from '../runtime/engine.js';
 import { LABEL_RELAY, LABEL_RELAY_STDIN } from '../runtime/labels.js';
 import { composeCommand } from '../workspace/projectfile.js';
@@ -9,11 +9,6 @@ import type { Clock, TaskLifecycle } from './lifecycle.js';
 import { classifyExit, type TaskRecord, type TaskStatus } from './model.js';
 import type { TaskWorkspaces } from './ports.js';
 import type { Checkpoint, TaskRun } from './run.js';
-
-/** The egress proxy's TCP listener for sandboxes that reach it by URL (per-task credentials). */
-interface TcpEgressProxy {
-  openTcp(taskId: string, allow: readonly string[]): Promise<TaskEgress & { readonly proxyUrl: string | null }>;
-}
 
 /**
  * Runs one task from its workspace's mount to its end: starts (or adopts) its sandbox through
@@ -247,9 +242,7 @@ export class TaskRunner {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
     if (this.engine.egressVia === 'proxy-url') {
       // The sandbox reaches the proxy's TCP listener with the task's own credentials.
-      const proxy = this.egress as EgressProxy & Partial<TcpEgressProxy>;
-      if (!proxy.openTcp) throw new EngineError('this egress proxy has no TCP listener for Kubernetes tasks');
-      const egress = await proxy.openTcp(a.task.id, a.task.network.allow);
+      const egress = await this.egress.openTcp(a.task.id, a.task.network.allow);
       a.egress = egress;
       if (!egress.proxyUrl) throw new EngineError('the egress proxy gave no proxy URL (egress.tcp.listen and egress.tcp.advertiseUrl)');
       return { socketDir: '', relay: '', port: 0, proxyUrl: egress.proxyUrl };
