@@ -42,6 +42,7 @@ export const ERRORS = {
   TENANT_STORAGE_LIMIT: { status: 413, message: "The tenant's workspaces would take more disk than its limit (tenants workspaceBytes)" },
   TOO_MANY_STREAMS: { status: 429, message: 'Too many live streams are open on this server' },
   ENGINE_UNAVAILABLE: { status: 503, message: 'The container engine is unreachable' },
+  EGRESS_POLICY_UNENFORCED: { status: 503, message: "Tasks with an egress allowlist cannot run here now: the Kubernetes cluster's NetworkPolicy self-test did not show that task pods are held to the egress proxy" },
   ISOLATION_UNAVAILABLE: { status: 503, message: 'The requested isolation is allowed but cannot start a hardened container on this machine now' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down; submit again once it is back' },
   // Workspace intake (archives, git, host roots, multipart): details name the entry, the rule and the bound.

@@ -15,6 +15,15 @@ export interface ReadinessReport {
   runtime: RuntimeReport;
   /** Each allowed isolation: whether it can start a hardened container (only the default's decides `ready`). */
   isolation: IsolationReport[];
+  /** Kubernetes only: the NetworkPolicy self-test. */
+  networkPolicy?: NetworkPolicyReport;
+}
+
+export interface NetworkPolicyReport {
+  check: 'canary' | 'trust';
+  enforced: boolean | null;
+  error: string | null;
+  checkedAt: string | null;
 }
 
 export interface IsolationReport {
@@ -59,6 +68,8 @@ export class Readiness {
   private readonly probes = new Map<Isolation, Probe>();
   /** Versions do not change while the engine runs: asked once, again only after a failed ask. */
   private runtime: RuntimeReport | null = null;
+  /** Set on a Kubernetes server by its NetworkPolicy self-test. */
+  networkPolicy: NetworkPolicyReport | null = null;
 
   constructor(
     private readonly config: Readonly<Config>,
@@ -152,6 +163,7 @@ export class Readiness {
       images,
       runtime: reachable ? await this.runtimeVersions() : runtimeReport(null, release()),
       isolation,
+      ...(this.networkPolicy ? { networkPolicy: { ...this.networkPolicy } } : {}),
     };
   }
 

@@ -23,6 +23,8 @@ import { HostUidPool } from './runtime/host-uids.js';
 import { ownSigpendingLimit, raiseKernelLimits, requiredKernelLimits, taskSigpending } from './runtime/kernel-limits.js';
 import { KernelLogOomProbe } from './runtime/oom.js';
 import { PodmanEngine } from './runtime/podman.js';
+import { runCanary } from './runtime/kubernetes/canary.js';
+import { KubernetesEngine, type KubernetesSettings } from './runtime/kubernetes/engine.js';
 import { setUpGvisor, type GvisorService } from './runtime/gvisor.js';
 import { PooledEngine } from './pool/engine.js';
 import { SlotMounts } from './pool/mounts.js';
@@ -120,9 +122,13 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   audit.configLoaded(config, serverId);
   log.info({ audit: audit.path }, 'audit log open');
 
-  const choice = chooseSocket(config.engine.socket, env, join(dataDir, 'podman', 'podman.sock'));
+  // On Kubernetes there is no Podman at all: no API service, no gVisor service, no pool.
+  const onKube = config.engine.kind === 'kubernetes';
+  const choice = onKube ? { source: 'none' as const, socketPath: '' } : chooseSocket(config.engine.socket, env, join(dataDir, 'podman', 'podman.sock'));
   let owned: OwnedPodmanService | null = null;
-  if (choice.source === 'owned') {
+  if (onKube) {
+    log.info({ namespace: config.engine.kubernetes.namespace, kubeconfig: config.engine.kubernetes.kubeconfig ?? 'in-cluster' }, 'engine: Kubernetes');
+  } else if (choice.source === 'owned') {
     owned = new OwnedPodmanService(
       {
         podmanBinary: config.engine.podmanBinary,
@@ -139,11 +145,11 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log.info({ socket: choice.socketPath, source: choice.source }, 'using existing Podman API socket');
     await waitForSocket(choice.socketPath, config.engine.startTimeoutSeconds * 1000);
   }
-  log.info({ socket: choice.socketPath }, 'engine answers');
+  if (!onKube) log.info({ socket: choice.socketPath }, 'engine answers');
   // gVisor, when the operator allows it: a Podman API service that creates its containers.
   const isolations = new IsolationAvailability();
   let gvisor: GvisorService | null = null;
-  if (config.engine.allowedIsolation.includes('gvisor')) {
+  if (!onKube && config.engine.allowedIsolation.includes('gvisor')) {
     gvisor = await setUpGvisor(
       {
         configured: config.engine.gvisorSocket,
@@ -169,19 +175,22 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
     log.info({ ...bundle, file: config.tasks.caBundle }, 'CA bundle for tasks built');
   }
 
-  raiseKernelLimits(
-    requiredKernelLimits({
-      concurrency: config.queue.concurrency,
-      maxPids: config.maxima.pids,
-      nofile: config.sandbox.nofile,
-      maxMemoryMb: config.maxima.memoryMb,
-    }),
-    log,
-  );
+  // Kernel limits and host UIDs are this host's: a Kubernetes task runs on a node.
+  if (!onKube) {
+    raiseKernelLimits(
+      requiredKernelLimits({
+        concurrency: config.queue.concurrency,
+        maxPids: config.maxima.pids,
+        nofile: config.sandbox.nofile,
+        maxMemoryMb: config.maxima.memoryMb,
+      }),
+      log,
+    );
+  }
   // Per-task host UIDs: a user namespace per task, its workspace seen through an idmapped view.
   const uns = config.sandbox.userNamespaces;
   let idmapHelper: string | null = null;
-  if (uns.enabled) {
+  if (uns.enabled && !onKube) {
     try {
       // Kept beside the install (one build for every server run from it), else in the data directory.
       idmapHelper = await buildIdmapHelper(fromInstall('deploy/idmap-mount/idmap_mount.c'), [fromInstall('.build'), join(dataDir, 'bin')]);
@@ -197,26 +206,30 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const secretsDir = join(config.sandbox.secretsDir, serverId);
   // Stdin pipes of tasks whose image's relay reads them: per task, under the data directory.
   const stdinDir = join(dataDir, 'stdin');
-  const podman = PodmanEngine.forSocket(
-    choice.socketPath,
-    {
-      serverId,
-      seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
-      hostsFilePath: writeSandboxHosts(join(dataDir, 'sandbox')),
-      tmpfsMb: config.sandbox.tmpfsMb,
-      nofile: config.sandbox.nofile,
-      nproc: config.sandbox.nproc,
-      sigpending,
-      logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
-      extraLabels: opts.extraLabels ?? {},
-      caBundlePath,
-      secretsDir,
-      stdinDir,
-    },
-    new KernelLogOomProbe(),
-    log,
-    gvisor?.socketPath ?? null,
-  );
+  const kube = onKube ? new KubernetesEngine(kubernetesSettings(config, serverId, dataDir, opts), log) : null;
+  if (kube) undo.push(() => kube.close());
+  const podman: ContainerEngine & { idle(): Promise<void> } =
+    kube ??
+    PodmanEngine.forSocket(
+      choice.socketPath,
+      {
+        serverId,
+        seccompProfilePath: fromInstall(config.sandbox.seccompProfile),
+        hostsFilePath: writeSandboxHosts(join(dataDir, 'sandbox')),
+        tmpfsMb: config.sandbox.tmpfsMb,
+        nofile: config.sandbox.nofile,
+        nproc: config.sandbox.nproc,
+        sigpending,
+        logMaxBytes: config.sandbox.engineLogMb * 1024 * 1024,
+        extraLabels: opts.extraLabels ?? {},
+        caBundlePath,
+        secretsDir,
+        stdinDir,
+      },
+      new KernelLogOomProbe(),
+      log,
+      gvisor?.socketPath ?? null,
+    );
   const workspaces = new Workspaces(
     join(dataDir, 'workspaces'),
     store,
@@ -229,7 +242,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   // task manager sees the pooled engine. With per-task host UIDs each member holds a UID slot of
   // its own (never one of the queue.concurrency slots cold tasks may need) and its task takes it.
   const slotMounts = new SlotMounts(join(dataDir, 'pool'));
-  const pool = new WarmPool(podman, slotMounts, workspaces, poolSettings(config), log, uids, config.queue.concurrency);
+  const pool = new WarmPool(podman, slotMounts, workspaces, onKube ? { ...poolSettings(config), shapes: [] } : poolSettings(config), log, uids, config.queue.concurrency);
   const engine = new PooledEngine(podman, pool, slotMounts, workspaces, join(dataDir, 'pool', 'claims'), RESERVED_MS, log, uids);
   // Egress proxy: per-task socket directories under the data directory.
   const upstreamProxy = config.egress.upstreamProxy ? loadUpstreamProxy(config.egress.upstreamProxy) : null;
@@ -294,6 +307,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const retention = new RetentionSweeper(tasks, logsDir, config.retention, log);
   retention.start();
   const readiness = new Readiness(config, engine, join(dataDir, 'probe'), log, undefined, undefined, isolations);
+  if (kube) await checkNetworkPolicy(kube, config, readiness, log);
   let draining: Promise<Set<string>> | undefined;
 
   return {
@@ -329,6 +343,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       // Idle pre-started sandboxes go; the slots of tasks left running stay mounted.
       await engine.close();
       await podman.idle();
+      await kube?.close();
       await slotMounts.close(engine.heldSlots());
       await workspaces.close(kept);
       await egress.closeTcp();
@@ -337,6 +352,50 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
       await owned?.stop();
     },
   };
+}
+
+/** The Kubernetes engine's settings from the config (workspaces stay on this server's storage and are streamed). */
+function kubernetesSettings(config: Readonly<Config>, serverId: string, dataDir: string, opts: ServiceOptions): KubernetesSettings {
+  const k = config.engine.kubernetes;
+  return {
+    serverId,
+    namespace: k.namespace,
+    kubeconfig: k.kubeconfig === null ? null : resolve(opts.cwd ?? process.cwd(), k.kubeconfig),
+    runtimeClassName: k.runtimeClassName,
+    hostUsers: k.hostUsers,
+    ttlSecondsAfterFinished: k.ttlSecondsAfterFinished,
+    tmpfsMb: config.sandbox.tmpfsMb,
+    workspaceMb: config.workspaces.quotaMb,
+    graceSeconds: Math.max(1, config.sandbox.stopGraceSeconds),
+    startAllowanceSeconds: k.startAllowanceSeconds,
+    images: k.images,
+    extraLabels: kubeLabels(opts.extraLabels ?? {}),
+    maxWorkspaceBytes: k.maxWorkspaceBytes,
+    spoolDir: join(dataDir, 'kubernetes'),
+    writeBack: { paths: config.workspaces, archive: config.workspaces.archive },
+    podStartTimeoutMs: k.podStartTimeoutSeconds * 1000,
+  };
+}
+
+/** Extra labels as Kubernetes label keys and values (anything else is left off). */
+function kubeLabels(labels: Record<string, string>): Record<string, string> {
+  const key = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+  const value = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+  return Object.fromEntries(Object.entries(labels).filter(([k, v]) => key.test(k) && value.test(v)));
+}
+
+/** The NetworkPolicy self-test (or the operator's word for it), recorded for admission and /readyz. */
+async function checkNetworkPolicy(kube: KubernetesEngine, config: Readonly<Config>, readiness: Readiness, log: Logger): Promise<void> {
+  const k = config.engine.kubernetes;
+  if (k.networkPolicyCheck === 'trust') {
+    log.warn('engine.kubernetes.networkPolicyCheck is trust: NetworkPolicy enforcement is not tested; the operator vouches for the network plugin');
+    readiness.networkPolicy = { check: 'trust', enforced: null, error: null, checkedAt: null };
+    return;
+  }
+  const image = k.canaryImage ?? config.images.languages[config.images.default]!.image;
+  const result = await runCanary(kube, k.canaryTarget!, image, log);
+  kube.setEgressRefusal(result.refusal);
+  readiness.networkPolicy = { check: 'canary', enforced: result.enforced, error: result.refusal, checkedAt: result.checkedAt };
 }
 
 /** A pre-started sandbox reserved by a task that did not start within this time is given back. */

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { TENANT_PATTERN } from '../auth/scope.js';
 import { parseCidr } from '../egress/addresses.js';
@@ -16,6 +17,59 @@ export const imageName = z
   .min(1)
   .max(255)
   .regex(/^[a-z0-9][a-z0-9._\/:@-]*$/, 'must be an image reference like sandboxshift/runtime-python:3.11');
+
+/** A DNS-1123 label (namespace, RuntimeClass names). */
+const dnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label: lower-case letters, digits and "-"');
+
+/** host:port with a literal IPv4 address or a host name (IPv6 in brackets). */
+const hostPort = z
+  .string()
+  .min(3)
+  .max(260)
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([1-9][0-9]{0,4})$/, 'must be host:port')
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be 1..65535');
+
+const kubernetesEngine = z
+  .strictObject({
+    kubeconfig: z
+      .string()
+      .min(1)
+      .max(1024)
+      .nullable()
+      .default(null)
+      .describe("kubeconfig file of the cluster (relative paths resolve against the working directory); null: the pod's in-cluster service account"),
+    namespace: dnsLabel.default('sandboxshift-tasks').describe('Namespace the task Jobs, pods and Secrets live in (the only one the server uses)'),
+    runtimeClassName: dnsLabel
+      .nullable()
+      .default(null)
+      .describe("RuntimeClass of every task pod (for example gvisor or kata); null: the cluster's default"),
+    hostUsers: z.boolean().default(true).describe('false runs every task pod in its own user namespace (hostUsers: false; needs Kubernetes 1.33 or the feature gate, and runtime support)'),
+    ttlSecondsAfterFinished: int(0, 7 * 86400, 900, 'Seconds after it finished that Kubernetes deletes a task Job the server did not delete itself'),
+    maxWorkspaceBytes: int(0, 4096 * MiB, 256 * MiB, 'Largest workspace, as a tar, streamed into a task pod; a task whose workspace is larger does not start and its error names this bound'),
+    podStartTimeoutSeconds: int(5, 3600, 300, "How long a task pod may take to be scheduled, pull its image and reach its stdin gate (the task's own timeout still counts)"),
+    startAllowanceSeconds: int(0, 3600, 300, "Added to the pod's activeDeadlineSeconds backstop for scheduling and the image pull, and again to the Job's for queueing"),
+    networkPolicyCheck: z
+      .enum(['canary', 'trust'])
+      .default('canary')
+      .describe('canary: at start-up a pod under the default-deny NetworkPolicy tries to reach canaryTarget; if it can, tasks with an allowlist are refused (EGRESS_POLICY_UNENFORCED). trust: no test (the operator vouches for the network plugin; logged as a warning)'),
+    canaryTarget: hostPort
+      .refine((v) => isIP(v.startsWith('[') ? v.slice(1, v.indexOf(']')) : v.slice(0, v.lastIndexOf(':'))) !== 0, 'must be an IP address and port: task pods have no DNS')
+      .nullable()
+      .default(null)
+      .describe('IP:port a task pod must not be able to reach (for example a node address or the API server; an address, since task pods have no DNS); required with networkPolicyCheck canary'),
+    canaryImage: imageName.nullable().default(null).describe('Runtime image the canary pod runs (null: the default language image); it needs python3 or bash'),
+    images: z
+      .record(imageName, imageName)
+      .refine((m) => Object.keys(m).length <= 64, 'at most 64 entries')
+      .default({})
+      .describe('The image the cluster pulls for each runtime image (for example sandboxshift/runtime-python:3.11 → registry.example/sandboxshift/runtime-python@sha256:…); an image not listed is pulled by its own name (at most 64)'),
+  })
+  .prefault({})
+  .describe('The Kubernetes engine (engine.kind: kubernetes)');
 
 /** An egress allowlist entry: a host name or `*.suffix` (checked fully by src/egress/policy.ts). */
 /** How a task is isolated: runc (a container on the host kernel) or gvisor (runsc's user-space kernel). */
@@ -255,6 +309,11 @@ export const configSchema = z
       .describe('Directory for the database, task logs, workspaces and the owned Podman socket (relative to the working directory)'),
     engine: z
       .strictObject({
+        kind: z
+          .enum(['podman', 'kubernetes'])
+          .default('podman')
+          .describe('Where tasks run: podman (containers on this host through the Podman API) or kubernetes (one Job per task on a cluster, see engine.kubernetes)'),
+        kubernetes: kubernetesEngine,
         socket: z
           .string()
           .min(1)
@@ -288,6 +347,14 @@ export const configSchema = z
       })
       .prefault({})
       .refine((e) => e.allowedIsolation.includes(e.isolation), { message: 'engine.isolation must be one of engine.allowedIsolation', path: ['isolation'] })
+      .refine((e) => e.kind !== 'kubernetes' || e.allowedIsolation.every((i) => i === 'runc'), {
+        message: 'on Kubernetes the isolation is the pod RuntimeClass (engine.kubernetes.runtimeClassName): engine.allowedIsolation must be ["runc"]',
+        path: ['allowedIsolation'],
+      })
+      .refine((e) => e.kind !== 'kubernetes' || e.kubernetes.networkPolicyCheck !== 'canary' || e.kubernetes.canaryTarget !== null, {
+        message: 'engine.kubernetes.canaryTarget is required when networkPolicyCheck is canary (an address task pods must not reach)',
+        path: ['kubernetes', 'canaryTarget'],
+      })
       .describe('Container engine'),
     images: imagesSchema,
     defaults: resources({ cpus: 1, memoryMb: 512, pids: 256, timeoutSeconds: 300 }, 'Default').describe(

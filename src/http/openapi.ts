@@ -310,6 +310,7 @@ const OPERATIONS: Operation[] = [
       'QUEUE_FULL',
       'ENGINE_UNAVAILABLE',
       'ISOLATION_UNAVAILABLE',
+      'EGRESS_POLICY_UNENFORCED',
       'SHUTTING_DOWN',
       'INTERNAL',
     ],
@@ -650,7 +651,7 @@ function operationObject(op: Operation): Json {
 const DESCRIPTION = [
   'Runs shell tasks in hardened Podman containers and streams their output live.',
   '',
-  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, a route for admin keys only, or a user key filtering by another tenant; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, a tenant\'s queue at its limit or too many requests, with Retry-After; 503 engine unreachable, an allowed isolation that cannot run tasks here (ISOLATION_UNAVAILABLE), or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
+  'Errors are `{"error": {"code", "message", "details"?}}`. Each code has one HTTP status (400 malformed or failing the schema; 401 no valid API key; 403 a request from a web page of another origin, a route for admin keys only, or a user key filtering by another tenant; 404 unknown; 409 conflicts of state; 413 too big or too many; 415 unsupported media type; 421 a Host header that names neither this server nor an allowed host; 422 refused by policy; 429 queue full, a tenant\'s queue at its limit or too many requests, with Retry-After; 503 engine unreachable, an allowed isolation that cannot run tasks here (ISOLATION_UNAVAILABLE), a task with an allowlist on a Kubernetes cluster whose NetworkPolicy self-test failed (EGRESS_POLICY_UNENFORCED), or the server shutting down (SHUTTING_DOWN, with Retry-After); 500 unexpected). Every error response lists the codes it can carry in `x-error-codes`.',
   '',
   'Before anything else, every request (WebSocket upgrades included) is checked: a `Host` that names neither the listen address, the address the connection arrived on, a loopback name (`localhost`, 127.0.0.0/8, `[::1]`; any port) nor an entry of the `http.allowedHosts` configuration is 421 HOST_NOT_ALLOWED; an `Origin` that is neither the server\'s own (`http://` + Host) nor in `http.allowedOrigins` (`null` included), or `Sec-Fetch-Site: cross-site`/`same-site` without a listed Origin, is 403 ORIGIN_NOT_ALLOWED. Requests without Origin and Sec-Fetch-Site (curl, SDKs) are unaffected.',
   '',

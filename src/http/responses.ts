@@ -95,6 +95,12 @@ export const taskView = z
       .describe('Network access of the task'),
     envKeys: z.array(z.string()).describe('Names of the environment variables given at submit (values are never served back), sorted'),
     secretEnvKeys: z.array(z.string()).describe('Names of the secretEnv variables given at submit (values are never served, logged or stored unencrypted), sorted'),
+    notes: z
+      .array(z.string().max(500))
+      .max(16)
+      .describe(
+        'What the engine could not do as asked, one sentence each (at most 16): on Kubernetes that resources.pids is not enforced per pod, that part of the output was recovered from pods/log with stdout and stderr combined, or that the workspace was not written back; empty on Podman',
+      ),
   })
   .describe('A task');
 
@@ -250,6 +256,15 @@ export const readinessReport = z
         }),
       )
       .describe('Every isolation engine.allowedIsolation lists. Tasks asking for one that cannot start a container get 503 ISOLATION_UNAVAILABLE'),
+    networkPolicy: z
+      .strictObject({
+        check: z.enum(['canary', 'trust']).describe('engine.kubernetes.networkPolicyCheck'),
+        enforced: z.boolean().nullable().describe('false: the canary pod reached its target, so the cluster ignores NetworkPolicy; null: not known (not tested, or the test could not run)'),
+        error: z.string().nullable().describe('Why tasks with an allowlist are refused with 503 EGRESS_POLICY_UNENFORCED, or null'),
+        checkedAt: isoTime.nullable().describe('When the canary ran (null: never)'),
+      })
+      .optional()
+      .describe('Kubernetes engine only: the NetworkPolicy self-test of start-up. Does not affect `ready` (tasks without an allowlist run either way)'),
   })
   .describe('Readiness: engine reachable, a hardened container starts, required images present; runtime versions and their warnings');
 

@@ -78,6 +78,14 @@ export class PooledEngine implements ContainerEngine {
     mkdirSync(claimsDir, { recursive: true, mode: 0o700 });
   }
 
+  get egressVia(): ContainerEngine['egressVia'] {
+    return this.inner.egressVia;
+  }
+
+  egressRefusal(): string | null {
+    return this.inner.egressRefusal?.() ?? null;
+  }
+
   ping(): Promise<void> {
     return this.inner.ping();
   }

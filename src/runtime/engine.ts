@@ -76,6 +76,11 @@ export interface SandboxEgress {
   relay: string;
   /** Port the relay listens on at 127.0.0.1 in the container. */
   port: number;
+  /**
+   * For an engine whose egress goes through a proxy URL (`egressVia: 'proxy-url'`): the URL, with
+   * the task's credentials, that the sandbox gets as HTTP(S)_PROXY (socketDir and relay unused).
+   */
+  proxyUrl?: string;
 }
 
 export interface SandboxExit {
@@ -99,6 +104,13 @@ export interface SandboxHandlers {
   onPosition?(at: LogPosition): void;
   /** Output between the adopted position and what the engine still holds is gone. */
   onLost?(): void;
+  /**
+   * Output the engine recovered from a log that merges the two streams (stdout and stderr
+   * interleaved, no longer kept apart); without this handler it is delivered as stdout.
+   */
+  onCombined?(data: Buffer): void;
+  /** Something the engine could not do as asked, for the task's record (one sentence). */
+  onNote?(note: string): void;
 }
 
 export interface RunningSandbox {
@@ -167,7 +179,21 @@ export interface PooledSandbox {
   discard(): Promise<void>;
 }
 
+export interface AdoptOptions {
+  stdin: boolean;
+  from: LogPosition | null;
+  /** The task's workspace on the host (mounted), for an engine that copies the workspace in and out. */
+  workspaceDir?: string;
+}
+
 export interface ContainerEngine {
+  /**
+   * How a sandbox reaches the egress proxy: `socket` (default) a bind-mounted per-task socket and
+   * the image's relay; `proxy-url` an HTTP proxy URL with per-task credentials (SandboxEgress.proxyUrl).
+   */
+  readonly egressVia?: 'socket' | 'proxy-url';
+  /** Why tasks with an allowlist cannot run on this engine now (its network policy is not enforced), or null. */
+  egressRefusal?(): string | null;
   /** Throws EngineUnavailableError when the engine does not answer. */
   ping(): Promise<void>;
   imagePresent(image: string): Promise<boolean>;
@@ -183,7 +209,7 @@ export interface ContainerEngine {
    * Follows a container an earlier run started (running or already exited), delivering its
    * output from `from` on; null when the container no longer exists.
    */
-  adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null>;
+  adopt(containerId: string, opts: AdoptOptions, handlers: SandboxHandlers): Promise<RunningSandbox | null>;
   /** Removes a container (force); a missing one is not an error. */
   remove(containerId: string): Promise<void>;
   /** Resolves once an exited sandbox's container is gone (it is removed after its exit is reported). */

@@ -251,7 +251,12 @@ export class TaskManager {
     const shape = { image: plan.image, ...plan.resources, isolation: plan.isolation };
     plan.imageVouched = warmFiles !== null && this.warmCandidate(warmFiles, plan) && this.warm?.ready?.(shape) === true;
     if (!plan.imageVouched) await requireImage(this.engine, plan.image, this.config);
-    if (plan.network.allow.length > 0) await requireRelay(this.engine, plan.image);
+    if (plan.network.allow.length > 0) {
+      const refusal = this.engine.egressRefusal?.() ?? null;
+      if (refusal) throw new AppError('EGRESS_POLICY_UNENFORCED', { reason: refusal });
+      // A proxy-URL engine needs no relay in the image.
+      if (this.engine.egressVia !== 'proxy-url') await requireRelay(this.engine, plan.image);
+    }
     this.scheduler.requireRoom(tenant);
     return plan;
   }

@@ -49,13 +49,19 @@ export interface TaskRecord {
   env: Record<string, string>;
   /** Names of the task's secretEnv (sorted); the values are never in the record (only kept encrypted, apart). */
   secretEnvKeys: string[];
+  /** What the engine could not do as asked (absent on records of engines that had nothing to say). */
+  notes?: string[];
 }
+
+/** At most this many engine notes are kept on a task, each at most NOTE_CHARS characters. */
+export const MAX_NOTES = 16;
+export const NOTE_CHARS = 500;
 
 /** What the API serves for a task: the record without its env values. */
 export function publicTask(t: TaskRecord) {
   const { env, ...rest } = t;
   // Records written before the count (tenants, the isolation) existed read 0 (the default tenant, runc).
-  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort(), secretEnvKeys: rest.secretEnvKeys ?? [] };
+  return { ...rest, tenant: rest.tenant ?? DEFAULT_TENANT, keyId: rest.keyId ?? null, oomKills: rest.oomKills ?? 0, isolation: rest.isolation ?? 'runc', envKeys: Object.keys(env).sort(), secretEnvKeys: rest.secretEnvKeys ?? [], notes: rest.notes ?? [] };
 }
 
 /**

@@ -5,7 +5,7 @@ import type { LogPosition, RunningSandbox, SandboxHandlers, StreamName } from '.
 import { StreamCapture } from '../streaming/capture.js';
 import { secretMasks, type SecretMask } from '../streaming/mask.js';
 import { streamFile, type TaskLog } from '../streaming/tasklog.js';
-import type { TaskRecord } from './model.js';
+import { MAX_NOTES, NOTE_CHARS, type TaskRecord } from './model.js';
 
 const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
 const CHECKPOINT_FILE = 'engine.json';
@@ -140,7 +140,20 @@ export class TaskRun {
         this.skip.stdout = 0;
         this.skip.stderr = 0;
       },
+      onCombined: (data) => {
+        // Merged stdout and stderr: kept on stdout, and the task's notes say so (onNote).
+        if (this.log.finished || !this.captures) return;
+        this.deliver('stdout', this.masks.stdout.push(data));
+      },
+      onNote: (note) => this.note(note),
     };
+  }
+
+  /** Adds an engine note to the task record (bounded, each note once). */
+  note(note: string): void {
+    const notes = (this.task.notes ??= []);
+    const text = note.slice(0, NOTE_CHARS);
+    if (notes.length < MAX_NOTES && !notes.includes(text)) notes.push(text);
   }
 
   /** Masked output into the capture, past what an earlier run already kept. */

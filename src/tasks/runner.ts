@@ -183,7 +183,11 @@ export class TaskRunner {
         this.taskUids.set(task.id, container.hostUid);
       }
       if (task.network.allow.length > 0 && container.running) await this.openEgress(a, container.hostUid);
-      const sandbox = await this.engine.adopt(container.containerId, { stdin: task.stdin, from: from?.position ?? null }, a.handlers());
+      const sandbox = await this.engine.adopt(
+        container.containerId,
+        { stdin: task.stdin, from: from?.position ?? null, workspaceDir: this.workspaces.dir(task.workspaceId) },
+        a.handlers(),
+      );
       if (!sandbox) {
         clearTimeout(a.timer);
         task.error = 'the container disappeared while the server was down';
@@ -287,6 +291,13 @@ export class TaskRunner {
   /** Opens the task's proxy listener before its container exists (closed in finish()). */
   private async openEgress(a: TaskRun, hostUid: number | null): Promise<SandboxEgress> {
     if (!this.egress) throw new Error('this task manager has no egress proxy');
+    if (this.engine.egressVia === 'proxy-url') {
+      // The sandbox reaches the proxy's TCP listener with the task's own credentials.
+      const egress = await this.egress.openTcp(a.task.id, a.task.network.allow);
+      a.egress = egress;
+      if (!egress.proxyUrl) throw new EngineError('the egress proxy gave no proxy URL (egress.tcp.listen and egress.tcp.advertiseUrl)');
+      return { socketDir: '', relay: '', port: 0, proxyUrl: egress.proxyUrl };
+    }
     const relay = await imageRelay(this.engine, a.task.image.name);
     if (relay === null) throw new EngineError(`image ${a.task.image.name} no longer has an egress relay (label ${LABEL_RELAY})`);
     const egress = await this.egress.open(a.task.id, a.task.network.allow, hostUid ?? undefined);

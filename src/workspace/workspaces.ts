@@ -470,7 +470,7 @@ async function countTree(dir: string): Promise<{ files: number; bytes: number }>
  * counts regular files and their bytes. Uses lstat and lchown-free calls on non-links only, so a
  * link is never followed (links themselves keep root ownership, which does not matter for them).
  */
-async function normaliseTree(dir: string): Promise<{ files: number; bytes: number }> {
+export async function normaliseTree(dir: string): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
   const walk = async (d: string): Promise<void> => {

@@ -1,0 +1,109 @@
+/**
+ * The stdin gate every task pod's container runs first (POSIX sh, GNU or busybox head and tar).
+ * Nothing of the task runs before the server has attached and written the header line
+ * `<tarBytes> <boundary|-> <stdin 0|1>`; the next <tarBytes> bytes of stdin are the workspace as
+ * a tar, extracted into the working directory (/workspace). The task's own stdin follows when it
+ * asked for it, else the command gets /dev/null. With a boundary, once the command has exited the
+ * wrapper prints `\n<boundary>\n` and a tar of the workspace on stdout (the write-back), and exits
+ * with the command's status. The boundary comes over stdin, so it is in no object the pod can read
+ * and not in the command's environment.
+ */
+export const GATE_SCRIPT = [
+  'IFS=" " read -r n b s || exit 125',
+  'w=$PWD',
+  'case "$n" in ""|*[!0-9]*) exit 125;; esac',
+  'if [ "$n" -gt 0 ]; then head -c "$n" | tar -xf - -C "$w" || exit 125; fi',
+  'if [ "$s" != 1 ]; then exec </dev/null; fi',
+  'if [ "$b" = - ]; then exec /bin/sh -c "$1"; fi',
+  // In the background and waited for, so that the wrapper prints no "Killed" of its own; fd 3
+  // carries stdin past the /dev/null an asynchronous command gets.
+  'exec 3<&0',
+  '/bin/sh -c "$1" <&3 3<&- &',
+  'exec 3<&-',
+  'wait $! 2>/dev/null',
+  'rc=$?',
+  `printf '\\n%s\\n' "$b"`,
+  'tar -cf - -C "$w" .',
+  'exit $rc',
+].join('\n');
+
+/** Exit status of the gate itself when its header or workspace could not be read. */
+export const GATE_FAILED = 125;
+
+export function gateHeader(tarBytes: number, boundary: string | null, stdin: boolean): Buffer {
+  return Buffer.from(`${tarBytes} ${boundary ?? '-'} ${stdin ? 1 : 0}\n`);
+}
+
+/** The marker line as it appears on stdout (the newline before it is the wrapper's, not the task's). */
+export function boundaryMarker(boundary: string): Buffer {
+  return Buffer.from(`\n${boundary}\n`);
+}
+
+/** How long bytes that could begin the marker are held before they count as output. */
+const HOLD_MS = 40;
+
+/**
+ * Splits a stdout stream at the boundary marker: everything before it goes to `out`, everything
+ * after it to `rest`. Bytes that could be the start of the marker are held back until decided.
+ */
+export class BoundarySplitter {
+  private held: Buffer = Buffer.alloc(0);
+  private found = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly marker: Buffer | null,
+    private readonly out: (data: Buffer) => void,
+    private readonly rest: (data: Buffer) => void,
+  ) {}
+
+  get passed(): boolean {
+    return this.found;
+  }
+
+  /** Bytes are held back (not yet output). */
+  get holding(): boolean {
+    return this.held.length > 0;
+  }
+
+  push(chunk: Buffer): void {
+    clearTimeout(this.timer);
+    if (this.found) return this.rest(chunk);
+    if (!this.marker) return this.out(chunk);
+    const buf = this.held.length ? Buffer.concat([this.held, chunk]) : chunk;
+    const at = buf.indexOf(this.marker);
+    if (at >= 0) {
+      this.found = true;
+      this.held = Buffer.alloc(0);
+      if (at > 0) this.out(buf.subarray(0, at));
+      const after = buf.subarray(at + this.marker.length);
+      if (after.length) this.rest(after);
+      return;
+    }
+    // Keep the longest suffix that is a prefix of the marker.
+    let keep = Math.min(this.marker.length - 1, buf.length);
+    while (keep > 0 && !buf.subarray(buf.length - keep).equals(this.marker.subarray(0, keep))) keep--;
+    if (buf.length - keep > 0) this.out(buf.subarray(0, buf.length - keep));
+    this.held = Buffer.from(buf.subarray(buf.length - keep));
+    // The marker is one write of the wrapper: its rest follows at once, or this was output.
+    if (this.held.length) this.timer = setTimeout(() => this.flush(), HOLD_MS);
+  }
+
+  /**
+   * Output on the other stream came between: bytes held back are output, so that the order of the
+   * two streams is kept (the wrapper writes the marker in one write after the command, which
+   * reaches the reader whole).
+   */
+  flush(): void {
+    clearTimeout(this.timer);
+    if (!this.found && this.held.length) this.out(this.held);
+    this.held = Buffer.alloc(0);
+  }
+
+  /** The stream ended: held bytes were output after all. */
+  end(): void {
+    clearTimeout(this.timer);
+    if (!this.found && this.held.length) this.out(this.held);
+    this.held = Buffer.alloc(0);
+  }
+}
