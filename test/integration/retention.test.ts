@@ -32,6 +32,8 @@ t.test('the retention sweep removes a task finished past retention.taskDays and 
   t.equal(gone.status, 404, 'the old task is gone');
   t.equal(gone.json?.error?.code, 'TASK_NOT_FOUND');
   t.equal((await api(srv.url, 'GET', `/v1/tasks/${old.id}/logs`)).status, 404, 'so are its logs');
+  // The record goes first; the directory is removed right after it.
+  for (let i = 0; i < 50 && existsSync(join(srv.dataDir, 'tasks', old.id)); i++) await new Promise((r) => setTimeout(r, 100));
   t.notOk(existsSync(join(srv.dataDir, 'tasks', old.id)), 'its log directory was removed');
   const left = db.prepare('SELECT COUNT(*) AS n FROM egress_decisions WHERE task_id = ?');
   t.equal((left.get(old.id) as { n: number }).n, 0, 'its egress decisions were removed');
