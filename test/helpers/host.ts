@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { fromInstall } from '../../src/paths.js';
@@ -52,4 +53,13 @@ export function ownedPodmanService(socketPath: string, podmanBinary = 'podman', 
     { podmanBinary, runtime: 'runc', socketPath, containersConf: fromInstall('deploy/containers.conf'), timeoutMs },
     pino({ level: 'silent' }),
   );
+}
+
+/** A loopback TCP port free at the moment of asking (a listener the test then opens on it). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
 }

@@ -7,16 +7,10 @@ import { statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
+import { freePort } from '../helpers/host.js';
 import { exchange } from '../helpers/egress.js';
 import { startTestServer } from '../helpers/server.js';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 const refused = (port: number) =>
   new Promise<string>((r) => net.connect(port, '127.0.0.1').once('error', (e: NodeJS.ErrnoException) => r(e.code ?? '')).once('connect', function (this: net.Socket) {
     this.destroy();

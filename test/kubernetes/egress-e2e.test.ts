@@ -5,20 +5,12 @@
  * (NetworkPolicy not enforced, `networkPolicyCheck: trust`), so the pod reaches the listener on
  * loopback; the upstream is a loopback server this test opened.
  */
-import net from 'node:net';
 import t from 'tap';
+import { freePort } from '../helpers/host.js';
 import { api, runTask } from '../helpers/client.js';
 import { httpUpstream, PROBE_PY } from '../helpers/egress.js';
 import { startTestServer } from '../helpers/server.js';
 import { startFakeKube } from './fake/index.js';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const web = await httpUpstream(['127.0.0.1']);
 const fake = await startFakeKube();
