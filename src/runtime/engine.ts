@@ -39,6 +39,12 @@ export interface SandboxJob {
   secretEnv?: Readonly<Record<string, string>> | undefined;
   /** Host directory mounted at /workspace. */
   workspaceDir: string;
+  /**
+   * With a host UID: makes that UID's idmapped view of the workspace and returns its directory,
+   * which is then what is mounted (workspaceDir is the workspace itself until then). A pooled
+   * sandbox that takes the task runs it as its own UID and never asks for this view.
+   */
+  workspaceView?: (() => Promise<string>) | undefined;
   /** The workspace's id, when workspaceDir is a view of it rather than its own mount (an idmapped view). */
   workspaceId?: string | undefined;
   workspaceReadonly: boolean;

@@ -140,6 +140,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async start(shape: SandboxShape, job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox> {
+    if (job.workspaceView) job = { ...job, workspaceDir: await job.workspaceView(), workspaceView: undefined };
     const secretsFile = this.writeSecrets(shape, job);
     let stdinDir: string | null = null;
     try {

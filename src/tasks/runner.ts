@@ -37,6 +37,8 @@ export class TaskRunner {
 
   /** Host UIDs of the tasks that have (or are creating) a container with a user namespace. */
   private readonly taskUids = new Map<string, number>();
+  /** Tasks whose UID's idmapped view of their workspace is mounted (unmounted after the exit). */
+  private readonly mappedViews = new Set<string>();
 
   /**
    * The workspace's filesystem is mounted for the whole run (until the container is removed),
@@ -67,7 +69,7 @@ export class TaskRunner {
     const uid = this.taskUids.get(a.task.id);
     if (uid === undefined) return;
     this.taskUids.delete(a.task.id);
-    await this.workspaces.unmap(a.task.workspaceId, uid).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
+    if (this.mappedViews.delete(a.task.id)) await this.workspaces.unmap(a.task.workspaceId, uid).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
     this.uids?.release(a.task.id);
   }
 
@@ -79,7 +81,11 @@ export class TaskRunner {
   private async tookSandboxUid(a: TaskRun, sandbox: RunningSandbox, own: number | null): Promise<void> {
     if (sandbox.hostUid === undefined || own === null || sandbox.hostUid === own) return;
     this.taskUids.set(a.task.id, sandbox.hostUid);
-    await this.workspaces.unmap(a.task.workspaceId, own).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
+    // The view of the sandbox's UID is the task's from now on (the engine made it, or the
+    // sandbox runs in a spare workspace of its own); one for the task's own UID goes if made.
+    const ownView = this.mappedViews.delete(a.task.id);
+    this.mappedViews.add(a.task.id);
+    if (ownView) await this.workspaces.unmap(a.task.workspaceId, own).catch((err: unknown) => this.log.warn({ taskId: a.task.id, err }, 'idmapped workspace view not unmounted'));
   }
 
   /** Arms the deadline: `timeoutSeconds` after the task started, whenever this run began. */
@@ -107,10 +113,16 @@ export class TaskRunner {
       // runc tasks only: gVisor's runsc is not given a user namespace (its tasks stay host UID 65532).
       const isolation = task.isolation ?? 'runc';
       const hostUid = this.uids && isolation === 'runc' ? this.uids.allocate(task.id) : null;
-      let workspaceDir = this.workspaces.dir(task.workspaceId);
+      const workspaceDir = this.workspaces.dir(task.workspaceId);
+      let workspaceView: (() => Promise<string>) | undefined;
       if (hostUid !== null) {
         this.taskUids.set(task.id, hostUid);
-        workspaceDir = await this.workspaces.mapFor(task.workspaceId, hostUid);
+        // Made only when the task starts cold: a pooled sandbox brings its own UID's view.
+        workspaceView = async () => {
+          const view = await this.workspaces.mapFor(task.workspaceId, hostUid);
+          this.mappedViews.add(task.id);
+          return view;
+        };
       }
       const egress = task.network.allow.length > 0 ? await this.openEgress(a, hostUid) : undefined;
       const stdinRelay = task.stdin ? await this.stdinRelay(a) : undefined;
@@ -122,6 +134,7 @@ export class TaskRunner {
           env: task.env,
           secretEnv: a.secretEnv,
           workspaceDir,
+          workspaceView,
           workspaceId: task.workspaceId,
           workspaceReadonly: task.workspaceReadonly,
           stdin: task.stdin,
@@ -181,6 +194,7 @@ export class TaskRunner {
       if (container.hostUid !== null) {
         if (this.uids && !this.uids.adopt(task.id, container.hostUid)) throw new Error(`its host UID ${container.hostUid} is held by another task`);
         this.taskUids.set(task.id, container.hostUid);
+        this.mappedViews.add(task.id);
       }
       if (task.network.allow.length > 0 && container.running) await this.openEgress(a, container.hostUid);
       const sandbox = await this.engine.adopt(
@@ -226,9 +240,8 @@ export class TaskRunner {
     }
     const exit = await Promise.race([sandbox.exit, a.whenDetached]).finally(() => clearTimeout(a.timer));
     if (exit === 'detached') return;
-    // The container is removed: its host UID and idmapped view go before the task is recorded done.
-    await this.releaseHostUid(a);
-
+    // The task's idmapped view and host UID go after it is recorded done (run() and adopt(), before
+    // the workspace is released): an unmount waits for the kernel's RCU grace period, 10–20 ms.
     task.output = a.finishOutput();
     task.oomKills = exit.oomKills;
     if (exit.vanished) {

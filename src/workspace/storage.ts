@@ -1,14 +1,10 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { AppError } from '../errors.js';
 import { hostRun as run } from './host-commands.js';
 import { idmapMount } from './idmap.js';
-
-const spawnRun = promisify(execFile);
 
 /** Every workspace file belongs to the sandbox user (Chainguard `nonroot`). */
 export const SANDBOX_UID = 65532;
@@ -67,9 +63,7 @@ export class WorkspaceStorage {
   /** Unmounts a task's idmapped view (before its workspace is released). */
   async closeMapped(id: string, hostUid: number): Promise<void> {
     const dir = this.mappedDir(id, hostUid);
-    // Through a process of the server's own: unmounted through the host command helper, a view
-    // was left mounted after a pooled task (not understood yet).
-    await unmount(dir, spawnRun);
+    await unmount(dir);
     await rmdir(dir).catch(() => undefined);
   }
 
