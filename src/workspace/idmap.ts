@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { hostRun } from './host-commands.js';
 
 const run = promisify(execFile);
 
@@ -40,5 +41,6 @@ export async function buildIdmapHelper(source: string, binDirs: readonly string[
  * `id` on disk belong to `hostUid` there, and what `hostUid` creates is owned by `id` on disk.
  */
 export async function idmapMount(helper: string, src: string, dst: string, id: number, hostUid: number): Promise<void> {
-  await run(helper, [src, dst, String(id), String(hostUid)]);
+  // Through the host-command helper: no fork of the server's address space on the event loop.
+  await hostRun(helper, [src, dst, String(id), String(hostUid)]);
 }
