@@ -37,8 +37,8 @@ export interface HandedUids {
 /**
  * The engine the task manager sees when a pool exists. A task that brings no workspace may take
  * a member at submission (`reserve`): the member's empty workspace becomes the task's, already
- * mounted on the slot. At start, a task whose shape matches (and that has no secrets: their file
- * is bound at creation) is handed to its reserved member, or to any ready member with its
+ * mounted on the slot. At start, a task whose shape matches (and that has no stdin pipe: it is
+ * bound at creation; secrets come with the job line) is handed to its reserved member, or to any ready member with its
  * workspace mounted over the member's spare; any other starts cold. A task with an allowlist has
  * its egress socket directory mounted onto the slot's egress directory first (with per-task host
  * UIDs, its socket and directory are given to the member's UID, which the task takes over).
@@ -61,7 +61,7 @@ export class PooledEngine implements ContainerEngine {
   private timer: NodeJS.Timeout | undefined;
   /** Tasks handed to a pre-started sandbox so far. */
   handoffs = 0;
-  /** Tasks of a pooled shape (and no secrets) that started cold: the pool had no member ready. */
+  /** Tasks of a pooled shape (and no stdin pipe) that started cold: the pool had no member ready. */
   missed = 0;
 
   constructor(
@@ -149,10 +149,10 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(dir);
     let member: Member | null = null;
     let attach = true;
-    // Secrets and a stdin pipe are bound at create; a task runs with a user namespace of its own
-    // exactly when the members have one.
+    // A stdin pipe is bound at create (secrets come with the job line); a task runs with a user
+    // namespace of its own exactly when the members have one.
     const ownUid = (job.hostUid ?? null) !== null;
-    const cold = Object.keys(job.secretEnv ?? {}).length > 0 || job.stdinRelay !== undefined || ownUid !== (this.uids !== null);
+    const cold = job.stdinRelay !== undefined || ownUid !== (this.uids !== null);
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;

@@ -296,8 +296,13 @@ export class PodmanEngine implements ContainerEngine {
       },
       handoff: async (job, handlers) => {
         if (taken) throw new EngineError('a pre-started sandbox takes one job only');
-        if (Object.keys(job.secretEnv ?? {}).length > 0) throw new EngineError('a pre-started sandbox has no secrets file');
-        const line = encodeJob(job.command, job.env, forcedEnv(this.settings, job.egress), job.egress && [job.egress.relay, String(job.egress.port), EGRESS_SOCKET, '--']);
+        const line = encodeJob(
+          job.command,
+          job.env,
+          forcedEnv(this.settings, job.egress),
+          job.egress && [job.egress.relay, String(job.egress.port), EGRESS_SOCKET, '--'],
+          job.secretEnv ?? {},
+        );
         if (Buffer.byteLength(line) > MAX_JOB_BYTES) throw new EngineError('the job is too large for a pre-started sandbox');
         if (!alive || sock.destroyed) throw new EngineError('the pre-started sandbox has ended');
         taken = true;

@@ -21,17 +21,30 @@ export function shellWord(s: string): string {
 }
 
 /**
- * The job line: `exec env -- K=V... [wrapper...] /bin/sh -c <command>` with the task's environment
+ * The job line: `[export S=V; ...] exec env -- K=V... [wrapper...] /bin/sh -c <command>` with the task's environment
  * first and the variables the server forces (`forced`, e.g. HOME and the CA bundle's) after it, so
  * that they win as they do on the cold path. `wrapper` runs first and execs the rest (the egress
  * relay and its arguments, as a cold sandbox's entrypoint has them). Names are shell variable
  * names (validated on intake).
  */
-export function encodeJob(command: string, env: Readonly<Record<string, string>>, forced: Readonly<Record<string, string>>, wrapper: readonly string[] = []): string {
+export function encodeJob(
+  command: string,
+  env: Readonly<Record<string, string>>,
+  forced: Readonly<Record<string, string>>,
+  wrapper: readonly string[] = [],
+  secrets: Readonly<Record<string, string>> = {},
+): string {
+  // Secrets are exported by the waiter's shell, not passed as words to env: a process's
+  // arguments are readable by every user of the host, its environment only by its own user.
+  // Names the task's env or the server sets win, as on the cold path.
+  const exports = Object.entries(secrets)
+    .filter(([k]) => !(k in env) && !(k in forced))
+    .map(([k, v]) => `export ${shellWord(`${k}=${v}`)}; `)
+    .join('');
   const words = ['exec', 'env', '--'];
   for (const [k, v] of Object.entries(env)) if (!(k in forced)) words.push(shellWord(`${k}=${v}`));
   for (const [k, v] of Object.entries(forced)) words.push(shellWord(`${k}=${v}`));
   for (const w of wrapper) words.push(shellWord(w));
   words.push('/bin/sh', '-c', shellWord(command));
-  return `${words.join(' ')}\n`;
+  return `${exports}${words.join(' ')}\n`;
 }

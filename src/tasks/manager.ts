@@ -223,7 +223,7 @@ export class TaskManager {
   }
 
   /**
-   * A runc task with no files, no allowlist, no secrets and no stdin (its pipe is bound at create) that starts now (a run slot is free, so a
+   * A runc task with no files, no allowlist and no stdin (its pipe is bound at create) that starts now (a run slot is free, so a
    * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
    * pre-started sandbox of its shape; null when there is none.
    */
@@ -234,7 +234,7 @@ export class TaskManager {
 
   private warmCandidate(files: Record<string, string>, plan: TaskPlan): boolean {
     const { queued, running } = this.scheduler.stats();
-    return plan.isolation === 'runc' && Object.keys(files).length === 0 && plan.network.allow.length === 0 && Object.keys(plan.secretEnv).length === 0 && queued + running < this.config.queue.concurrency;
+    return plan.isolation === 'runc' && Object.keys(files).length === 0 && plan.network.allow.length === 0 && queued + running < this.config.queue.concurrency;
   }
 
   /**

@@ -21,27 +21,28 @@ export function hostProcesses(needle: string): number[] {
   return pids;
 }
 
-/** Containers (running or not) that carry the task's label, straight from Podman. */
+/** Containers (running or not) of the task: those with its label, straight from Podman, and pre-started ones handed to it. */
 export async function taskContainers(socketPath: string, taskId: string): Promise<string[]> {
   const docker = new Docker({ socketPath });
   const list = await docker.listContainers({ all: true, filters: { label: [`io.sandboxshift.task=${taskId}`] } });
-  return list.map((c) => c.Id);
+  const ids = list.map((c) => c.Id);
+  // Pre-started containers a warm test server of this process handed the task (its claim names it).
+  for (const w of warmServers.values()) {
+    for (const c of await w.services.engine.listOurs()) if (c.taskId === taskId && !ids.includes(c.containerId)) ids.push(c.containerId);
+  }
+  return ids;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * The task's containers still there once they had up to `ms` to go (the server removes a
- * container after reporting its exit): those with the task's label, and pre-started containers
- * that a warm test server of this process handed the task (their task is in the server's claim).
+ * The task's containers (taskContainers) still there once they had up to `ms` to go (the server
+ * removes a container after reporting its exit).
  */
 export async function leftContainers(socketPath: string, taskId: string, ms = 10_000): Promise<string[]> {
   const until = Date.now() + ms;
   for (;;) {
     const ids = await taskContainers(socketPath, taskId);
-    for (const w of warmServers.values()) {
-      for (const c of await w.services.engine.listOurs()) if (c.taskId === taskId && !ids.includes(c.containerId)) ids.push(c.containerId);
-    }
     if (ids.length === 0 || Date.now() > until) return ids;
     await sleep(100);
   }

@@ -20,9 +20,9 @@ interface WarmServer {
 
 export const warmServers = new Map<string, WarmServer>();
 
-/** A body the pool's default shape takes: no limits, image or secrets of its own. */
+/** A body the pool's default shape takes: no limits or image of its own, and no stdin pipe. */
 function defaultShape(body: Record<string, unknown>): boolean {
-  return body.resources === undefined && body.image === undefined && body.secretEnv === undefined;
+  return body.resources === undefined && body.image === undefined && body.stdin !== true;
 }
 
 /** Called by the client helper before each submission. */

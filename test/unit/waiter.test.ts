@@ -36,3 +36,19 @@ t.test('the waiter variables are not exported to the task', async (t) => {
   const r = runWaiter(encodeJob('env | grep -c "^\\(job\\|nl\\)=" || true', {}, {}));
   t.equal(r.stdout.trim(), '0');
 });
+
+t.test('secrets reach the command environment, in no process argument; env and server names win', async (t) => {
+  const secret = "s3cr3t 'quoted'\nline";
+  // env is the one process that could get them as arguments: its words hold none of them.
+  const job = encodeJob('printf "%s|%s|%s" "$TOKEN" "$PLAIN" "$HOME"', { PLAIN: 'env' }, { HOME: '/workspace/.home' }, [], {
+    TOKEN: secret,
+    PLAIN: 'secret-plain',
+    HOME: 'secret-home',
+  });
+  t.notOk(job.slice(0, -1).includes('\n'), 'one line');
+  const envWords = job.slice(job.indexOf('exec env'));
+  t.notOk(envWords.includes('s3cr3t') || envWords.includes('secret-plain') || envWords.includes('secret-home'), 'no secret value is an argument of env');
+  const r = runWaiter(job);
+  t.equal(r.stdout, `${secret}|env|/workspace/.home`);
+  t.equal(r.status, 0);
+});
