@@ -116,3 +116,22 @@ t.test('a background process writing to stdout forever: the task ends and its wo
   tt.notMatch(out.notes.join('\n'), /not written back/, 'no note of a failed write-back');
   tt.match(out.text('stdout'), /^(spam\n)+$/, 'stdout is the background process’s lines only, no archive text');
 });
+
+// Last in this file: the attach faults it leaves unused stay armed.
+t.test('an attach dropped before the task ended and refused until the pod ended: written back from pods/log', async (tt) => {
+  const engine = kubeEngine(settings);
+  tt.teardown(() => engine.close());
+  const dir = workspaceDir(tt, { 'old.txt': 'before\n', 'keep.txt': 'kept\n' });
+  const out = new Collected();
+  const sb = await engine.start(KUBE_SHAPE, job(dir, TASK), out.handlers());
+  await out.waitFor('started');
+  for (let i = 0; i < 40; i++) fake.faults.failNext('GET', /\/pods\/[^/]+\/attach$/, 500);
+  fake.faults.dropAttaches();
+  const exit = await within(sb.exit, 30_000);
+  tt.equal(exit.exitCode, 0);
+  tt.equal(readFileSync(join(dir, 'new.txt'), 'utf8'), 'new\n', 'a new file is there');
+  tt.same(readFileSync(join(dir, 'd/e/b.bin')), BINARY, 'a binary file, byte for byte');
+  tt.notOk(existsSync(join(dir, 'old.txt')), 'the removed file is gone');
+  tt.match(out.notes.join('\n'), /the workspace was written back from pods\/log \(the server was not attached when the task ended\)/);
+  tt.match(out.all(), /finished\n$/, 'the output after the drop came from pods/log, cut before the boundary');
+});
