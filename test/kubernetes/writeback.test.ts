@@ -4,7 +4,8 @@
  * against its end line, and only then replaces the workspace's files. Also: a task's background
  * process that keeps writing to stdout does not get into the archive.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { SandboxExit, SandboxJob } from '../../src/runtime/engine.js';
@@ -115,6 +116,26 @@ t.test('a background process writing to stdout forever: the task ends and its wo
   tt.notOk(existsSync(join(dir, 'old.txt')), 'the file it removed is gone');
   tt.notMatch(out.notes.join('\n'), /not written back/, 'no note of a failed write-back');
   tt.match(out.text('stdout'), /^(spam\n)+$/, 'stdout is the background process’s lines only, no archive text');
+});
+
+t.test('an image without base64: the gate says so, and the workspace is left as it was with a note', async (tt) => {
+  // The fake's pods see the host's files: a PATH of every tool the gate needs but base64.
+  const bin = mkdtempSync('/var/tmp/sbx-nobase64-');
+  tt.teardown(() => rmSync(bin, { recursive: true, force: true }));
+  chmodSync(bin, 0o755);
+  for (const tool of ['head', 'tar', 'cksum', 'tee', 'mkfifo', 'rm']) {
+    symlinkSync(spawnSync('sh', ['-c', `command -v ${tool}`]).stdout.toString().trim(), join(bin, tool));
+  }
+  const engine = kubeEngine(settings);
+  tt.teardown(() => engine.close());
+  const dir = workspaceDir(tt, { 'old.txt': 'before\n' });
+  const out = new Collected();
+  const sb = await engine.start(KUBE_SHAPE, { ...job(dir, 'echo made > made.txt; rm old.txt'), env: { PATH: bin } }, out.handlers());
+  tt.equal((await within(sb.exit, 30_000)).exitCode, 0, 'the exit is the command’s');
+  tt.equal(readFileSync(join(dir, 'old.txt'), 'utf8'), 'before\n', 'the files are as before the task');
+  tt.notOk(existsSync(join(dir, 'made.txt')));
+  tt.match(out.notes.join('\n'), /the workspace was not written back \(its files are as before the task\): the pod could not send it: the image lacks base64/);
+  tt.notMatch(out.notes.join('\n'), /pods\/log/, 'pods/log holds the same: it is not read');
 });
 
 // Last in this file: the attach faults it leaves unused stay armed.

@@ -44,7 +44,8 @@ export class Cksum {
   }
 }
 
-export type ArchiveResult = { ok: true; bytes: number } | { ok: false; reason: string };
+/** A failure `byPod` is what the pod itself said (a FAILED end line): another copy of the text says the same. */
+export type ArchiveResult = { ok: true; bytes: number } | { ok: false; reason: string; byPod?: boolean };
 
 export class ArchiveDecoder {
   private line = '';
@@ -98,9 +99,9 @@ export class ArchiveDecoder {
   }
 
   /** Stops with this reason (the source of the text went away). */
-  fail(reason: string): void {
+  fail(reason: string, byPod = false): void {
     if (this.settled) return;
-    this.settled = { ok: false, reason };
+    this.settled = byPod ? { ok: false, reason, byPod } : { ok: false, reason };
     this.done(this.settled);
   }
 
@@ -123,7 +124,7 @@ export class ArchiveDecoder {
   }
 
   private onEnd(rest: string): void {
-    if (rest.startsWith('FAILED')) return this.fail(`the pod could not send it: ${rest.slice('FAILED'.length).trim() || 'no reason given'}`);
+    if (rest.startsWith('FAILED')) return this.fail(`the pod could not send it: ${rest.slice('FAILED'.length).trim() || 'no reason given'}`, true);
     const m = /^END (\d+) (\d+)$/.exec(rest.trim());
     if (!m) return this.fail(`the archive's end line is not understood (${JSON.stringify(rest.slice(0, 80))})`);
     if (this.carry.length > 0) return this.fail(`the archive was altered: its base64 text does not end on a whole group (after ${this.sum.bytes} bytes)`);

@@ -160,9 +160,9 @@ export class PodTask {
       () => null,
       (err: unknown) => {
         // A failed verification is the reason, not what the tar reader made of a cut archive.
+        // (The decoder goes on to the end line: it tells whether the text itself was whole.)
         const r = decoder.result;
         if (r && !r.ok) return r.reason;
-        decoder.fail('refused');
         return err instanceof Error ? err.message : String(err);
       },
     );
@@ -289,7 +289,18 @@ export class PodTask {
         this.archive.decoder.end();
         overAttach = await this.archive.done;
         if (overAttach === null) return;
-        why = `the archive over the attach stream was refused: ${overAttach}`;
+        // The archive came whole and was refused (limits, paths), or the pod said it could not
+        // make one: pods/log holds the same.
+        const r = this.archive.decoder.result;
+        if (r?.ok || (r && !r.ok && r.byPod)) {
+          this.handlers.onNote?.(`${NOT_WRITTEN_BACK}: ${overAttach}`);
+          return;
+        }
+        if (this.stopping || deleted) {
+          this.handlers.onNote?.(`${NOT_WRITTEN_BACK}: ${overAttach}`);
+          return;
+        }
+        why = `the archive over the attach stream was not whole: ${overAttach}`;
       } else if (this.stopping || deleted || !isTerminal(pod)) {
         // Stopped or gone before the command ended: the pod sent nothing back.
         return;
