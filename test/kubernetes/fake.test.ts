@@ -6,6 +6,7 @@
  * deadlines, TTL, Secrets in env, NetworkPolicy isolation, and the faults tests inject.
  */
 import * as k8s from '@kubernetes/client-node';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { PassThrough } from 'node:stream';
@@ -427,8 +428,7 @@ t.test('a watch from an expired resourceVersion gets one ERROR event with a 410 
 
 t.test('delete: a Job deleted without propagationPolicy orphans its pod; Background and Foreground remove it and kill its processes', async (t) => {
   const c = await cluster(t);
-  // `$$$$` reaches the shell as `$$`: the kubelet reduces `$$` to `$` in command and args.
-  const script = 'echo "pgid=$$$$"; sleep 30 & sleep 30';
+  const script = 'echo up; sleep 30 & sleep 30';
   for (const name of ['ss-orphan', 'ss-bg', 'ss-fg']) {
     await c.batch.createNamespacedJob({ namespace: c.ns, body: job(name, script) });
     await resume(c, name);
@@ -436,8 +436,8 @@ t.test('delete: a Job deleted without propagationPolicy orphans its pod; Backgro
   const pgids = new Map<string, number>();
   for (const name of ['ss-orphan', 'ss-bg', 'ss-fg']) {
     const pod = await podIn(c, name, ['Running']);
-    const log = await waitFor('pgid', async () => /pgid=(\d+)/.exec(await readLog(c, pod.metadata.name)) ?? undefined);
-    pgids.set(name, Number(log[1]));
+    await waitFor('up', async () => (await readLog(c, pod.metadata.name)).includes('up') || undefined);
+    pgids.set(name, c.fake.processGroup(pod.metadata.name)!);
     t.ok(groupAlive(pgids.get(name)!), `${name} runs`);
   }
 
@@ -484,15 +484,16 @@ t.test('a graceful pod delete sends SIGTERM to the group, waits for it, then rem
 
 t.test('pod activeDeadlineSeconds: Failed with reason DeadlineExceeded and the group killed', async (t) => {
   const c = await cluster(t);
-  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-deadline', 'echo "pgid=$$$$"; sleep 30 & sleep 30', { pod: { activeDeadlineSeconds: 2, terminationGracePeriodSeconds: 1 } }) });
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-deadline', 'echo up; sleep 30 & sleep 30', { pod: { activeDeadlineSeconds: 2, terminationGracePeriodSeconds: 1 } }) });
   await resume(c, 'ss-deadline');
   const running = await podIn(c, 'ss-deadline', ['Running']);
-  const m = await waitFor('pgid', async () => /pgid=(\d+)/.exec(await readLog(c, running.metadata.name)) ?? undefined);
+  await waitFor('up', async () => (await readLog(c, running.metadata.name)).includes('up') || undefined);
+  const pgid = c.fake.processGroup(running.metadata.name)!;
   const pod = await podIn(c, 'ss-deadline', ['Failed']);
   t.equal(pod.status.reason, 'DeadlineExceeded');
   t.match(pod.status.containerStatuses[0].state.terminated, { reason: 'Error' });
   t.ok(pod.status.containerStatuses[0].state.terminated.exitCode >= 128, 'killed by a signal');
-  t.notOk(groupAlive(Number(m[1])), 'no process of the group is left');
+  t.notOk(groupAlive(pgid), 'no process of the group is left');
 });
 
 t.test('Job activeDeadlineSeconds fails the Job with DeadlineExceeded and deletes its pod', async (t) => {
@@ -713,11 +714,39 @@ t.test('a container that cannot be set up ends with StartError, exit code 128 an
 
 t.test('the container ends with its main process: a background child is killed and the pod finishes at once', async (t) => {
   const c = await cluster(t);
-  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-bgchild', 'echo "pgid=$$$$"; sleep 30 & echo main-done') });
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-bgchild', 'sleep 30 & echo main-done') });
   await resume(c, 'ss-bgchild');
   const pod = await podIn(c, 'ss-bgchild', ['Succeeded']);
-  const m = /pgid=(\d+)/.exec(await readLog(c, pod.metadata.name));
-  t.ok(m, 'the log has the group id');
-  t.notOk(groupAlive(Number(m![1])), 'the background sleep went with the main process');
+  const pgid = c.fake.processGroup(pod.metadata.name);
+  t.ok(pgid, 'the kubelet knows the group');
+  t.notOk(groupAlive(pgid!), 'the background sleep went with the main process');
   t.equal(pod.status.containerStatuses[0].state.terminated.exitCode, 0);
+});
+
+t.test('each pod has its own PID namespace: kill -KILL -1 in a pod ends its own processes, not a process of the same uid outside it', async (t) => {
+  // A uid no other process on this machine uses: should the namespace be missing, the task's
+  // kill -1 reaches only the sentinel below, never another test's sandbox.
+  const uid = 64917;
+  const c = await cluster(t, { runAs: { uid, gid: uid } });
+  const sentinel = spawn('setpriv', ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => {
+    sentinel.kill('SIGKILL');
+  });
+  let sentinelEnd: string | null = null;
+  sentinel.once('exit', (code, signal) => (sentinelEnd = signal ?? String(code)));
+  await waitFor('sentinel running as the uid', () => {
+    try {
+      return readFileSync(`/proc/${sentinel.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)?.[1] === String(uid) || undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  await c.batch.createNamespacedJob({ namespace: c.ns, body: job('ss-killall', 'echo "pid=$$$$ uid=$(id -u)"; sleep 30 & kill -KILL -1; wait; echo after-kill') });
+  await resume(c, 'ss-killall');
+  const pod = await podIn(c, 'ss-killall', ['Succeeded', 'Failed']);
+  t.equal(pod.status.phase, 'Succeeded', 'the command itself is not killed (kill -1 spares the caller and PID 1)');
+  t.equal(await readLog(c, pod.metadata.name), `pid=1 uid=${uid}\nafter-kill\n`, 'the command is PID 1 of its namespace, and its background sleep was killed (wait returned at once)');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(sentinelEnd, null, 'the process of the same uid outside the pod is alive');
+  t.equal(process.kill(sentinel.pid!, 0), true);
 });

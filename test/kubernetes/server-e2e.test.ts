@@ -200,3 +200,53 @@ t.test('kill -9 of the server: the next one re-attaches the running task; the ga
   t.ok(at > 0, 'every line, in order');
   t.match(task.notes.join('\n'), /recovered from pods\/log.*stdout and stderr combined/, 'the record says which part is combined');
 });
+
+t.test('kill -9 of the server and the task ends while none runs: the next server writes its workspace back from pods/log', async (t) => {
+  const fake = await fakeKube(t);
+  const dataDir = keptDataDir(t, 'sbx-kube-writeback-');
+  const procs: ServerProcess[] = [];
+  t.teardown(async () => {
+    for (const p of procs) {
+      p.kill('SIGKILL');
+      await p.exited;
+    }
+  });
+  const start = async () => {
+    const p = await startServerProcess({ dataDir, ...kubeEngine(fake) });
+    procs.push(p);
+    return p;
+  };
+  const first = await start();
+  const { id } = await submit(first.url, {
+    command: 'echo started; sleep 1; cat in.txt > copy.txt; echo made > out.txt; rm in.txt; echo finished',
+    workspace: { files: { 'in.txt': 'from the client\n', 'keep.txt': 'kept\n' } },
+  });
+  let killed = false;
+  await collectStream(first.wsUrl, id, {
+    onFrame: (f) => {
+      if (!killed && f.type === 'stdout' && String(f.data).includes('started')) {
+        killed = true;
+        first.kill('SIGKILL');
+      }
+    },
+  }).catch(() => undefined);
+  await first.exited;
+  const until = Date.now() + 30_000;
+  while (!fake.objects('pods').some((p) => p.metadata.annotations?.['sandboxshift.io/task'] === id && p.status?.phase === 'Succeeded')) {
+    if (Date.now() > until) throw new Error('the task pod did not end');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const second = await start();
+  const task = await waitDone(second.url, id, 60_000);
+  t.match(task, { status: 'succeeded', exitCode: 0 });
+  const file = (name: string) => api(second.url, 'GET', `/v1/workspaces/${task.workspaceId}/files/${name}`);
+  t.equal((await file('out.txt')).text, 'made\n', 'a file the task made is in the workspace');
+  t.equal((await file('copy.txt')).text, 'from the client\n', 'with the content it gave it');
+  t.equal((await file('keep.txt')).text, 'kept\n', 'an untouched file stayed');
+  t.equal((await file('in.txt')).status, 404, 'the file it removed is gone');
+  t.match(task.notes.join('\n'), /the workspace was written back from pods\/log/, 'the record says where the write-back came from');
+  t.notMatch(task.notes.join('\n'), /not written back/);
+  const out = (await api(second.url, 'GET', `/v1/tasks/${id}/logs?stream=stdout`)).text;
+  t.match(out, /finished\n$/, 'the output ends before the boundary');
+  t.notMatch(out, /SANDBOXSHIFT-WRITEBACK/, 'no boundary or archive text in the output');
+});

@@ -182,7 +182,7 @@ export class KubernetesEngine implements ContainerEngine {
       since,
     );
     if (now.deleted || isTerminal(now.pod)) {
-      await task.fillGap(since, Infinity);
+      await task.catchUp(since);
       return task.sandbox();
     }
     if (!gateOpened) {

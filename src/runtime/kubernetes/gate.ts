@@ -1,12 +1,19 @@
 /**
- * The stdin gate every task pod's container runs first (POSIX sh, GNU or busybox head and tar).
- * Nothing of the task runs before the server has attached and written the header line
- * `<tarBytes> <boundary|-> <stdin 0|1>`; the next <tarBytes> bytes of stdin are the workspace as
- * a tar, extracted into the working directory (/workspace). The task's own stdin follows when it
- * asked for it, else the command gets /dev/null. With a boundary, once the command has exited the
- * wrapper prints `\n<boundary>\n` and a tar of the workspace on stdout (the write-back), and exits
- * with the command's status. The boundary comes over stdin, so it is in no object the pod can read
- * and not in the command's environment.
+ * The stdin gate every task pod's container runs first (POSIX sh, GNU or busybox head, tar,
+ * base64, cksum, tee and mkfifo). Nothing of the task runs before the server has attached and
+ * written the header line `<tarBytes> <boundary|-> <stdin 0|1>`; the next <tarBytes> bytes of
+ * stdin are the workspace as a tar, extracted into the working directory (/workspace). The task's
+ * own stdin follows when it asked for it, else the command gets /dev/null.
+ *
+ * With a boundary, once the command has exited the gate, which is the init of the pod's own PID
+ * namespace, kills every other process left in the pod (`kill -KILL -1` reaches only that
+ * namespace, and only when the gate is its PID 1), so that nothing of the task writes after it.
+ * Then it prints `\n<boundary>\n`, the workspace as a tar in base64 lines (text, which pods/log
+ * carries as it does output) and an end line `<boundary> END <cksum CRC> <tar bytes>`, or
+ * `<boundary> FAILED <why>` when the archive could not be made (a tool missing from the image, tar
+ * failing); the server writes the workspace back only from an archive whose end line matches it.
+ * It exits with the command's status. The boundary comes over stdin, so it is in no object the
+ * pod can read and not in the command's environment.
  */
 export const GATE_SCRIPT = [
   'IFS=" " read -r n b s || exit 125',
@@ -22,8 +29,24 @@ export const GATE_SCRIPT = [
   'exec 3<&-',
   'wait $! 2>/dev/null',
   'rc=$?',
+  // Nothing of the write-back's own errors reaches the streams (pods/log merges them with stdout).
+  'exec 2>/dev/null',
+  'if [ "$$" = 1 ]; then kill -KILL -1; fi',
   `printf '\\n%s\\n' "$b"`,
-  'tar -cf - -C "$w" .',
+  'm=',
+  'for c in base64 cksum tee mkfifo tar; do command -v "$c" >/dev/null || m="$m $c"; done',
+  `if [ -n "$m" ]; then printf '%s FAILED the image lacks%s\\n' "$b" "$m"; exit $rc; fi`,
+  'p=/tmp/.sandboxshift-writeback',
+  'rm -f "$p"',
+  `if ! mkfifo -m 600 "$p"; then printf '%s FAILED mkfifo failed in /tmp\\n' "$b"; exit $rc; fi`,
+  // base64 writes to the real stdout (fd 4); the tar's status and its cksum come back in r.
+  'exec 4>&1',
+  `r=$( { { tar -cf - -C "$w" .; echo "tar $? ." >&3; } | tee "$p" | base64 >&4; } 3>&1 & printf 'sum %s .\\n' "$(cksum <"$p")"; wait )`,
+  'rm -f "$p"',
+  'case "$r" in',
+  `  *"tar 0 ."*) k=\${r#*sum }; k=\${k%% .*}; printf '%s END %s\\n' "$b" "$k";;`,
+  `  *) printf '%s FAILED tar could not archive the workspace\\n' "$b";;`,
+  'esac',
   'exit $rc',
 ].join('\n');
 
@@ -59,6 +82,16 @@ export class BoundarySplitter {
 
   get passed(): boolean {
     return this.found;
+  }
+
+  /**
+   * The marker was seen elsewhere (in pods/log): everything from now on goes to `rest`, and bytes
+   * held back are dropped (they were the start of the marker).
+   */
+  skip(): void {
+    clearTimeout(this.timer);
+    this.found = true;
+    this.held = Buffer.alloc(0);
   }
 
   /** Bytes are held back (not yet output). */

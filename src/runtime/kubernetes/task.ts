@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import { PassThrough, Writable } from 'node:stream';
 import type { V1Pod } from '@kubernetes/client-node';
 import type WebSocket from 'isomorphic-ws';
 import { EngineError, type RunningSandbox, type SandboxExit, type SandboxHandlers, type StreamName } from '../engine.js';
+import { ArchiveDecoder, hasEndLine, markerLineAt, type ArchiveResult } from './archive-text.js';
 import { BoundarySplitter, boundaryMarker, gateHeader } from './gate.js';
 import { CONTAINER_NAME } from './names.js';
 import { isTerminal } from './pods.js';
@@ -17,6 +19,16 @@ const REATTACH_DELAY_MS = 250;
 const V5 = 'v5.channel.k8s.io';
 /** How long the exit waits for the pod to be deleted after its Job. */
 const REMOVAL_MS = 10_000;
+/** Log text is decoded in slices of this size (the decoder holds a slice as a string). */
+const LOG_SLICE = 64 * 1024;
+const NOT_WRITTEN_BACK = 'the workspace was not written back (its files are as before the task)';
+
+interface Archive {
+  decoder: ArchiveDecoder;
+  input: PassThrough;
+  /** Null once the files were replaced, else why not. */
+  done: Promise<string | null>;
+}
 
 export interface PodTaskOptions {
   job: string;
@@ -32,6 +44,11 @@ export interface PodTaskOptions {
  * Follows one task pod: attach (stdout and stderr apart), the stdin gate, attach again after a
  * dropped stream with the gap filled from pods/log (combined), the write-back, and the exit from
  * the pod's status. The exit resolves once the Job is deleted.
+ *
+ * The write-back is the base64 text after the boundary line (archive-text.ts): decoded from the
+ * attach stream as it arrives, or, when the server was not attached as it came (restart, dropped
+ * stream, a pod that ended before it was adopted), from pods/log once the pod ended. Either way
+ * the files are replaced only when the end line matches what arrived.
  */
 export class PodTask {
   private ws: WebSocket | null = null;
@@ -40,8 +57,10 @@ export class PodTask {
   /** Output that arrives while a gap is being filled waits here, to keep the order. */
   private queue: [StreamName, Buffer][] | null = null;
   private readonly splitter: BoundarySplitter;
-  private writeBackInput: PassThrough | null = null;
-  private writeBackDone: Promise<unknown> | null = null;
+  /** The write-back as it comes over the attach stream. */
+  private archive: Archive | null = null;
+  /** The write-back is read from pods/log once the pod ended (with the log text when it was read to its end), and why. */
+  private fromLog: { text: Buffer | null; why: string } | null = null;
   private reattaching: Promise<void> | null = null;
   private stopping = false;
   private detached = false;
@@ -110,21 +129,44 @@ export class PodTask {
       this.splitter.flush();
       this.handlers.onOutput('stderr', data);
     }
-    // The position is when the last output was received, and only while nothing is held back:
-    // a later run reads pods/log on from there.
-    if (!this.splitter.holding) this.handlers.onPosition?.({ ino: 0, offset: this.lastAt });
+    // The position is when the last output was received, and only while nothing is held back and
+    // the write-back has not begun: a later run reads pods/log on from there.
+    if (!this.splitter.holding && !this.splitter.passed) this.handlers.onPosition?.({ ino: 0, offset: this.lastAt });
   }
 
   private toWriteBack(data: Buffer): void {
-    if (!this.o.workspaceDir) return;
-    if (!this.writeBackInput) {
-      this.writeBackInput = new PassThrough();
-      this.writeBackDone = writeBack(this.writeBackInput, this.o.workspaceDir, this.o.writeBackLimits).catch((err: unknown) => {
-        const reason = err instanceof Error ? err.message : String(err);
-        this.handlers.onNote?.(`the workspace was not written back (its files are as before the task): ${reason}`);
-      });
-    }
-    this.writeBackInput.write(data);
+    if (!this.o.workspaceDir || this.fromLog) return;
+    this.archive ??= this.startArchive(this.o.workspaceDir);
+    this.archive.decoder.push(data);
+  }
+
+  /** A decoder feeding a write-back that replaces the files only once the end line matched. */
+  private startArchive(dir: string): Archive {
+    const input = new PassThrough();
+    let settle!: (r: ArchiveResult) => void;
+    const verified = new Promise<ArchiveResult>((r) => (settle = r)).then((r) => {
+      if (!r.ok) throw new Error(r.reason);
+    });
+    verified.catch(() => undefined);
+    const decoder = new ArchiveDecoder(
+      this.o.boundary!,
+      (data) => input.write(data),
+      (r) => {
+        settle(r);
+        input.end();
+      },
+    );
+    const done = writeBack(input, dir, this.o.writeBackLimits, verified).then(
+      () => null,
+      (err: unknown) => {
+        // A failed verification is the reason, not what the tar reader made of a cut archive.
+        // (The decoder goes on to the end line: it tells whether the text itself was whole.)
+        const r = decoder.result;
+        if (r && !r.ok) return r.reason;
+        return err instanceof Error ? err.message : String(err);
+      },
+    );
+    return { decoder, input, done };
   }
 
   private onClose(ws: WebSocket): void {
@@ -163,7 +205,17 @@ export class PodTask {
     for (const [stream, data] of queued) this.deliver(stream, data);
   }
 
-  /** Output stamped in (sinceMs, untilMs) from pods/log, delivered as combined output. */
+  /** Adopting a pod that had already ended: everything since `sinceMs` comes from pods/log. */
+  async catchUp(sinceMs: number): Promise<void> {
+    const filling = this.fillGap(sinceMs, Infinity);
+    this.reattaching = filling.finally(() => (this.reattaching = null));
+    await filling;
+  }
+
+  /**
+   * Output stamped in (sinceMs, untilMs) from pods/log, delivered as combined output, cut at the
+   * boundary line: what follows it is the write-back, taken from pods/log once the pod ended.
+   */
   async fillGap(sinceMs: number, untilMs: number): Promise<void> {
     let text: Buffer;
     try {
@@ -173,13 +225,27 @@ export class PodTask {
       this.handlers.onNote?.(`output written while the server was not attached is lost: pods/log could not be read (${err instanceof Error ? err.message : String(err)})`);
       return;
     }
-    if (this.o.boundary) {
-      const at = text.indexOf(`${this.o.boundary}\n`);
+    const b = this.o.boundary;
+    if (b) {
+      if (this.splitter.passed) {
+        // The write-back was coming over the attach stream when it dropped: what pods/log holds
+        // since is the rest of it, not output.
+        const why = 'the attach stream dropped while the archive came over it';
+        this.archive?.decoder.fail(why);
+        this.fromLog ??= { text: null, why };
+        return;
+      }
+      const at = markerLineAt(text, b);
       if (at >= 0) {
+        this.splitter.skip();
+        this.fromLog = { text: untilMs === Infinity ? text.subarray(at) : null, why: 'the server was not attached when the task ended' };
         text = text.subarray(0, Math.max(0, at - 1));
-        this.splitter.end();
-        this.handlers.onNote?.('the workspace was not written back (its files are as before the task): the task ended while the server was not attached, and pods/log cannot carry the archive');
-        this.o.workspaceDir = null;
+      } else if (hasEndLine(text, b)) {
+        // The boundary line came before `sinceMs` (a server before this one received it): what
+        // follows is the write-back, not output.
+        this.splitter.skip();
+        this.fromLog = { text: null, why: 'the server was not attached when the task ended' };
+        text = Buffer.alloc(0);
       }
     }
     if (text.length === 0) return;
@@ -197,8 +263,7 @@ export class PodTask {
     if (this.reattaching) await this.reattaching;
     if (this.ws) this.ws.close();
     this.splitter.end();
-    this.writeBackInput?.end();
-    await this.writeBackDone;
+    await this.finishWriteBack(end.pod, end.deleted);
     this.ended = true;
     const exit = exitOf(end.pod, end.deleted, this.stopping);
     await this.k.removeJob(this.o.job).catch(() => undefined);
@@ -206,6 +271,73 @@ export class PodTask {
     await this.k.pods.waitFor(this.o.job, (_p, deleted) => deleted, REMOVAL_MS).catch(() => undefined);
     this.k.pods.forget(this.o.job);
     return exit;
+  }
+
+  /**
+   * After the pod ended: the write-back that came over the attach stream is complete and verified,
+   * or it is taken from pods/log (the server was not attached, the stream dropped, or the archive
+   * over it did not verify). The task's notes say where it came from, or why it was not written.
+   */
+  private async finishWriteBack(pod: V1Pod, deleted: boolean): Promise<void> {
+    const dir = this.o.workspaceDir;
+    if (!this.o.boundary || !dir || this.detached) return;
+    let why = this.fromLog?.why;
+    let overAttach: string | null = null;
+    if (!this.fromLog) {
+      if (this.splitter.passed) this.archive ??= this.startArchive(dir);
+      if (this.archive) {
+        this.archive.decoder.end();
+        overAttach = await this.archive.done;
+        if (overAttach === null) return;
+        // The archive came whole and was refused (limits, paths), or the pod said it could not
+        // make one: pods/log holds the same.
+        const r = this.archive.decoder.result;
+        if (r?.ok || (r && !r.ok && r.byPod)) {
+          this.handlers.onNote?.(`${NOT_WRITTEN_BACK}: ${overAttach}`);
+          return;
+        }
+        if (this.stopping || deleted) {
+          this.handlers.onNote?.(`${NOT_WRITTEN_BACK}: ${overAttach}`);
+          return;
+        }
+        why = `the archive over the attach stream was not whole: ${overAttach}`;
+      } else if (this.stopping || deleted || !isTerminal(pod)) {
+        // Stopped or gone before the command ended: the pod sent nothing back.
+        return;
+      } else {
+        why = 'the archive did not arrive over the attach stream';
+      }
+    }
+    const failed = await this.writeBackFromLog(dir);
+    if (failed === null) this.handlers.onNote?.(`the workspace was written back from pods/log (${why})`);
+    else this.handlers.onNote?.(`${NOT_WRITTEN_BACK}: ${overAttach ? `over the attach stream: ${overAttach}; from pods/log: ` : ''}${failed}`);
+  }
+
+  /** The write-back from pods/log (the pod has ended): null once written back, else why not. */
+  private async writeBackFromLog(dir: string): Promise<string | null> {
+    const b = this.o.boundary!;
+    let text = this.fromLog?.text ?? null;
+    if (!text) {
+      try {
+        text = await this.k.readLog(this.o.pod, 0, Infinity);
+      } catch (err) {
+        return `pods/log could not be read (${err instanceof Error ? err.message : String(err)})`;
+      }
+    }
+    const at = markerLineAt(text, b);
+    if (at < 0) {
+      return hasEndLine(text, b)
+        ? 'pods/log no longer holds the start of the archive (the kubelet may have rotated the log)'
+        : 'the pod ended before it sent the workspace back';
+    }
+    const archive = this.startArchive(dir);
+    for (let i = at + b.length + 1; i < text.length && !archive.decoder.result; i += LOG_SLICE) {
+      archive.decoder.push(text.subarray(i, Math.min(text.length, i + LOG_SLICE)));
+      const input = archive.input;
+      if (input.writableNeedDrain && !input.destroyed && !input.writableEnded) await Promise.race([once(input, 'drain'), archive.done]);
+    }
+    archive.decoder.end();
+    return archive.done;
   }
 
   /** For the start's failure path and detach: stop listening (the pod stays as it is). */

@@ -69,15 +69,17 @@ export interface WriteBackLimits {
  * Replaces the workspace's files with the tar a task pod sent back. The tar goes through the same
  * checks as an uploaded archive (paths, links, entry and byte budgets) into a staging directory on
  * the workspace's own filesystem; only a tar that passes them all replaces the files, so a
- * refused one leaves the workspace as the task found it.
+ * refused one leaves the workspace as the task found it. With `verified`, the files are replaced
+ * only once it resolves (the archive's end line matched what arrived); its rejection aborts.
  */
-export async function writeBack(input: Readable, dir: string, limits: WriteBackLimits): Promise<{ files: number; bytes: number }> {
+export async function writeBack(input: Readable, dir: string, limits: WriteBackLimits, verified?: Promise<unknown>): Promise<{ files: number; bytes: number }> {
   const staging = join(dir, STAGING_NAME);
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { mode: 0o755 });
   try {
     await extractTar(input, new TreeWriter(staging, limits.paths, new IntakeBudget(limits.archive)));
     const counted = await normaliseTree(staging);
+    if (verified) await verified;
     for (const name of await readdir(dir)) if (name !== STAGING_NAME) await rm(join(dir, name), { recursive: true, force: true });
     for (const name of await readdir(staging)) await rename(join(staging, name), join(dir, name));
     await rm(staging, { recursive: true, force: true });

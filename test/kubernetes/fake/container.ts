@@ -17,6 +17,8 @@ export class ContainerRun {
   exitCode: number | null = null;
   signal: string | null = null;
   spawnError: Error | undefined;
+  /** Host PID of the container's main process (PID 1 of its PID namespace), once it started. */
+  mainPid: number | undefined;
   readonly started: Promise<void>;
   readonly closed: Promise<void>;
   private readonly sinks = new Set<OutputSink>();
@@ -53,8 +55,10 @@ export class ContainerRun {
     this.started = new Promise((resolve, reject) => {
       rejectStarted = reject;
       const signal = child.stdio[3] as NodeJS.ReadableStream | null;
-      signal?.once('data', () => {
+      signal?.once('data', (data: Buffer) => {
         isStarted = true;
+        const pid = Number(/^started (\d+)/.exec(data.toString('latin1'))?.[1]);
+        if (pid > 0) this.mainPid = pid;
         resolve();
         // stderr the command wrote before the signal was read is the command's own
         if (setupErr) relay('stderr')(Buffer.from(setupErr, 'latin1'));
@@ -97,11 +101,20 @@ export class ContainerRun {
     child.once('close', close);
   }
 
-  /** Signals the container's main process only, as a runtime's stop does first. */
+  /** The process group of every process of the container (the spawned unshare's). */
+  get processGroup(): number | undefined {
+    return this.child.pid;
+  }
+
+  /**
+   * Signals the container's main process only, as a runtime's stop does first. It is PID 1 of
+   * its namespace: as on a node, a signal it has no handler for (but SIGKILL) does nothing.
+   */
   signalMain(signal: NodeJS.Signals): void {
-    if (this.exited || this.child.pid === undefined) return;
+    const pid = this.mainPid ?? this.child.pid;
+    if (this.exited || pid === undefined) return;
     try {
-      process.kill(this.child.pid, signal);
+      process.kill(pid, signal);
     } catch {
       // already gone
     }

@@ -11,6 +11,7 @@ import { AttachServer } from './attach.js';
 import { Collector } from './gc.js';
 import { JobController } from './jobs.js';
 import { Kubelet } from './kubelet.js';
+import type { LogEdit } from './podlog.js';
 import { createApiServer, type Fault, type RequestRecord } from './server.js';
 import { Store, type Kind } from './store.js';
 import { WatchHub } from './watch.js';
@@ -36,7 +37,11 @@ export interface FakeKube {
     expireWatches(): void;
     dropAttaches(): void;
     failNext(method: string, path: RegExp, status: number): void;
+    /** What pods/log serves from now on goes through `edit` (null: as logged). */
+    editLog(edit: LogEdit | null): void;
   };
+  /** The host process group of a pod's container (every process of it), while the kubelet has it. */
+  processGroup(pod: string): number | undefined;
   objects(kind: 'jobs' | 'pods' | 'secrets' | 'networkpolicies'): any[];
   requests: Array<{ method: string; path: string; query: Record<string, string> }>;
 }
@@ -72,7 +77,8 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
   const token = randomBytes(24).toString('hex');
   const store = new Store(namespace);
   const api = { host: '127.0.0.1', port: 0 };
-  const kubelet = new Kubelet(store, { baseDir, enforceNetworkPolicy: opts.enforceNetworkPolicy === true, runAs: opts.runAs, api });
+  const logEdit: { fn: LogEdit | null } = { fn: null };
+  const kubelet = new Kubelet(store, { baseDir, enforceNetworkPolicy: opts.enforceNetworkPolicy === true, runAs: opts.runAs, api, logEdit });
   const gc = new Collector(store, (name) => kubelet.isLive(name));
   const jobs = new JobController(store, gc);
   const watches = new WatchHub(store);
@@ -110,7 +116,11 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
       failNext: (method, path, status) => {
         faults.push({ method, path, status });
       },
+      editLog: (edit) => {
+        logEdit.fn = edit;
+      },
     },
+    processGroup: (pod) => kubelet.container(pod)?.processGroup,
     close: () => {
       closing ??= (async () => {
         process.removeListener('exit', onExit);

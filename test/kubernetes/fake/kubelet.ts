@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { launch } from './launcher.js';
 import { buildEnv, ConfigError, expand, identity, prepareVolumes } from './podconfig.js';
-import { PodLog, type StreamName } from './podlog.js';
+import { PodLog, type LogEdit, type StreamName } from './podlog.js';
 import { matchesLabelSelector } from './selectors.js';
 import type { Store, StoreEvent } from './store.js';
 import { ContainerRun } from './container.js';
@@ -18,6 +18,8 @@ export interface KubeletOptions {
   enforceNetworkPolicy: boolean;
   runAs?: { uid: number; gid: number };
   api: { host: string; port: number };
+  /** The fault applied to what pods/log serves (see faults.editLog). */
+  logEdit?: { fn: LogEdit | null };
 }
 
 const CONFIG_RETRY_MS = 200;
@@ -29,7 +31,7 @@ function now(): string {
 /** One pod's life on the node. */
 class PodRuntime {
   run: ContainerRun | undefined;
-  readonly log = new PodLog();
+  readonly log: PodLog;
   timers: NodeJS.Timeout[] = [];
   deadlineExceeded = false;
   stopping = false;
@@ -37,7 +39,9 @@ class PodRuntime {
   grace = Infinity;
   gone = false;
   finished = false;
-  constructor(readonly name: string, readonly uid: string, readonly dir: string) {}
+  constructor(readonly name: string, readonly uid: string, readonly dir: string, logEdit?: { fn: LogEdit | null }) {
+    this.log = new PodLog(name, logEdit);
+  }
 }
 
 export class Kubelet {
@@ -91,7 +95,7 @@ export class Kubelet {
     let rt = this.pods.get(name);
     if (rt && rt.uid !== pod.metadata.uid) rt = undefined;
     if (ev.type === 'ADDED' && !rt && !this.closed) {
-      const created = new PodRuntime(name, pod.metadata.uid, join(this.opts.baseDir, 'pods', pod.metadata.uid));
+      const created = new PodRuntime(name, pod.metadata.uid, join(this.opts.baseDir, 'pods', pod.metadata.uid), this.opts.logEdit);
       this.pods.set(name, created);
       setImmediate(() => this.schedule(created));
       return;

@@ -1,9 +1,14 @@
-// How the fake kubelet starts a container's command for real: `unshare --mount` (and `--net`
-// when a default-deny NetworkPolicy selects the pod: loopback only) runs a root shell that builds
-// the container's root: a tmpfs holding read-only bind mounts of the host's top-level
-// directories, a minimal /dev, and the pod's volumes at their mount paths; then it chroots there
-// and `setpriv` drops to the pod's uid/gid/groups with no capabilities before exec'ing the command.
-// The process is a session leader (setsid), so the kubelet stops it by its process group.
+// How the fake kubelet starts a container's command for real: `unshare --mount --pid --fork`
+// (and `--net` when a default-deny NetworkPolicy selects the pod: loopback only) runs a root shell
+// as PID 1 of a new PID namespace, as a pod's container has its own (shareProcessNamespace false),
+// that builds the container's root: a tmpfs holding read-only bind mounts of the host's top-level
+// directories, a /proc of that PID namespace, a minimal /dev, and the pod's volumes at their mount
+// paths; then it chroots there and `setpriv` drops to the pod's uid/gid/groups with no capabilities
+// before exec'ing the command, which so stays PID 1 (`kill -1` inside reaches only the pod, and
+// every process of the pod dies with it). The spawned unshare is a session leader (setsid) and the
+// container's processes stay in its process group, so the kubelet stops them by that group; the
+// host PID of the container's main process comes with the start signal on fd 3 (`started <pid>`),
+// for a stop that signals the main process alone.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -44,7 +49,8 @@ for e in /*; do
   fi
 done
 mkdir "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run"
-mount --rbind /proc "$R/proc"
+read -r HP _ </proc/self/stat
+mount -t proc -o nosuid,nodev,noexec fakekube-proc "$R/proc"
 mount --rbind /sys "$R/sys"
 mount -t tmpfs -o mode=0755,nosuid fakekube-dev "$R/dev"
 for d in null zero full random urandom tty; do touch "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
@@ -68,7 +74,7 @@ if [ "$CAPS" = 1 ]; then set -- --bounding-set=-all --inh-caps=-all "$@"; fi
 if [ "$NNP" = 1 ]; then set -- --no-new-privs "$@"; fi
 S=$(command -v setpriv)
 PATH=$CPATH
-printf started >&3
+printf 'started %s' "$HP" >&3
 exec 3>&- /usr/sbin/chroot "$R" "$S" "$@"
 `;
 
@@ -88,7 +94,7 @@ export function launch(spec: LaunchSpec): ChildProcess {
   for (const m of spec.mounts) args.push(m.type, m.source, m.target, m.readOnly ? 'ro' : 'rw');
   // setpriv runs `sh -c 'cd WD && exec "$@"'` so the command starts in its working directory.
   args.push('--', '/bin/sh', '-c', 'cd "$0" && exec "$@"', spec.workingDir, ...spec.argv);
-  const unshare = ['--mount', '--propagation', 'private', ...(spec.isolateNetwork ? ['--net'] : [])];
+  const unshare = ['--mount', '--propagation', 'private', '--pid', '--fork', ...(spec.isolateNetwork ? ['--net'] : [])];
   return spawn(UNSHARE, [...unshare, '--', '/bin/sh', '-c', SCRIPT, 'fakekube-launch', ...args], {
     detached: true,
     // fd 3 tells the kubelet the container is set up and its command is being exec'd

@@ -7,6 +7,12 @@ import { ApiError } from './status.js';
 
 export type StreamName = 'stdout' | 'stderr';
 
+/**
+ * A fault on what pods/log serves (never on what attach sends): each logged line, newline
+ * included, goes through it; null leaves the line out (as rotation drops old lines).
+ */
+export type LogEdit = (line: Buffer, pod: string) => Buffer | null;
+
 interface Entry {
   ns: bigint;
   stream: StreamName;
@@ -40,6 +46,11 @@ export function parseTimeNs(text: string): bigint | null {
 }
 
 export class PodLog {
+  constructor(
+    private readonly pod = '',
+    private readonly edit: { fn: LogEdit | null } = { fn: null },
+  ) {}
+
   private readonly entries: Entry[] = [];
   private readonly partial: Record<StreamName, Buffer> = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
   private readonly followers = new Set<(e: Entry | null) => void>();
@@ -104,7 +115,9 @@ export class PodLog {
       if (done) return;
       if (e === null) return finish();
       if (since !== null && e.ns < since) return;
-      let out = timestamps ? Buffer.concat([Buffer.from(formatNs(e.ns) + ' '), e.line]) : e.line;
+      const line = this.edit.fn ? this.edit.fn(e.line, this.pod) : e.line;
+      if (line === null) return;
+      let out = timestamps ? Buffer.concat([Buffer.from(formatNs(e.ns) + ' '), line]) : line;
       if (out.length >= budget) {
         out = out.subarray(0, budget);
         res.write(out);
