@@ -151,6 +151,18 @@ export function engineContract(t: Tap, sut: EngineUnderTest): void {
     tt.notOk((await engine.listOurs()).some((c) => c.containerId === sb.containerId && c.running), 'not running any more');
   });
 
+  t.test('stop gives the command SIGTERM first: its own handler runs and sets the exit code', async (tt) => {
+    const engine = await fresh(tt);
+    const out = new Collected();
+    const cmd = "trap 'echo got-term; exit 7' TERM; echo started; while :; do sleep 0.1; done";
+    const sb = await engine.start(sut.shape, job(workspaceDir(tt), cmd), out.handlers());
+    await out.waitFor('started');
+    await sb.stop(10);
+    const exit = await within(sb.exit, 30_000, 'stop with a handler');
+    tt.equal(exit.exitCode, 7, 'the exit code is the handler\'s');
+    tt.equal(out.text('stdout'), 'started\ngot-term\n');
+  });
+
   t.test('the workspace is visible to the command and its changes come back', async (tt) => {
     const engine = await fresh(tt);
     const dir = workspaceDir(tt, { 'in.txt': 'input\n', 'sub/keep.txt': 'kept\n', 'gone.txt': 'x' });

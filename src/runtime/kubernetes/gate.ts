@@ -5,10 +5,10 @@
  * stdin are the workspace as a tar, extracted into the working directory (/workspace). The task's
  * own stdin follows when it asked for it, else the command gets /dev/null.
  *
- * With a boundary, once the command has exited the gate, which is the init of the pod's own PID
- * namespace, kills every other process left in the pod (`kill -KILL -1` reaches only that
- * namespace, and only when the gate is its PID 1), so that nothing of the task writes after it.
- * Then it prints `\n<boundary>\n`, the workspace as a tar in base64 lines (text, which pods/log
+ * Once the command has exited the gate, which is the init of the pod's own PID namespace, kills
+ * every other process left in the pod (`kill -KILL -1` reaches only that
+ * namespace, and only when the gate is its PID 1), so that nothing of the task writes after it
+ * and the task ends with its command, as on Podman. With a boundary it then prints `\n<boundary>\n`, the workspace as a tar in base64 lines (text, which pods/log
  * carries as it does output) and an end line `<boundary> END <cksum CRC> <tar bytes>`, or
  * `<boundary> FAILED <why>` when the archive could not be made (a tool missing from the image, tar
  * failing); the server writes the workspace back only from an archive whose end line matches it.
@@ -21,17 +21,22 @@ export const GATE_SCRIPT = [
   'case "$n" in ""|*[!0-9]*) exit 125;; esac',
   'if [ "$n" -gt 0 ]; then head -c "$n" | tar -xf - -C "$w" || exit 125; fi',
   'if [ "$s" != 1 ]; then exec </dev/null; fi',
-  'if [ "$b" = - ]; then exec /bin/sh -c "$1"; fi',
   // In the background and waited for, so that the wrapper prints no "Killed" of its own; fd 3
-  // carries stdin past the /dev/null an asynchronous command gets.
+  // carries stdin past the /dev/null an asynchronous command gets. The gate is PID 1, which
+  // ignores a signal it has no handler for: the kubelet's SIGTERM (a stop, a timeout) is passed
+  // on to the command, as an init does.
   'exec 3<&0',
   '/bin/sh -c "$1" <&3 3<&- &',
+  'c=$!',
   'exec 3<&-',
-  'wait $! 2>/dev/null',
+  `trap 'kill -TERM "$c" 2>/dev/null' TERM`,
+  'wait "$c" 2>/dev/null',
   'rc=$?',
+  'while kill -0 "$c" 2>/dev/null; do wait "$c" 2>/dev/null; rc=$?; done',
   // Nothing of the write-back's own errors reaches the streams (pods/log merges them with stdout).
   'exec 2>/dev/null',
   'if [ "$$" = 1 ]; then kill -KILL -1; fi',
+  'if [ "$b" = - ]; then exit $rc; fi',
   `printf '\\n%s\\n' "$b"`,
   'm=',
   'for c in base64 cksum tee mkfifo tar; do command -v "$c" >/dev/null || m="$m $c"; done',

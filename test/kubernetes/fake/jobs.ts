@@ -1,5 +1,5 @@
 // The Job controller: one Pod per Job (parallelism and completions 1) created only while the Job
-// is not suspended, status counts and conditions, backoffLimit and podFailurePolicy, the Job's
+// is not suspended, status counts and conditions, backoffLimit, podFailurePolicy and podReplacementPolicy, the Job's
 // activeDeadlineSeconds, and ttlSecondsAfterFinished garbage collection.
 import { randomBytes } from 'node:crypto';
 import type { Collector } from './gc.js';
@@ -31,6 +31,11 @@ function finishedCondition(job: any): string | undefined {
 
 function exitCodeOf(pod: any): number | undefined {
   return pod.status?.containerStatuses?.[0]?.state?.terminated?.exitCode;
+}
+
+/** Pods are replaced only once they failed, not while they terminate. */
+function replaceOnlyFailed(job: any): boolean {
+  return (job.spec.podReplacementPolicy ?? (job.spec.podFailurePolicy ? 'Failed' : 'TerminatingOrFailed')) === 'Failed';
 }
 
 /** The podFailurePolicy rule a failed pod matches, with its index. */
@@ -153,7 +158,9 @@ export class JobController {
     if (!updated) return;
     if (updated.spec.suspend || finishedCondition(updated)) {
       for (const p of active) this.deletePod(p.metadata.name);
-    } else if (active.length === 0) {
+    } else if (active.length === 0 && !(replaceOnlyFailed(updated) && pods.some((p) => p.metadata.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed'))) {
+      // podReplacementPolicy Failed (the only one a Job with a podFailurePolicy may have, and
+      // its default then): a terminating pod is replaced only once it has failed.
       this.createPod(updated);
     }
     const deadline = updated.spec.activeDeadlineSeconds;
