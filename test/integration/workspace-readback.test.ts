@@ -179,6 +179,8 @@ t.test('a task swapping a directory for links in a tight loop during read-back g
   t.equal(done.status, 'cancelled', 'the swapping task ran until the test stopped it');
   t.ok(seen.link > 0, `the race was real: reads met the link (${JSON.stringify(seen)})`);
   t.ok(seen.archives === 12, 'every archive completed');
+  // The views and the workspace are unmounted just after the task is recorded done.
+  for (let i = 0; i < 100 && mountsUnder(srv.dataDir).length > 0; i++) await sleep(50);
   t.same(mountsUnder(srv.dataDir), [], 'every view and the workspace are unmounted afterwards');
 });
 

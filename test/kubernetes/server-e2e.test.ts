@@ -156,20 +156,7 @@ t.test('NetworkPolicy self-test: an enforcing cluster passes it', async (t) => {
 });
 
 t.test('kill -9 of the server: the next one re-attaches the running task; the gap comes from pods/log, marked combined', async (t) => {
-  const fake = await fakeKube(t);
-  const dataDir = keptDataDir(t, 'sbx-kube-restart-');
-  const procs: ServerProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) {
-      p.kill('SIGKILL');
-      await p.exited;
-    }
-  });
-  const start = async () => {
-    const p = await startServerProcess({ dataDir, ...kubeEngine(fake) });
-    procs.push(p);
-    return p;
-  };
+  const { start } = await restartableServers(t, 'sbx-kube-restart-');
   const first = await start();
   const LINES = 40;
   const { id } = await submit(first.url, { command: `for i in $(seq 1 ${LINES}); do echo line$i; sleep 0.1; done; exit 5` });
@@ -202,20 +189,7 @@ t.test('kill -9 of the server: the next one re-attaches the running task; the ga
 });
 
 t.test('kill -9 of the server and the task ends while none runs: the next server writes its workspace back from pods/log', async (t) => {
-  const fake = await fakeKube(t);
-  const dataDir = keptDataDir(t, 'sbx-kube-writeback-');
-  const procs: ServerProcess[] = [];
-  t.teardown(async () => {
-    for (const p of procs) {
-      p.kill('SIGKILL');
-      await p.exited;
-    }
-  });
-  const start = async () => {
-    const p = await startServerProcess({ dataDir, ...kubeEngine(fake) });
-    procs.push(p);
-    return p;
-  };
+  const { start, fake } = await restartableServers(t, 'sbx-kube-writeback-');
   const first = await start();
   const { id } = await submit(first.url, {
     command: 'echo started; sleep 1; cat in.txt > copy.txt; echo made > out.txt; rm in.txt; echo finished',
@@ -250,3 +224,22 @@ t.test('kill -9 of the server and the task ends while none runs: the next server
   t.match(out, /finished\n$/, 'the output ends before the boundary');
   t.notMatch(out, /SANDBOXSHIFT-WRITEBACK/, 'no boundary or archive text in the output');
 });
+
+/** Server processes on one fake cluster and one data directory, each started anew by `start()`, all killed at the end. */
+async function restartableServers(t: Tap.Test, prefix: string): Promise<{ fake: FakeKube; start: () => Promise<ServerProcess> }> {
+  const fake = await fakeKube(t);
+  const dataDir = keptDataDir(t, prefix);
+  const procs: ServerProcess[] = [];
+  t.teardown(async () => {
+    for (const p of procs) {
+      p.kill('SIGKILL');
+      await p.exited;
+    }
+  });
+  const start = async () => {
+    const p = await startServerProcess({ dataDir, ...kubeEngine(fake) });
+    procs.push(p);
+    return p;
+  };
+  return { fake, start };
+}
