@@ -169,7 +169,6 @@ export class PooledEngine implements ContainerEngine {
       if (warm) return warm;
     }
     if (!cold && this.pool.holds(shape)) this.missed += 1;
-    if (job.workspaceView) job = { ...job, workspaceDir: await job.workspaceView(), workspaceView: undefined };
     return this.inner.start(shape, job, handlers);
   }
 
