@@ -21,11 +21,15 @@ export function shellWord(s: string): string {
 }
 
 /**
- * The job line: `[export S=V; ...] exec env -- K=V... [wrapper...] /bin/sh -c <command>` with the task's environment
- * first and the variables the server forces (`forced`, e.g. HOME and the CA bundle's) after it, so
- * that they win as they do on the cold path. `wrapper` runs first and execs the rest (the egress
- * relay and its arguments, as a cold sandbox's entrypoint has them). Names are shell variable
- * names (validated on intake).
+ * The job line: `K=V... exec [wrapper...] /bin/sh -c <command>`: the secrets first, then the
+ * task's environment, then the variables the server forces (`forced`, e.g. HOME and the CA
+ * bundle's), so that later names win as they do on the cold path. They are assignments before
+ * `exec`, which the shell exports to the program it becomes: no `env` process (one exec fewer),
+ * no value ever a process argument (which every user of the host can read; a process's
+ * environment only its own user). A task variable named like one of the waiter's (`nl`, `job`)
+ * is the task's alone. `wrapper` runs first and
+ * execs the rest (the egress relay and its arguments, as a cold sandbox's entrypoint has them).
+ * Names are shell variable names (validated on intake).
  */
 export function encodeJob(
   command: string,
@@ -34,17 +38,12 @@ export function encodeJob(
   wrapper: readonly string[] = [],
   secrets: Readonly<Record<string, string>> = {},
 ): string {
-  // Secrets are exported by the waiter's shell, not passed as words to env: a process's
-  // arguments are readable by every user of the host, its environment only by its own user.
-  // Names the task's env or the server sets win, as on the cold path.
-  const exports = Object.entries(secrets)
-    .filter(([k]) => !(k in env) && !(k in forced))
-    .map(([k, v]) => `export ${shellWord(`${k}=${v}`)}; `)
-    .join('');
-  const words = ['exec', 'env', '--'];
-  for (const [k, v] of Object.entries(env)) if (!(k in forced)) words.push(shellWord(`${k}=${v}`));
-  for (const [k, v] of Object.entries(forced)) words.push(shellWord(`${k}=${v}`));
-  for (const w of wrapper) words.push(shellWord(w));
-  words.push('/bin/sh', '-c', shellWord(command));
-  return `${exports}${words.join(' ')}\n`;
+  const vars = new Map<string, string>(Object.entries(secrets));
+  for (const [k, v] of Object.entries(env)) vars.set(k, v);
+  for (const [k, v] of Object.entries(forced)) vars.set(k, v);
+  // Assignments are expanded and made left to right, the command's words before any of them:
+  // the waiter's own `nl` comes last, so that every value before it still reads `$nl` as a newline.
+  const order = [...vars].sort(([a], [b]) => Number(a === 'nl') - Number(b === 'nl'));
+  const words = [...order.map(([k, v]) => `${k}=${shellWord(v)}`), 'exec', ...wrapper.map(shellWord), '/bin/sh', '-c', shellWord(command)];
+  return `${words.join(' ')}\n`;
 }

@@ -39,16 +39,30 @@ t.test('the waiter variables are not exported to the task', async (t) => {
 
 t.test('secrets reach the command environment, in no process argument; env and server names win', async (t) => {
   const secret = "s3cr3t 'quoted'\nline";
-  // env is the one process that could get them as arguments: its words hold none of them.
-  const job = encodeJob('printf "%s|%s|%s" "$TOKEN" "$PLAIN" "$HOME"', { PLAIN: 'env' }, { HOME: '/workspace/.home' }, [], {
+  // The waiter execs the task's shell (same PID): its arguments are all the job ever passed.
+  const job = encodeJob('tr "\\0" " " < /proc/$$/cmdline; printf "|%s|%s|%s" "$TOKEN" "$PLAIN" "$HOME"', { PLAIN: 'env' }, { HOME: '/workspace/.home' }, [], {
     TOKEN: secret,
     PLAIN: 'secret-plain',
     HOME: 'secret-home',
   });
   t.notOk(job.slice(0, -1).includes('\n'), 'one line');
-  const envWords = job.slice(job.indexOf('exec env'));
-  t.notOk(envWords.includes('s3cr3t') || envWords.includes('secret-plain') || envWords.includes('secret-home'), 'no secret value is an argument of env');
   const r = runWaiter(job);
-  t.equal(r.stdout, `${secret}|env|/workspace/.home`);
+  const parts = r.stdout.split('|');
+  const values = parts.splice(-3);
+  const argv = parts.join('|');
+  t.match(argv, /^\/bin\/sh -c tr /, 'the task shell is the only process the job made');
+  t.notOk(/s3cr3t|secret-plain|secret-home/.test(argv), 'no secret value is a process argument');
+  t.same(values, [secret, 'env', '/workspace/.home']);
   t.equal(r.status, 0);
+});
+
+t.test("task variables named like the waiter's own do not change how the job line reads", async (t) => {
+  const r = runWaiter(encodeJob('printf "[%s][%s][%s][%s]" "$nl" "$job" "$B" "$C"\necho "line two"', { nl: 'N\nM', job: 'J', B: 'one\ntwo' }, { C: 'x\ny' }));
+  t.equal(r.stdout, '[N\nM][J][one\ntwo][x\ny]line two\n');
+  t.equal(r.status, 0);
+});
+
+t.test('later names win: secrets, then the task environment, then the forced variables', async (t) => {
+  const r = runWaiter(encodeJob('printf "%s|%s|%s" "$A" "$B" "$C"', { A: 'env', B: 'env' }, { B: 'forced' }, [], { A: 'secret', C: 'secret' }));
+  t.equal(r.stdout, 'env|forced|secret');
 });
