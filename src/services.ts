@@ -41,7 +41,8 @@ import { buildCaBundle } from './trust/ca-bundle.js';
 import { RetentionSweeper } from './tasks/retention.js';
 import { WorkspaceSweeper } from './workspace/lifecycle.js';
 import { tenantLimits } from './tenants/limits.js';
-import { buildIdmapHelper } from './workspace/idmap.js';
+import { buildCHelper, buildIdmapHelper } from './workspace/idmap.js';
+import { hostCommands } from './workspace/host-commands.js';
 import { Workspaces } from './workspace/workspaces.js';
 
 export interface Services {
@@ -104,6 +105,12 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   const dataDir = resolve(opts.cwd ?? process.cwd(), config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
   log.info({ dataDir }, 'data directory ready');
+  // Mounts and unmounts through the compiled host helper (system calls, no mount(8) per call).
+  try {
+    hostCommands.use(await buildCHelper(fromInstall('deploy/host-helper/host_helper.c'), [fromInstall('.build'), join(dataDir, 'bin')], 'host-helper'));
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'the host helper cannot be built (a C compiler is needed: apt-get install gcc libc6-dev): host commands go through bash and mount(8)');
+  }
   // The tags this machine's image build really produced (scripts/setup.sh records them), on top
   // of the built-in image table: every part below sees the same effective table.
   const imageRecord = readImageRecord(dataDir);

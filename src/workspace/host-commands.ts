@@ -3,12 +3,15 @@ import type { Readable, Writable } from 'node:stream';
 
 /**
  * Runs the host commands the server needs many of (mount, umount, mkfs.ext4) through one
- * long-lived bash, which forks each of them. Node forks its whole address space for every child
- * it spawns, on the event loop: at a server's RSS that costs several milliseconds per command,
- * during which no request, output or exit is handled. bash is small, so its forks are cheap,
- * and they happen outside the server's process.
+ * long-lived helper process, which runs each of them. Node forks its whole address space for
+ * every child it spawns, on the event loop: at a server's RSS that costs several milliseconds per
+ * command, during which no request, output or exit is handled. The helper is small, so its forks
+ * are cheap, and they happen outside the server's process.
  *
- * A request is NUL-separated words on the helper's stdin: an id, the word count, the words. Each
+ * The helper is the compiled host helper (deploy/host-helper/host_helper.c, set with `use`),
+ * which also makes the mount and umount calls the server needs itself instead of exec'ing
+ * mount(8), or else this bash script, which forks each command. Both speak one protocol. A
+ * request is NUL-separated words on the helper's stdin: an id, the word count, the words. Each
  * command runs in the background (several at once, as separate execFile calls would); its
  * answer is one write `id rc output\0` (stdout and stderr together, newlines as spaces, at most
  * MAX_OUTPUT bytes, so the write is atomic on the pipe). Commands get /dev/null as stdin.
@@ -48,74 +51,106 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
-export class HostCommands {
-  private child: ChildProcessByStdio<Writable, Readable, null> | null = null;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  private buf = '';
+interface Helper {
+  child: ChildProcessByStdio<Writable, Readable, null>;
+  /** Commands sent to this helper and not answered yet. */
+  pending: Map<number, Pending>;
+}
 
-  constructor(private readonly shell = 'bash') {}
+export class HostCommands {
+  private current: Helper | null = null;
+  private nextId = 1;
+  private program: { file: string; args: string[] };
+
+  constructor(shell = 'bash') {
+    this.program = { file: shell, args: ['-c', HELPER] };
+  }
+
+  /**
+   * Runs later commands through the compiled host helper at `path`. A helper already running
+   * answers what it was sent, then ends.
+   */
+  use(path: string): void {
+    if (this.program.file === path) return;
+    this.program = { file: path, args: [] };
+    this.close();
+  }
+
+  /** The program commands go through now. */
+  get helperPath(): string {
+    return this.program.file;
+  }
 
   /** Runs `file` with `args`; resolves with its output, rejects with HostCommandError when it fails. */
   run(file: string, args: readonly string[]): Promise<string> {
     for (const w of [file, ...args]) if (w.includes('\0')) return Promise.reject(new Error('a command word holds a NUL byte'));
-    const child = this.helper();
+    const h = this.helper();
     const id = this.nextId++;
     const command = [file, ...args].join(' ');
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { command, resolve, reject });
-      if (this.pending.size === 1) child.ref();
+      h.pending.set(id, { command, resolve, reject });
+      if (h.pending.size === 1) h.child.ref();
       const words = [String(id), String(args.length + 1), file, ...args];
-      child.stdin.write(`${words.join('\0')}\0`);
+      h.child.stdin.write(`${words.join('\0')}\0`);
     });
   }
 
   /** Ends the helper once its commands have answered (it is started again on the next run). */
   close(): void {
-    this.child?.stdin.end();
-    this.child = null;
+    this.current?.child.stdin.end();
+    this.current = null;
   }
 
-  private helper(): ChildProcessByStdio<Writable, Readable, null> {
-    if (this.child && this.child.exitCode === null && !this.child.killed) return this.child;
-    const child = spawn(this.shell, ['-c', HELPER], { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.child = child;
-    this.buf = '';
+  private helper(): Helper {
+    const live = this.current;
+    if (live && live.child.exitCode === null && !live.child.killed) return live;
+    const child = spawn(this.program.file, this.program.args, { stdio: ['pipe', 'pipe', 'ignore'] });
+    const h: Helper = { child, pending: new Map() };
+    this.current = h;
+    let buf = '';
     child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => this.answer(d));
+    child.stdout.on('data', (d: string) => {
+      buf += d;
+      let end: number;
+      while ((end = buf.indexOf('\0')) >= 0) {
+        this.answer(h, buf.slice(0, end));
+        buf = buf.slice(end + 1);
+      }
+    });
     child.stdin.on('error', () => undefined);
     const gone = (why: string) => {
-      if (this.child === child) this.child = null;
-      for (const [id, p] of this.pending) {
-        this.pending.delete(id);
+      if (this.current === h) this.current = null;
+      for (const [id, p] of h.pending) {
+        h.pending.delete(id);
         p.reject(new Error(`${p.command}: the host command helper ${why}`));
       }
     };
     child.on('error', (err) => gone(`could not run: ${err.message}`));
-    child.on('exit', (code, signal) => gone(`exited (${signal ?? code})`));
+    child.on('exit', (code, signal) => {
+      // Answers written before the exit may still be in the pipe: read them first (a command the
+      // helper left running may hold the pipe open, so not for longer than a moment).
+      const fire = () => gone(`exited (${signal ?? code})`);
+      if (child.stdout.readableEnded) return fire();
+      child.stdout.once('end', fire);
+      setTimeout(fire, 1000);
+    });
     // An idle helper does not keep the process alive; one with commands under way does.
     child.unref();
     (child.stdout as Readable & { unref?: () => void }).unref?.();
     (child.stdin as Writable & { unref?: () => void }).unref?.();
-    return child;
+    return h;
   }
 
-  private answer(d: string): void {
-    this.buf += d;
-    let end: number;
-    while ((end = this.buf.indexOf('\0')) >= 0) {
-      const msg = this.buf.slice(0, end);
-      this.buf = this.buf.slice(end + 1);
-      const m = /^(\d+) (\d+) ([^]*)$/.exec(msg);
-      if (!m) continue;
-      const p = this.pending.get(Number(m[1]));
-      if (!p) continue;
-      this.pending.delete(Number(m[1]));
-      if (this.pending.size === 0) this.child?.unref();
-      const code = Number(m[2]);
-      if (code === 0) p.resolve(m[3]!);
-      else p.reject(new HostCommandError(p.command, code, m[3]!.slice(0, MAX_OUTPUT)));
-    }
+  private answer(h: Helper, msg: string): void {
+    const m = /^(\d+) (\d+) ([^]*)$/.exec(msg);
+    if (!m) return;
+    const p = h.pending.get(Number(m[1]));
+    if (!p) return;
+    h.pending.delete(Number(m[1]));
+    if (h.pending.size === 0) h.child.unref();
+    const code = Number(m[2]);
+    if (code === 0) p.resolve(m[3]!);
+    else p.reject(new HostCommandError(p.command, code, m[3]!.slice(0, MAX_OUTPUT)));
   }
 }
 

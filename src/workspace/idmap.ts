@@ -8,17 +8,15 @@ import { hostRun } from './host-commands.js';
 const run = promisify(execFile);
 
 /**
- * The idmapped-mount helper (deploy/idmap-mount/idmap_mount.c): runc 1.1 cannot give a bind mount
- * an idmapping, so the server makes the idmapped view of a workspace itself and the container
- * bind-mounts that. Built once per source version with the host's C compiler into the first of
- * `binDirs` it can use (a directory only this user can write), and found there by later starts;
- * returns its path.
+ * A helper program of the server's from its C source, built once per source version with the
+ * host's C compiler into the first of `binDirs` it can use (a directory only this user can
+ * write), as `<name>-<hash of the source>`, and found there by later starts; returns its path.
  */
-export async function buildIdmapHelper(source: string, binDirs: readonly string[], cc = 'cc'): Promise<string> {
+export async function buildCHelper(source: string, binDirs: readonly string[], name: string, cc = 'cc'): Promise<string> {
   const hash = createHash('sha256').update(readFileSync(source)).digest('hex').slice(0, 16);
-  let lastError: unknown = new Error('no directory for the idmapped-mount helper');
+  let lastError: unknown = new Error(`no directory for the ${name} helper`);
   for (const dir of binDirs) {
-    const bin = join(dir, `idmap-mount-${hash}`);
+    const bin = join(dir, `${name}-${hash}`);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       // Never run a binary from a directory someone else could have written to.
@@ -34,6 +32,15 @@ export async function buildIdmapHelper(source: string, binDirs: readonly string[
     }
   }
   throw lastError;
+}
+
+/**
+ * The idmapped-mount helper (deploy/idmap-mount/idmap_mount.c): runc 1.1 cannot give a bind mount
+ * an idmapping, so the server makes the idmapped view of a workspace itself and the container
+ * bind-mounts that.
+ */
+export function buildIdmapHelper(source: string, binDirs: readonly string[], cc = 'cc'): Promise<string> {
+  return buildCHelper(source, binDirs, 'idmap-mount', cc);
 }
 
 /**
