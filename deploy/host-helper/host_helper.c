@@ -14,7 +14,9 @@
  * exec'ing mount(8) costs milliseconds of CPU each time (the dynamic loader, libmount reading the
  * mount table), the system call tens of microseconds. Their failures read as mount(8)'s do
  * ("not mounted", exit 32). Every other command, and every other form of mount or umount, is
- * exec'd as it is, as is a loop mount on a kernel without LOOP_CONFIGURE.
+ * exec'd as it is, as is a loop mount on a kernel without LOOP_CONFIGURE. So is `cp --sparse=always
+ * SRC DST` (a new workspace image from the empty one made once), with SEEK_DATA and
+ * copy_file_range.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -249,6 +251,62 @@ static int do_umount(int argc, char **argv) {
   return MOUNT_FAILED;
 }
 
+/*
+ * cp --sparse=always SRC DST, for a sparse image: only SRC's data (SEEK_DATA/SEEK_HOLE) is
+ * copied, in the kernel (copy_file_range), and DST gets SRC's size; its holes stay holes.
+ */
+static int do_cp(int argc, char **argv) {
+  if (argc != 4 || strcmp(argv[1], "--sparse=always") != 0) return NOT_HANDLED;
+  int src = open(argv[2], O_RDONLY | O_CLOEXEC);
+  if (src < 0) {
+    say("cp: cannot open '%s' for reading: %s", argv[2], strerror(errno));
+    return 1;
+  }
+  struct stat st;
+  int dst = -1, rc = 1;
+  if (fstat(src, &st) != 0 || !S_ISREG(st.st_mode)) {
+    say("cp: '%s': not a regular file", argv[2]);
+    goto out;
+  }
+  dst = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (dst < 0) {
+    say("cp: cannot create regular file '%s': %s", argv[3], strerror(errno));
+    goto out;
+  }
+  for (off_t at = 0; at < st.st_size;) {
+    off_t data = lseek(src, at, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break; /* only a hole is left */
+      say("cp: '%s': %s", argv[2], strerror(errno));
+      goto out;
+    }
+    off_t hole = lseek(src, data, SEEK_HOLE);
+    if (hole < 0) hole = st.st_size;
+    off_t in = data, outp = data;
+    while (in < hole) {
+      ssize_t n = copy_file_range(src, &in, dst, &outp, (size_t)(hole - in), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        say("cp: error copying '%s' to '%s': %s", argv[2], argv[3], n < 0 ? strerror(errno) : "unexpected end of file");
+        goto out;
+      }
+    }
+    at = hole;
+  }
+  if (ftruncate(dst, st.st_size) != 0) {
+    say("cp: '%s': %s", argv[3], strerror(errno));
+    goto out;
+  }
+  rc = 0;
+out:
+  close(src);
+  if (dst >= 0 && close(dst) != 0 && rc == 0) {
+    say("cp: '%s': %s", argv[3], strerror(errno));
+    rc = 1;
+  }
+  return rc;
+}
+
 /* Runs argv with /dev/null as stdin, its stdout and stderr into `out`; bash's exit codes. */
 static int run_command(char **argv) {
   int p[2];
@@ -299,6 +357,7 @@ static void serve(const char *id, int argc, char **argv) {
               !strcmp(argv[0], "/bin/umount") || !strcmp(argv[0], "/usr/bin/umount");
   if (plain && !strcmp(base, "mount")) rc = do_mount(argc, argv);
   else if (plain && !strcmp(base, "umount")) rc = do_umount(argc, argv);
+  else if (!strcmp(argv[0], "cp")) rc = do_cp(argc, argv);
   if (rc == NOT_HANDLED) {
     out_len = 0;
     rc = run_command(argv);

@@ -46,6 +46,9 @@ export { decodeCursor, encodeCursor };
 /** The server's database file in its data directory (tasks, workspaces, API keys). */
 export const DATABASE_FILE = 'sandboxshift.db';
 
+/** Distinct statement texts kept prepared. */
+const STATEMENTS_KEPT = 256;
+
 /** Records written before storage accounting existed lack its fields. */
 function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
   return { ...w, lastUsedAt: w.lastUsedAt ?? w.createdAt, usedBytes: w.usedBytes ?? 0, quotaBytes: w.quotaBytes ?? 0, ephemeral: w.ephemeral ?? false, tenant: w.tenant ?? DEFAULT_TENANT };
@@ -53,6 +56,7 @@ function withWorkspaceDefaults(w: WorkspaceRecord): WorkspaceRecord {
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -72,68 +76,80 @@ export class SqliteStore implements Store {
     `);
   }
 
+  /**
+   * The prepared statement for `sql`, prepared once: preparing costs more than running the small
+   * statements of the task path. Bounded: past STATEMENTS_KEPT distinct texts the cache restarts.
+   */
+  statement(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      if (this.statements.size >= STATEMENTS_KEPT) this.statements.clear();
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
   /** The database itself, for the parts that keep tables of their own in it (task records). */
   get database(): Database.Database {
     return this.db;
   }
 
   insertWorkspace(w: WorkspaceRecord): void {
-    this.db.prepare('INSERT INTO workspaces (id, data) VALUES (?, ?)').run(w.id, JSON.stringify(w));
+    this.statement('INSERT INTO workspaces (id, data) VALUES (?, ?)').run(w.id, JSON.stringify(w));
   }
 
   getWorkspace(id: string): WorkspaceRecord | null {
-    const row = this.db.prepare('SELECT data FROM workspaces WHERE id = ?').get(id) as { data: string } | undefined;
+    const row = this.statement('SELECT data FROM workspaces WHERE id = ?').get(id) as { data: string } | undefined;
     return row ? withWorkspaceDefaults(JSON.parse(row.data) as WorkspaceRecord) : null;
   }
 
   updateWorkspace(w: WorkspaceRecord): void {
-    this.db.prepare('UPDATE workspaces SET data = ? WHERE id = ?').run(JSON.stringify(w), w.id);
+    this.statement('UPDATE workspaces SET data = ? WHERE id = ?').run(JSON.stringify(w), w.id);
   }
 
   deleteWorkspace(id: string): void {
-    this.db.prepare('DELETE FROM workspaces WHERE id = ?').run(id);
+    this.statement('DELETE FROM workspaces WHERE id = ?').run(id);
   }
 
   listWorkspaces(): WorkspaceRecord[] {
-    const rows = this.db.prepare('SELECT data FROM workspaces').all() as { data: string }[];
+    const rows = this.statement('SELECT data FROM workspaces').all() as { data: string }[];
     return rows.map((r) => withWorkspaceDefaults(JSON.parse(r.data) as WorkspaceRecord));
   }
 
   meta(key: string, init: () => string): string {
-    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.statement('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     if (row) return row.value;
     const value = init();
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(key, value);
+    this.statement('INSERT INTO meta (key, value) VALUES (?, ?)').run(key, value);
     return value;
   }
 
   addEgressDecision(taskId: string, d: EgressDecision, max: number): number | null {
-    const stored = this.db.prepare('SELECT COUNT(*) AS n FROM egress_decisions WHERE task_id = ?').get(taskId) as { n: number };
+    const stored = this.statement('SELECT COUNT(*) AS n FROM egress_decisions WHERE task_id = ?').get(taskId) as { n: number };
     if (stored.n >= max) {
-      this.db
-        .prepare('INSERT INTO egress_dropped (task_id, count) VALUES (?, 1) ON CONFLICT (task_id) DO UPDATE SET count = count + 1')
+      this.statement('INSERT INTO egress_dropped (task_id, count) VALUES (?, 1) ON CONFLICT (task_id) DO UPDATE SET count = count + 1')
         .run(taskId);
       return null;
     }
-    return Number(this.db.prepare('INSERT INTO egress_decisions (task_id, data) VALUES (?, ?)').run(taskId, JSON.stringify(d)).lastInsertRowid);
+    return Number(this.statement('INSERT INTO egress_decisions (task_id, data) VALUES (?, ?)').run(taskId, JSON.stringify(d)).lastInsertRowid);
   }
 
   setEgressBytes(id: number, bytesUp: number, bytesDown: number): void {
-    this.db
-      .prepare("UPDATE egress_decisions SET data = json_set(data, '$.bytesUp', ?, '$.bytesDown', ?) WHERE id = ?")
+    this.statement("UPDATE egress_decisions SET data = json_set(data, '$.bytesUp', ?, '$.bytesDown', ?) WHERE id = ?")
       .run(bytesUp, bytesDown, id);
   }
 
   egressDecisions(taskId: string): { decisions: EgressDecision[]; dropped: number } {
-    const rows = this.db.prepare('SELECT data FROM egress_decisions WHERE task_id = ? ORDER BY id').all(taskId) as { data: string }[];
-    const dropped = this.db.prepare('SELECT count FROM egress_dropped WHERE task_id = ?').get(taskId) as { count: number } | undefined;
+    const rows = this.statement('SELECT data FROM egress_decisions WHERE task_id = ? ORDER BY id').all(taskId) as { data: string }[];
+    const dropped = this.statement('SELECT count FROM egress_dropped WHERE task_id = ?').get(taskId) as { count: number } | undefined;
     return { decisions: rows.map((r) => JSON.parse(r.data) as EgressDecision), dropped: dropped?.count ?? 0 };
   }
 
   /** Removes a task's egress decisions and its dropped count. */
   deleteEgressDecisions(taskId: string): void {
-    this.db.prepare('DELETE FROM egress_decisions WHERE task_id = ?').run(taskId);
-    this.db.prepare('DELETE FROM egress_dropped WHERE task_id = ?').run(taskId);
+    this.statement('DELETE FROM egress_decisions WHERE task_id = ?').run(taskId);
+    this.statement('DELETE FROM egress_dropped WHERE task_id = ?').run(taskId);
   }
 
   close(): void {

@@ -32,15 +32,15 @@ export class SqliteTaskStore implements TaskStore, RetentionStore {
   }
 
   insertTask(t: TaskRecord): void {
-    this.db.prepare('INSERT INTO tasks (id, status, data) VALUES (?, ?, ?)').run(t.id, t.status, JSON.stringify(t));
+    this.store.statement('INSERT INTO tasks (id, status, data) VALUES (?, ?, ?)').run(t.id, t.status, JSON.stringify(t));
   }
 
   updateTask(t: TaskRecord): void {
-    this.db.prepare('UPDATE tasks SET status = ?, data = ? WHERE id = ?').run(t.status, JSON.stringify(t), t.id);
+    this.store.statement('UPDATE tasks SET status = ?, data = ? WHERE id = ?').run(t.status, JSON.stringify(t), t.id);
   }
 
   getTask(id: string): TaskRecord | null {
-    const row = this.db.prepare('SELECT data FROM tasks WHERE id = ?').get(id) as { data: string } | undefined;
+    const row = this.store.statement('SELECT data FROM tasks WHERE id = ?').get(id) as { data: string } | undefined;
     return row ? (JSON.parse(row.data) as TaskRecord) : null;
   }
 
@@ -60,7 +60,7 @@ export class SqliteTaskStore implements TaskStore, RetentionStore {
       args.push(q.cursor);
     }
     const sql = `SELECT rowid, data FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...args, q.limit + 1) as { rowid: number; data: string }[];
+    const rows = this.store.statement(sql).all(...args, q.limit + 1) as { rowid: number; data: string }[];
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
     return {
@@ -70,15 +70,15 @@ export class SqliteTaskStore implements TaskStore, RetentionStore {
   }
 
   tasksWithStatus(statuses: TaskStatus[]): TaskRecord[] {
-    const rows = this.db
-      .prepare(`SELECT data FROM tasks WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY rowid`)
+    const rows = this.store
+      .statement(`SELECT data FROM tasks WHERE status IN (${statuses.map(() => '?').join(',')}) ORDER BY rowid`)
       .all(...statuses) as { data: string }[];
     return rows.map((r) => JSON.parse(r.data) as TaskRecord);
   }
 
   finishedBefore(statuses: TaskStatus[], before: string, limit: number): string[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.store
+      .statement(
         `SELECT id FROM tasks WHERE json_extract(data, '$.finishedAt') < ? AND status IN (${statuses.map(() => '?').join(',')})
          ORDER BY json_extract(data, '$.finishedAt') LIMIT ?`,
       )
@@ -88,7 +88,7 @@ export class SqliteTaskStore implements TaskStore, RetentionStore {
 
   /** Removes task records with their egress decisions, in one transaction. */
   deleteTasks(ids: string[]): void {
-    const del = this.db.prepare('DELETE FROM tasks WHERE id = ?');
+    const del = this.store.statement('DELETE FROM tasks WHERE id = ?');
     this.db.transaction(() => {
       for (const id of ids) {
         del.run(id);

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, open, rm, rmdir, statfs } from 'node:fs/promises';
+import { mkdir, open, rename, rm, rmdir, statfs, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AppError } from '../errors.js';
 import { hostRun as run } from './host-commands.js';
@@ -8,6 +8,14 @@ import { idmapMount } from './idmap.js';
 
 /** Every workspace file belongs to the sandbox user (Chainguard `nonroot`). */
 export const SANDBOX_UID = 65532;
+
+/**
+ * A workspace's filesystem. No journal and no reserved blocks: a workspace is scratch space, and
+ * with -m 0 "full" means full for the task too. One inode per 8 KiB (131072 per GiB, twice
+ * mkfs's default) because dependency trees hold many small files. Lazy init keeps creation at a
+ * few ms.
+ */
+const MKFS_ARGS = ['-q', '-F', '-O', '^has_journal', '-m', '0', '-i', '8192', '-E', `root_owner=${SANDBOX_UID}:${SANDBOX_UID},lazy_itable_init=1`];
 
 /**
  * One filesystem per workspace: a sparse ext4 image `<root>/<id>.img` of the quota's size,
@@ -24,6 +32,7 @@ export class WorkspaceStorage {
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly mounted = new Set<string>();
   private readonly idleWaiters = new Map<string, (() => void)[]>();
+  private template: Promise<string> | null = null;
 
   constructor(
     readonly root: string,
@@ -75,24 +84,48 @@ export class WorkspaceStorage {
     return join(this.root, `${id}.img`);
   }
 
-  /** Creates the sparse image and its filesystem (root directory owned by the sandbox user). */
+  /**
+   * Creates the sparse image and its filesystem (root directory owned by the sandbox user): a
+   * sparse copy of the empty filesystem made once per quota (`templateImage`), which costs a
+   * fraction of mkfs.ext4's run. Every workspace's filesystem therefore has the same UUID, which
+   * nothing here reads (images are mounted by path).
+   */
   async create(id: string): Promise<void> {
     const img = this.image(id);
-    const fh = await open(img, 'wx', 0o600);
-    try {
-      await fh.truncate(this.quotaBytes);
-    } finally {
-      await fh.close();
+    // Exclusive: an id is never given a second image.
+    await (await open(img, 'wx', 0o600)).close();
+    const template = await this.templateImage().catch(() => null);
+    if (template) {
+      await run('cp', ['--sparse=always', template, img]);
+    } else {
+      await truncate(img, this.quotaBytes);
+      await run('mkfs.ext4', [...MKFS_ARGS, img]);
     }
-    // No journal and no reserved blocks: a workspace is scratch space, and with -m 0 "full"
-    // means full for the task too. One inode per 8 KiB (131072 per GiB, twice mkfs's default)
-    // because dependency trees hold many small files. Lazy init keeps creation at a few ms.
-    await run('mkfs.ext4', [
-      '-q', '-F', '-O', '^has_journal', '-m', '0', '-i', '8192',
-      '-E', `root_owner=${SANDBOX_UID}:${SANDBOX_UID},lazy_itable_init=1`,
-      img,
-    ]);
     await mkdir(this.dir(id), { mode: 0o755 });
+  }
+
+  /** The empty filesystem new workspaces are copied from: made once, beside the workspaces. */
+  private templateImage(): Promise<string> {
+    this.template ??= (async () => {
+      const dir = join(this.root, '..', 'workspace-template');
+      const hash = createHash('sha256').update(MKFS_ARGS.join('\0')).digest('hex').slice(0, 12);
+      const path = join(dir, `${this.quotaBytes}.${hash}.img`);
+      if (existsSync(path)) return path;
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+      try {
+        await (await open(tmp, 'wx', 0o600)).close();
+        await truncate(tmp, this.quotaBytes);
+        await run('mkfs.ext4', [...MKFS_ARGS, tmp]);
+        await rename(tmp, path);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        this.template = null; // tried again by the next workspace
+        throw err;
+      }
+      return path;
+    })();
+    return this.template;
   }
 
   /** Mounts the workspace (if it is not already) and holds it until `release`. */

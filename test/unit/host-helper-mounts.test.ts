@@ -16,12 +16,12 @@ import { mountsUnder } from '../../src/workspace/storage.js';
 const dir = mkdtempSync(join(tmpdir(), 'host-helper-'));
 const compiledPath = await buildCHelper(fromInstall('deploy/host-helper/host_helper.c'), [join(dir, 'bin')], 'host-helper');
 
-// mount(8) and umount(8) stand-ins first in the PATH the compiled helper starts with: were it
+// mount(8), umount(8) and cp(1) stand-ins first in the PATH the compiled helper starts with: were it
 // to exec either for a form it should make itself, the call would fail and leave a mark.
 const fakeBin = join(dir, 'fakebin');
 const marks = join(dir, 'execd');
 mkdirSync(fakeBin);
-for (const name of ['mount', 'umount']) {
+for (const name of ['mount', 'umount', 'cp']) {
   writeFileSync(join(fakeBin, name), `#!/bin/sh\necho "$0 $*" >> ${marks}\nexit 99\n`);
   chmodSync(join(fakeBin, name), 0o755);
 }
@@ -190,7 +190,20 @@ t.test('lazy unmount of a busy mount', async (t) => {
   t.equal(mountOf(d), null);
 });
 
-t.test('no form above exec’d mount(8) or umount(8); other forms are exec’d', async (t) => {
+t.test('cp --sparse=always copies a sparse image byte for byte, holes kept', async (t) => {
+  const src = image();
+  const dst = join(dir, `copy${n++}`);
+  writeFileSync(dst, 'old contents, replaced');
+  await compiled.run('cp', ['--sparse=always', src, dst]);
+  t.equal(statSync(dst).size, statSync(src).size);
+  t.ok(statSync(dst).blocks <= statSync(src).blocks + 8, 'no more blocks than the source');
+  t.ok(readFileSync(dst).equals(readFileSync(src)), 'the same bytes');
+  const missing = (await compiled.run('cp', ['--sparse=always', join(dir, 'no-such'), dst]).catch((e: unknown) => e)) as HostCommandError;
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /No such file/);
+});
+
+t.test('no form above exec’d mount(8), umount(8) or cp(1); other forms are exec’d', async (t) => {
   t.notOk(existsSync(marks), existsSync(marks) ? readFileSync(marks, 'utf8') : 'no mark');
   // Not a form the helper makes: mount(8) runs (here, the stand-in).
   const other = (await compiled.run('mount', ['--version']).catch((e: unknown) => e)) as HostCommandError;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -32,6 +32,26 @@ t.test('mounts are reference-counted and serialised per workspace', async (t) =>
   await storage.release('ws_a');
   t.notOk(mounted('ws_a'), 'the last release unmounts');
   t.notOk(storage.inUse('ws_a'));
+});
+
+t.test('new workspaces are sparse copies of one empty filesystem made once, each its own', async (t) => {
+  await Promise.all(['ws_t1', 'ws_t2', 'ws_t3'].map((id) => storage.create(id)));
+  const templates = readdirSync(join(root, 'workspace-template'));
+  t.equal(templates.length, 1, `one template: ${templates.join(', ')}`);
+  t.match(templates[0], /^8388608\.[0-9a-f]{12}\.img$/, 'named by quota and mkfs options');
+  const [a, b] = await Promise.all([storage.acquire('ws_t1'), storage.acquire('ws_t2')]);
+  t.same(readdirSync(a).filter((n) => n !== 'lost+found'), [], 'empty');
+  t.equal(statSync(a).uid, 65532, 'its root belongs to the sandbox user');
+  writeFileSync(join(a, 'only-in-t1'), 'x');
+  t.notOk(existsSync(join(b, 'only-in-t1')), 'another workspace does not see it');
+  t.not(statSync(a).dev, statSync(b).dev);
+  await Promise.all([storage.release('ws_t1'), storage.release('ws_t2')]);
+  t.ok(statSync(storage.image('ws_t3')).blocks * 512 < 8 * 1024 * 1024, 'the copy is sparse');
+  const t3 = await storage.acquire('ws_t3');
+  t.notOk(existsSync(join(t3, 'only-in-t1')), 'nor does a copy made before the write');
+  await storage.release('ws_t3');
+  for (const id of ['ws_t1', 'ws_t2', 'ws_t3']) await storage.destroy(id);
+  t.same(readdirSync(join(root, 'workspace-template')), templates, 'the template stays');
 });
 
 t.test('a view follows no link, not even in an intermediate component', async (t) => {
