@@ -76,6 +76,7 @@ export interface FollowHandlers {
 }
 
 const READ_BYTES = 1024 * 1024;
+const FIRST_READ_BYTES = 64 * 1024;
 
 /**
  * Follows an engine log from a position until told that the container has exited, then reads
@@ -145,7 +146,8 @@ export class EngineLogFollower {
     } catch {
       this.watcher = null; // polling alone
     }
-    const buf = Buffer.allocUnsafe(READ_BYTES);
+    // Small at first (most tasks write little), the full size once a read fills it.
+    let buf = Buffer.allocUnsafe(FIRST_READ_BYTES);
     try {
       while (!this.stopped) {
         if (!this.fh && !(await this.openCurrent())) {
@@ -159,6 +161,7 @@ export class EngineLogFollower {
         if (bytesRead > 0) {
           this.offset += bytesRead;
           this.parser.push(buf.subarray(0, bytesRead));
+          if (bytesRead === buf.length && buf.length < READ_BYTES) buf = Buffer.allocUnsafe(READ_BYTES);
           this.handlers.onPosition?.({ ino: this.ino, offset: this.offset - this.parser.buffered });
           continue;
         }

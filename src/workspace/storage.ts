@@ -57,7 +57,8 @@ export class WorkspaceStorage {
   async openMapped(id: string, hostUid: number): Promise<string> {
     if (!this.idmapHelper) throw new Error('no idmapped-mount helper: per-task host UIDs are off');
     const dir = this.mappedDir(id, hostUid);
-    if (mountsUnder(dir).includes(resolve(dir))) return dir;
+    // Mounted already when it is another filesystem than its parent's (two stats, not the mount table).
+    if (otherFilesystem(dir)) return dir;
     await mkdir(this.mappedRoot, { recursive: true, mode: 0o711 });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
@@ -310,6 +311,15 @@ export async function unmount(dir: string, runner: (file: string, args: string[]
     const msg = String((err as { stderr?: string }).stderr ?? err);
     if (/not mounted|no mount point/i.test(msg)) return;
     await runner('umount', ['-l', dir]).catch(() => undefined);
+  }
+}
+
+/** True when `dir` exists and holds another filesystem than its parent directory. */
+function otherFilesystem(dir: string): boolean {
+  try {
+    return statSync(dir).dev !== statSync(resolve(dir, '..')).dev;
+  } catch {
+    return false;
   }
 }
 
