@@ -320,8 +320,7 @@ static int run_command(char **argv) {
     return 126;
   }
   if (pid == 0) {
-    int null = open("/dev/null", O_RDONLY);
-    if (null >= 0) dup2(null, 0);
+    /* stdin is already /dev/null: the request's child (main) made it so. */
     dup2(p[1], 1);
     dup2(p[1], 2);
     execvp(argv[0], argv);
@@ -348,20 +347,8 @@ static int run_command(char **argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void serve(const char *id, int argc, char **argv) {
-  int rc = NOT_HANDLED;
-  out_len = 0;
-  const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
-  /* Only the names PATH would find mount(8) and umount(8) by, or their usual paths. */
-  int plain = strchr(argv[0], '/') == NULL || !strcmp(argv[0], "/bin/mount") || !strcmp(argv[0], "/usr/bin/mount") ||
-              !strcmp(argv[0], "/bin/umount") || !strcmp(argv[0], "/usr/bin/umount");
-  if (plain && !strcmp(base, "mount")) rc = do_mount(argc, argv);
-  else if (plain && !strcmp(base, "umount")) rc = do_umount(argc, argv);
-  else if (!strcmp(argv[0], "cp")) rc = do_cp(argc, argv);
-  if (rc == NOT_HANDLED) {
-    out_len = 0;
-    rc = run_command(argv);
-  }
+/* Writes the answer "id rc out\0" for a request. */
+static void answer(const char *id, int rc) {
   while (out_len > 0 && (out[out_len - 1] == '\n' || out[out_len - 1] == '\r')) out_len--;
   char msg[64 + MAX_OUTPUT + 2];
   int head = snprintf(msg, 64, "%s %d ", id, rc);
@@ -376,6 +363,23 @@ static void serve(const char *id, int argc, char **argv) {
   ssize_t w;
   do w = write(1, msg, len);
   while (w < 0 && errno == EINTR);
+}
+
+static void serve(const char *id, int argc, char **argv) {
+  int rc = NOT_HANDLED;
+  out_len = 0;
+  const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+  /* Only the names PATH would find mount(8) and umount(8) by, or their usual paths. */
+  int plain = strchr(argv[0], '/') == NULL || !strcmp(argv[0], "/bin/mount") || !strcmp(argv[0], "/usr/bin/mount") ||
+              !strcmp(argv[0], "/bin/umount") || !strcmp(argv[0], "/usr/bin/umount");
+  if (plain && !strcmp(base, "mount")) rc = do_mount(argc, argv);
+  else if (plain && !strcmp(base, "umount")) rc = do_umount(argc, argv);
+  else if (!strcmp(argv[0], "cp")) rc = do_cp(argc, argv);
+  if (rc == NOT_HANDLED) {
+    out_len = 0;
+    rc = run_command(argv);
+  }
+  answer(id, rc);
 }
 
 /* The next NUL-terminated word of stdin (malloc'd), or NULL at its end. */
@@ -437,11 +441,8 @@ int main(void) {
       _exit(0);
     }
     if (pid < 0) {
-      out_len = 0;
       say("host-helper: fork: %s", strerror(errno));
-      char msg[64 + MAX_OUTPUT + 2];
-      int len = snprintf(msg, sizeof msg, "%s 126 %s", id, out);
-      if (len > 0) (void)!write(1, msg, (size_t)len + 1);
+      answer(id, 126);
     }
     for (long i = 0; i < n; i++) free(argv[i]);
     free(argv);

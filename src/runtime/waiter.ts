@@ -27,9 +27,9 @@ export function shellWord(s: string): string {
  * `exec`, which the shell exports to the program it becomes: no `env` process (one exec fewer),
  * no value ever a process argument (which every user of the host can read; a process's
  * environment only its own user). A task variable named like one of the waiter's (`nl`, `job`)
- * is the task's alone. `wrapper` runs first and
- * execs the rest (the egress relay and its arguments, as a cold sandbox's entrypoint has them).
- * Names are shell variable names (validated on intake).
+ * is the task's alone. `wrapper` runs first and execs the rest (the egress relay and its
+ * arguments, as a cold sandbox's entrypoint has them). Names are shell variable names (validated
+ * on intake).
  */
 export function encodeJob(
   command: string,

@@ -298,7 +298,7 @@ async function mountImage(img: string, dir: string): Promise<void> {
   await run('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev,noatime', img, dir]);
   // Never hand out a directory that is not the workspace's own filesystem: a write there would
   // land on the host disk, outside any quota.
-  if (statSync(dir).dev === statSync(resolve(dir, '..')).dev) {
+  if (!otherFilesystem(dir)) {
     throw new Error(`${dir} is not a mount point after mounting ${img}`);
   }
 }

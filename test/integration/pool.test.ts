@@ -186,15 +186,16 @@ async function memberUids(): Promise<string[]> {
   return list.map((c) => c.Labels['io.sandboxshift.host-uid'] ?? '');
 }
 
-/** Idmapped views mounted for host UID `uid` (the task's, the spare's), once the pool's cleanup ran. */
 /** The spare workspaces of the members ready now (a new member may be given a freed host UID). */
 const readySpares = () =>
   new Set([...(srv.services.pool as unknown as { idle: Map<string, { spare: { id: string } }[]> }).idle.values()].flat().map((m) => m.spare.id));
 
 /** Mounted idmapped views for host UID `uid`, but those of the spares of members ready now. */
 async function viewsOf(uid: string): Promise<string[]> {
-  const of = () =>
-    mountsUnder(join(srv.dataDir, 'mapped')).filter((p) => p.endsWith(`.${uid}`) && !readySpares().has(p.split('/').pop()!.slice(0, -`.${uid}`.length)));
+  const of = () => {
+    const spares = readySpares();
+    return mountsUnder(join(srv.dataDir, 'mapped')).filter((p) => p.endsWith(`.${uid}`) && !spares.has(p.split('/').pop()!.slice(0, -`.${uid}`.length)));
+  };
   for (let i = 0; i < 100 && of().length > 0; i++) await sleep(100);
   return of();
 }

@@ -59,7 +59,8 @@ function stopping(t: Tap.Test, isolation: TestIsolation) {
     t.match(task, { status: 'timed_out', reason: 'timeout', exitCode: 137 });
     // How late, measured from when the task started running (queueing is not part of the timeout):
     // the 2 s grace before SIGKILL plus the engine's stop, which gVisor takes seconds for under load.
-    t.ok(task.durationMs < (4 + 12) * 1000 && task.durationMs < (4 + BACKSTOP_SECONDS) * 1000, `ended within timeout + 12 s of its start (ran ${task.durationMs} ms)`);
+    // 12 s is well short of BACKSTOP_SECONDS, so the server's own timeout ended it.
+    t.ok(task.durationMs < (4 + 12) * 1000, `ended within timeout + 12 s of its start (ran ${task.durationMs} ms)`);
     t.ok(Date.now() - submitted < 60_000, 'and the client saw it end');
     t.same(await survivors(tree.needle), [], 'no process of the tree survives, setsid or not');
     t.same(await leftContainers(srv.services.socketPath, id), [], 'no container is left');
