@@ -34,7 +34,11 @@ remove_test_containers() {
   }
   if [[ -n "$ids" ]]; then
     step "removing $(wc -w <<<"$ids") container(s) labelled io.sandboxshift.test=1"
-    xargs -r podman --runtime runc rm -f <<<"$ids" >/dev/null || warn "could not remove every test container"
+    # A second pass: Podman 4.3 refuses (EBUSY on the shm mount) to remove a running container
+    # whose conmon has not exited yet, and succeeds once it has.
+    xargs -r podman --runtime runc rm -f <<<"$ids" >/dev/null 2>&1 ||
+      { sleep 1; xargs -r podman --runtime runc rm -f --ignore <<<"$ids" >/dev/null; } ||
+      warn "could not remove every test container"
   fi
 }
 

@@ -21,6 +21,7 @@ import { conmonExitDir, ExitWatcher } from './exit-watch.js';
 import { debianChangelogCves, runscVersion } from './host-versions.js';
 import { LABEL_HOST_UID, LABEL_SERVER, LABEL_SLOT, LABEL_STDIN, LABEL_TASK } from './labels.js';
 import { rawAttach } from './raw-attach.js';
+import { removeContainer } from './remove.js';
 import { SecretFiles } from './secret-file.js';
 import { StdinFifos } from './stdin-fifo.js';
 import { attachSink, fifoSink, type StdinSink } from './stdin-sink.js';
@@ -597,9 +598,9 @@ export class PodmanEngine implements ContainerEngine {
 
   async remove(id: string): Promise<void> {
     try {
-      await this.docker.getContainer(id).remove({ force: true, v: true });
+      await removeContainer(this.docker, id);
     } catch (err) {
-      if ((err as HttpError).statusCode !== 404) this.log.warn({ containerId: id, err: describe(err) }, 'remove failed');
+      this.log.warn({ containerId: id, err: describe(err) }, 'remove failed');
     }
   }
 }

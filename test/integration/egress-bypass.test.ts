@@ -151,7 +151,8 @@ function fromTasks(t: Tap.Test, isolation: TestIsolation) {
       if (!reply.startsWith('connected')) await sleep(300);
     }
     t.equal(reply, 'connected from-listener', 'control: container to container on one network');
-    await podman('rm', '-f', name);
+    // Once more after a second if Podman refuses while the container's conmon is still exiting (EBUSY).
+    await podman('rm', '-f', name).catch(() => sleep(1000).then(() => podman('rm', '-f', '--ignore', name)));
 
     // Task A listens on 0.0.0.0:8080 and on an abstract Unix socket, and reaches itself.
     const a = await submit(srv.url, {

@@ -5,6 +5,7 @@
  */
 import Docker from 'dockerode';
 import t from 'tap';
+import { removeContainer } from '../../src/runtime/remove.js';
 import { api, submit, waitDone } from '../helpers/client.js';
 import { sleep, taskContainers } from '../helpers/host.js';
 import { server, tempData, waitStatus } from '../helpers/restart.js';
@@ -23,7 +24,7 @@ t.test('exited while down: real exit code and output; container removed while do
   for (let i = 0; i < 50 && (await taskContainers(socketPath, vanishes.id)).length === 0; i++) await sleep(100);
   first.kill('SIGKILL');
   await first.exited;
-  for (const c of await taskContainers(socketPath, vanishes.id)) await docker.getContainer(c).remove({ force: true });
+  for (const c of await taskContainers(socketPath, vanishes.id)) await removeContainer(docker, c);
   // Until the first task has exited on its own.
   for (let i = 0; i < 50; i++) {
     const [c] = await taskContainers(socketPath, exits.id);
