@@ -13,17 +13,40 @@ export type { LogPosition };
  * and goes with the container. At its size bound conmon replaces it with an empty file (a new
  * inode): whatever of the old one had not been read is gone.
  */
+const READ_BYTES = 1024 * 1024;
+const FIRST_READ_BYTES = 64 * 1024;
+
+/** Length of conmon's time stamp: RFC 3339 with nanoseconds and a numeric zone. */
+const TIME_BYTES = 35;
+
 export class EngineLogParser {
   private pending: Buffer = Buffer.alloc(0);
+  /** Where records' contents are gathered; reused by every call (what is emitted is a view of it). */
+  private out: Buffer = Buffer.alloc(0);
 
+  /**
+   * `emit` gets the records' bytes, consecutive records of a stream joined. The buffer is valid
+   * only during the call: the next call reuses its memory, so a caller keeping bytes copies them.
+   */
   constructor(private readonly emit: (stream: StreamName, data: Buffer) => void) {}
 
-  /** Feeds raw file bytes; emits the records' bytes, consecutive records of a stream joined. */
+  /** Feeds raw file bytes; an incomplete last record is held back until the rest arrives. */
   push(chunk: Buffer): void {
     const buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    // Output is never longer than the input: content is copied into one buffer per run of records
-    // of the same stream.
-    const out = Buffer.allocUnsafe(buf.length);
+    const used = this.consume(buf);
+    this.pending = used < buf.length ? Buffer.from(buf.subarray(used)) : Buffer.alloc(0);
+  }
+
+  /**
+   * Emits the complete records at the start of `buf` and returns the number of bytes they took;
+   * the rest (an incomplete record) is left to the caller, who offers it again with what follows.
+   */
+  consume(buf: Buffer): number {
+    // Contents move down over the headers before them (output is never longer than the input):
+    // one copy of the input, compacted in place, and no view object per record.
+    if (this.out.length < buf.length) this.out = Buffer.allocUnsafe(Math.max(buf.length, FIRST_READ_BYTES));
+    const out = this.out;
+    out.set(buf);
     let outStart = 0;
     let outEnd = 0;
     let current: StreamName | null = null;
@@ -35,9 +58,16 @@ export class EngineLogParser {
     for (;;) {
       const nl = buf.indexOf(0x0a, start);
       if (nl < 0) break;
-      const s1 = buf.indexOf(0x20, start);
-      const s2 = s1 < 0 || s1 > nl ? -1 : buf.indexOf(0x20, s1 + 1);
-      const s3 = s2 < 0 || s2 > nl ? -1 : buf.indexOf(0x20, s2 + 1);
+      // conmon's time stamp has a fixed width (`2026-12-03T08:00:00.123456789+00:00`, 35 bytes):
+      // the three separating spaces are looked up only when a record has another layout.
+      let s1 = start + TIME_BYTES;
+      let s2 = s1 + 7;
+      let s3 = s2 + 2;
+      if (!(s3 < nl && buf[s1] === 0x20 && buf[s2] === 0x20 && buf[s3] === 0x20 && buf[start + 10] === 0x54)) {
+        s1 = buf.indexOf(0x20, start);
+        s2 = s1 < 0 || s1 > nl ? -1 : buf.indexOf(0x20, s1 + 1);
+        s3 = s2 < 0 || s2 > nl ? -1 : buf.indexOf(0x20, s2 + 1);
+      }
       if (s3 >= 0 && s3 < nl) {
         // "stdout" / "stderr": both six bytes, told apart by their fourth ('o' / 'e').
         const stream: StreamName | null = s2 - s1 === 7 && buf[s1 + 1] === 0x73 ? (buf[s1 + 4] === 0x6f ? 'stdout' : 'stderr') : null;
@@ -46,18 +76,18 @@ export class EngineLogParser {
             flush();
             current = stream;
           }
-          outEnd += buf.copy(out, outEnd, s3 + 1, nl);
+          out.copyWithin(outEnd, s3 + 1, nl);
+          outEnd += nl - s3 - 1;
           if (buf[s2 + 1] === 0x46) out[outEnd++] = 0x0a; // 'F': the line's newline
         }
       }
       start = nl + 1;
     }
     flush();
-    const rest = buf.subarray(start);
-    this.pending = rest.length ? Buffer.from(rest) : Buffer.alloc(0);
+    return start;
   }
 
-  /** Bytes held back (an incomplete last record). */
+  /** Bytes held back by `push` (an incomplete last record). */
   get buffered(): number {
     return this.pending.length;
   }
@@ -74,9 +104,6 @@ export interface FollowHandlers {
    */
   onLost?(): void;
 }
-
-const READ_BYTES = 1024 * 1024;
-const FIRST_READ_BYTES = 64 * 1024;
 
 /**
  * Follows an engine log from a position until told that the container has exited, then reads
@@ -158,11 +185,20 @@ export class EngineLogFollower {
         // Whether the exit was known before this read: only a read that began after it may end the loop.
         const exitedBefore = this.exited;
         const { bytesRead } = await this.fh!.read(buf, 0, buf.length, this.offset);
-        if (bytesRead > 0) {
-          this.offset += bytesRead;
-          this.parser.push(buf.subarray(0, bytesRead));
+        // An incomplete last record (conmon is writing it) is read again with the rest; a full
+        // buffer without one complete record is not conmon's format and is passed over.
+        let used = bytesRead > 0 ? this.parser.consume(buf.subarray(0, bytesRead)) : 0;
+        if (used === 0 && bytesRead === buf.length) {
+          if (buf.length < READ_BYTES) {
+            buf = Buffer.allocUnsafe(READ_BYTES);
+            continue;
+          }
+          used = bytesRead;
+        }
+        if (used > 0) {
+          this.offset += used;
           if (bytesRead === buf.length && buf.length < READ_BYTES) buf = Buffer.allocUnsafe(READ_BYTES);
-          this.handlers.onPosition?.({ ino: this.ino, offset: this.offset - this.parser.buffered });
+          this.handlers.onPosition?.({ ino: this.ino, offset: this.offset });
           continue;
         }
         // At the end of this file: has conmon replaced it with a new one?

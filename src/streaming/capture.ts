@@ -9,40 +9,38 @@ export function utf8Boundary(buf: Buffer, limit: number): number {
   return cut;
 }
 
-/** Bounded rolling buffer that keeps the last `capacity` bytes written to it. */
+/**
+ * Bounded rolling buffer that keeps the last `capacity` bytes written to it: one ring of that
+ * size, made on the first write, whatever the number and size of the writes.
+ */
 export class TailBuffer {
-  private chunks: Buffer[] = [];
+  private ring: Buffer | null = null;
+  /** Where the next byte goes. */
+  private end = 0;
   private size = 0;
   dropped = 0;
 
   constructor(private readonly capacity: number) {}
 
   push(data: Buffer): void {
-    if (this.capacity === 0) {
+    const cap = this.capacity;
+    if (cap === 0) {
       this.dropped += data.length;
       return;
     }
-    if (data.length >= this.capacity) {
-      this.dropped += this.size + data.length - this.capacity;
-      this.chunks = [Buffer.from(data.subarray(data.length - this.capacity))];
-      this.size = this.capacity;
-      return;
+    const ring = (this.ring ??= Buffer.allocUnsafe(cap));
+    let src = data;
+    if (src.length >= cap) {
+      src = src.subarray(src.length - cap);
+      this.end = 0;
     }
-    this.chunks.push(Buffer.from(data));
-    this.size += data.length;
-    while (this.size > this.capacity) {
-      const first = this.chunks[0]!;
-      const excess = this.size - this.capacity;
-      if (first.length <= excess) {
-        this.chunks.shift();
-        this.size -= first.length;
-        this.dropped += first.length;
-      } else {
-        this.chunks[0] = first.subarray(excess);
-        this.size -= excess;
-        this.dropped += excess;
-      }
-    }
+    const first = Math.min(src.length, cap - this.end);
+    src.copy(ring, this.end, 0, first);
+    src.copy(ring, 0, first);
+    this.end = (this.end + src.length) % cap;
+    const total = this.size + data.length;
+    this.size = Math.min(total, cap);
+    this.dropped += total - this.size;
   }
 
   get length(): number {
@@ -50,8 +48,14 @@ export class TailBuffer {
   }
 
   take(): Buffer {
-    const out = Buffer.concat(this.chunks, this.size);
-    this.chunks = [];
+    const ring = this.ring;
+    let out = Buffer.alloc(0);
+    if (ring && this.size > 0) {
+      const start = (this.end - this.size + this.capacity) % this.capacity;
+      out = start < this.end ? Buffer.from(ring.subarray(start, this.end)) : Buffer.concat([ring.subarray(start), ring.subarray(0, this.end)], this.size);
+    }
+    this.ring = null;
+    this.end = 0;
     this.size = 0;
     return out;
   }

@@ -149,9 +149,10 @@ export class SecretMask {
     if (openEnd < 0 && cursor < upTo) parts.push(this.slice(cursor, upTo));
     this.pending = keep;
     this.openEnd = openEnd;
-    this.held = this.held.subarray(upTo - this.out);
+    // Copied: what is held may be a view of the caller's buffer, which the caller reuses.
+    const rest = this.held.subarray(upTo - this.out);
+    this.held = rest.length ? Buffer.from(rest) : Buffer.alloc(0);
     this.out = upTo;
-    if (this.held.length === 0) this.held = Buffer.alloc(0);
     return parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts);
   }
 

@@ -56,6 +56,29 @@ t.test('frames respect frameBytes', async (t) => {
   t.same(StreamCapture.frames(Buffer.from('aé'), 2), ['a', 'é']);
 });
 
+t.test('the tail buffer keeps exactly the last bytes, whatever the sizes of the writes', async (t) => {
+  let seed = 7;
+  const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+  for (const capacity of [1, 5, 64, 1000]) {
+    const tb = new TailBuffer(capacity);
+    let all = Buffer.alloc(0);
+    for (let i = 0; i < 300; i++) {
+      const chunk = Buffer.from(Array.from({ length: rand(capacity * 2 + 3) }, () => 97 + rand(26)));
+      tb.push(chunk);
+      all = Buffer.concat([all, chunk]);
+      t.equal(tb.length, Math.min(all.length, capacity));
+      if (i % 50 === 49) {
+        const kept = tb.take();
+        t.equal(kept.toString(), all.subarray(Math.max(0, all.length - capacity)).toString(), `capacity ${capacity}, write ${i}`);
+        t.equal(tb.dropped, all.length - kept.length);
+        tb.dropped = 0;
+        all = Buffer.alloc(0);
+        t.equal(tb.length, 0, 'taking empties it');
+      }
+    }
+  }
+});
+
 t.test('the tail buffer is bounded', async (t) => {
   const tb = new TailBuffer(8);
   for (let i = 0; i < 1000; i++) tb.push(Buffer.from(`${i % 10}`.repeat(3)));

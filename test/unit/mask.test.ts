@@ -106,3 +106,23 @@ t.test('multi-byte text and no values', async (t) => {
   const data = Buffer.from('untouched');
   t.equal(stdout.push(data), data, 'without secrets the bytes pass as they are');
 });
+
+t.test('what the mask holds back survives the caller reusing its buffer', async (t) => {
+  const text = 'one hunt hunter2 two hunter2';
+  const values = ['hunter2'];
+  const expected = reference(text, values);
+  const b = Buffer.from(text);
+  for (let cut = 1; cut < b.length; cut++) {
+    const m = new SecretMask(new SecretAutomaton(values.map((v) => Buffer.from(v))));
+    // One read buffer for both reads, overwritten as the next read would.
+    const read = Buffer.alloc(b.length);
+    const out: Buffer[] = [];
+    b.copy(read, 0, 0, cut);
+    out.push(Buffer.from(m.push(read.subarray(0, cut))));
+    read.fill(0x58);
+    b.copy(read, 0, cut);
+    out.push(Buffer.from(m.push(read.subarray(0, b.length - cut))));
+    out.push(m.finish());
+    t.equal(Buffer.concat(out).toString(), expected, `cut at ${cut}`);
+  }
+});
