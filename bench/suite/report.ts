@@ -44,6 +44,8 @@ export function ratios(figures: Record<string, Figure>): Ratio[] {
 
 export function targets(figures: Record<string, Figure>): Target[] {
   const m = (k: string) => figures[k]?.median ?? Number.NaN;
+  // A memory bound holds in every round: the highest round is the figure.
+  const worst = (k: string) => figures[k]?.max ?? Number.NaN;
   const check = (id: string, description: string, value: number, threshold: number, ok: (v: number) => boolean, note?: string): Target => ({
     id,
     description,
@@ -61,8 +63,8 @@ export function targets(figures: Record<string, Figure>): Target[] {
     // The server's containers log to k8s-file (it reads their output from that log): the same log
     // configuration is raw attach with k8s-file; the table also shows log driver none.
     check('streaming.vsAttach', 'streaming ≥ 0.8× raw attach with the same log configuration (k8s-file)', m('streaming.server.MiBps') / m('streaming.api.logK8sFile.MiBps'), 0.8, (v) => v >= 0.8),
-    check('streaming.rss', 'streaming: server RSS ≤ 50 MB above idle (MiB)', m('streaming.server.rssAboveIdleMiB'), RSS_LIMIT_MIB, (v) => v <= RSS_LIMIT_MIB),
-    check('upload.rss', 'upload: server RSS ≤ 50 MB above idle (MiB)', m('upload.server.rssAboveIdleMiB'), RSS_LIMIT_MIB, (v) => v <= RSS_LIMIT_MIB),
+    check('streaming.rss', 'streaming: server peak RSS ≤ 50 MB above idle, highest round (MiB)', worst('streaming.server.rssAboveIdleMiB'), RSS_LIMIT_MIB, (v) => v <= RSS_LIMIT_MIB),
+    check('upload.rss', 'upload: server peak RSS ≤ 50 MB above idle, highest round (MiB)', worst('upload.server.rssAboveIdleMiB'), RSS_LIMIT_MIB, (v) => v <= RSS_LIMIT_MIB),
   ];
 }
 
