@@ -279,6 +279,7 @@ async function assemble(config: Readonly<Config>, log: Logger, opts: ServiceOpti
   audit.attach(sources);
   const metrics = new Metrics();
   metrics.attach(sources, () => manager.stats().queued);
+  metrics.observePool(() => ({ ready: pool.stats().ready, handoffs: engine.handoffs, coldStarts: engine.missed }));
   // Recovery: containers of tasks recorded running are adopted with their workspace mount and
   // egress directory; containers, mounts and sockets that no such task owns are removed.
   const plan = manager.plan(await engine.listOurs());

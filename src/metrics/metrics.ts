@@ -2,6 +2,13 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ObservedSources } from '../audit/recorder.js';
 import { TERMINAL } from '../tasks/model.js';
 
+/** The warm pool's figures: members ready now, and tasks handed over or started cold so far. */
+export interface PoolFigures {
+  ready: number;
+  handoffs: number;
+  coldStarts: number;
+}
+
 /**
  * The Prometheus metrics of one server (a registry of its own, so that several servers in one
  * process keep apart). Counters move with the lifecycle's transitions, the proxy's decisions and
@@ -11,6 +18,7 @@ export class Metrics {
   readonly registry = new Registry();
   private queueDepthOf: () => number = () => 0;
   private subscribersOf: () => number = () => 0;
+  private poolOf: () => PoolFigures = () => ({ ready: 0, handoffs: 0, coldStarts: 0 });
 
   private readonly tasks = new Counter({
     name: 'sandboxshift_tasks_total',
@@ -71,6 +79,33 @@ export class Metrics {
         this.set(self.subscribersOf());
       },
     });
+    new Gauge({
+      name: 'sandboxshift_pool_ready',
+      help: 'Pre-started sandboxes ready to take a task',
+      registers: [this.registry],
+      collect() {
+        this.set(self.poolOf().ready);
+      },
+    });
+    // Counted by the pool itself: read when scraped.
+    new Counter({
+      name: 'sandboxshift_pool_handoffs_total',
+      help: 'Tasks handed to a pre-started sandbox',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(self.poolOf().handoffs);
+      },
+    });
+    new Counter({
+      name: 'sandboxshift_pool_cold_starts_total',
+      help: 'Tasks of a shape the pool holds that started cold (no member was ready)',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(self.poolOf().coldStarts);
+      },
+    });
     // Every label value a counter can take is present from the start (0 until it moves).
     for (const s of ['queued', 'running', ...TERMINAL]) this.tasks.labels(s).inc(0);
     for (const s of ['stdout', 'stderr']) this.streamBytes.labels(s).inc(0);
@@ -91,6 +126,11 @@ export class Metrics {
       if (task.reason === 'engine_error') this.engineErrors.inc();
     });
     s.decisions.on('decision', (_id, d) => this.egress.labels(String(d.allowed)).inc());
+  }
+
+  /** Where the warm pool's figures are read from. */
+  observePool(figures: () => PoolFigures): void {
+    this.poolOf = figures;
   }
 
   /** Where the number of open streams is read from (the HTTP app's stream limiter). */

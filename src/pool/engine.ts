@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { EGRESS_SOCKET_NAME } from '../runtime/spec.js';
 import type {
+  AdoptOptions,
   ContainerEngine,
   EngineVersions,
-  LogPosition,
   OwnContainer,
   RunningSandbox,
   SandboxHandlers,
@@ -149,10 +149,10 @@ export class PooledEngine implements ContainerEngine {
     this.reserved.delete(dir);
     let member: Member | null = null;
     let attach = true;
-    // A stdin pipe is bound at create (secrets come with the job line); a task runs with a user
-    // namespace of its own exactly when the members have one.
+    // Secrets come with the job line, a stdin pipe is mounted onto the slot; a task runs with a
+    // user namespace of its own exactly when the members have one.
     const ownUid = (job.hostUid ?? null) !== null;
-    const cold = job.stdinRelay !== undefined || ownUid !== (this.uids !== null);
+    const cold = ownUid !== (this.uids !== null);
     if (r && !cold && r.member.key === shapeKey(shape) && r.member.sandbox.alive && !this.pool.tooOld(r.member)) {
       member = r.member;
       attach = false;
@@ -178,6 +178,7 @@ export class PooledEngine implements ContainerEngine {
     writeFileSync(this.claim(id), job.taskId, { mode: 0o600 });
     let held = false;
     let mapped = false;
+    let pipeDir: string | null = null;
     try {
       if (attach) {
         await this.workspaces.hold(workspaceId);
@@ -198,6 +199,9 @@ export class PooledEngine implements ContainerEngine {
         }
         await this.mounts.attachEgress(m.slot, job.egress.socketDir);
       }
+      // The pipe is made as the member's user, which the task's is from now on.
+      pipeDir = m.sandbox.stdinPipe(job);
+      if (pipeDir) await this.mounts.attachStdin(m.slot, pipeDir);
       this.slotOf.set(id, m.slot);
       const running = await m.sandbox.handoff(job, handlers);
       this.handoffs += 1;
@@ -225,7 +229,9 @@ export class PooledEngine implements ContainerEngine {
           .then(() => this.workspaces.release(workspaceId))
           .catch(() => undefined);
       }
-      if (!held && job.egress) await this.mounts.clear(m.slot).catch(() => undefined);
+      if (!held && (job.egress || pipeDir)) await this.mounts.clear(m.slot).catch(() => undefined);
+      // A cold start makes the task's pipe afresh.
+      if (pipeDir) rmSync(pipeDir, { recursive: true, force: true });
       throw err;
     }
   }
@@ -274,7 +280,7 @@ export class PooledEngine implements ContainerEngine {
     });
   }
 
-  async adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null> {
+  async adopt(containerId: string, opts: AdoptOptions, handlers: SandboxHandlers): Promise<RunningSandbox | null> {
     const running = await this.inner.adopt(containerId, opts, handlers);
     const slot = this.slotOf.get(containerId);
     return running && slot ? this.afterExit(running, slot) : running;

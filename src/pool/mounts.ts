@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { hostRun as run } from '../workspace/host-commands.js';
 import { mountsUnder, unmount, unmountAllUnder } from '../workspace/storage.js';
 
-/** A slot's egress directory is the slot's own name with this suffix (slot ids never hold a dot). */
+/** A slot's egress and stdin directories are the slot's own name with these suffixes (slot ids never hold a dot). */
 const EGRESS_SUFFIX = '.egress';
+const STDIN_SUFFIX = '.stdin';
 
 /**
  * The host side of the pool's workspaces and egress sockets. `slots` is a bind mount of itself with shared
@@ -56,18 +57,37 @@ export class SlotMounts {
     return join(this.slots, `${slot}${EGRESS_SUFFIX}`);
   }
 
-  /** Empty root-owned directories for a new slot (its workspace and egress directories). */
-  async create(slot: string): Promise<{ dir: string; egressDir: string }> {
+  /**
+   * The slot's stdin directory (mounted `rslave` where a cold sandbox has its stdin pipe's
+   * directory): an empty read-only tmpfs like the egress directory; a task whose stdin goes
+   * through a pipe has its pipe's directory mounted onto it, read-only.
+   */
+  stdinDir(slot: string): string {
+    return join(this.slots, `${slot}${STDIN_SUFFIX}`);
+  }
+
+  /** Empty root-owned directories for a new slot (its workspace, egress and stdin directories). */
+  async create(slot: string): Promise<{ dir: string; egressDir: string; stdinDir: string }> {
     await mkdir(this.dir(slot), { mode: 0o755 });
-    await mkdir(this.egressDir(slot), { mode: 0o755 });
-    await run('mount', ['-t', 'tmpfs', '-o', 'ro,size=4k,mode=0555,nosuid,nodev,noexec', 'sandboxshift-egress', this.egressDir(slot)]);
-    await run('mount', ['--make-shared', this.egressDir(slot)]);
-    return { dir: this.dir(slot), egressDir: this.egressDir(slot) };
+    for (const [dir, name] of [
+      [this.egressDir(slot), 'sandboxshift-egress'],
+      [this.stdinDir(slot), 'sandboxshift-stdin'],
+    ] as const) {
+      await mkdir(dir, { mode: 0o755 });
+      await run('mount', ['-t', 'tmpfs', '-o', 'ro,size=4k,mode=0555,nosuid,nodev,noexec', name, dir]);
+      await run('mount', ['--make-shared', dir]);
+    }
+    return { dir: this.dir(slot), egressDir: this.egressDir(slot), stdinDir: this.stdinDir(slot) };
   }
 
   /** Mounts a task's egress socket directory onto the slot's, read-only (nosuid, nodev, noexec). */
   async attachEgress(slot: string, socketDir: string): Promise<void> {
-    await this.bindReadonly(slot, socketDir, this.egressDir(slot), 'remount,bind,ro,nosuid,nodev,noexec');
+    await this.bindReadonly(`${slot}.egress`, socketDir, this.egressDir(slot), 'remount,bind,ro,nosuid,nodev,noexec');
+  }
+
+  /** Mounts a task's stdin pipe directory onto the slot's, read-only (nosuid, nodev, noexec). */
+  async attachStdin(slot: string, pipeDir: string): Promise<void> {
+    await this.bindReadonly(`${slot}.stdin`, pipeDir, this.stdinDir(slot), 'remount,bind,ro,nosuid,nodev,noexec');
   }
 
   /**
@@ -79,12 +99,12 @@ export class SlotMounts {
       await run('mount', ['--bind', workspaceDir, this.dir(slot)]);
       return;
     }
-    await this.bindReadonly(slot, workspaceDir, this.dir(slot), 'remount,bind,ro,nosuid,nodev');
+    await this.bindReadonly(`${slot}.ws`, workspaceDir, this.dir(slot), 'remount,bind,ro,nosuid,nodev');
   }
 
-  /** `source` onto `target` with the remount's flags, made on a private stage first. */
-  private async bindReadonly(slot: string, source: string, target: string, flags: string): Promise<void> {
-    const staged = join(this.stage, `${slot}.${target === this.dir(slot) ? 'ws' : 'egress'}`);
+  /** `source` onto `target` with the remount's flags, made on a private stage (`<stage>/<name>`) first. */
+  private async bindReadonly(name: string, source: string, target: string, flags: string): Promise<void> {
+    const staged = join(this.stage, name);
     await mkdir(staged, { mode: 0o700 });
     try {
       await run('mount', ['--bind', source, staged]);
@@ -101,15 +121,19 @@ export class SlotMounts {
 
   /** Unmounts whatever is on the slot's directories and removes them. */
   async clear(slot: string): Promise<void> {
-    for (const dir of [this.dir(slot), this.egressDir(slot)]) {
+    for (const dir of this.dirsOf(slot)) {
       await unmountAllUnder(dir);
       await rmdir(dir).catch(() => undefined);
     }
   }
 
-  /** The directories of the slots in `keep` (both of each). */
+  private dirsOf(slot: string): string[] {
+    return [this.dir(slot), this.egressDir(slot), this.stdinDir(slot)];
+  }
+
+  /** The directories of the slots in `keep` (all three of each). */
   private keptDirs(keep: ReadonlySet<string>): Set<string> {
-    return new Set([...keep].flatMap((s) => [this.dir(s), this.egressDir(s)]));
+    return new Set([...keep].flatMap((s) => this.dirsOf(s)));
   }
 
   /** Shutdown: unmounts every slot but those in `keep` (and `slots` itself when none is kept). */

@@ -230,7 +230,7 @@ export class WarmPool {
       let mapped = false;
       try {
         hostUid = this.uids ? this.uids.allocate(slot) : null;
-        const { dir, egressDir } = await this.mounts.create(slot);
+        const { dir, egressDir, stdinDir } = await this.mounts.create(slot);
         spare = await this.spares.createSpare();
         let source = this.spares.dir(spare.id);
         if (hostUid !== null) {
@@ -240,7 +240,7 @@ export class WarmPool {
         await this.mounts.attach(slot, source, false);
         const sandbox = await this.engine.prestart!(
           { image: shape.image, cpus: shape.cpus, memoryMb: shape.memoryMb, pids: shape.pids, isolation: 'runc' },
-          { id: slot, dir, egressDir, backstopSeconds: this.settings.backstopSeconds, hostUid },
+          { id: slot, dir, egressDir, stdinDir, backstopSeconds: this.settings.backstopSeconds, hostUid },
         );
         const member: Member = { slot, key, sandbox, spare, hostUid };
         if (this.closed) {

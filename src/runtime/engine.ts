@@ -154,13 +154,14 @@ export interface OwnContainer {
 
 /**
  * Where a pre-started sandbox's workspace will appear: a host directory mounted `rslave` at
- * /workspace; and its egress socket directory: one mounted `rslave` where a cold sandbox has the
- * task's socket directory.
+ * /workspace; its egress socket directory and its stdin pipe directory: each one mounted
+ * `rslave` where a cold sandbox has the task's socket directory or the task's pipe directory.
  */
 export interface PoolSlot {
   id: string;
   dir: string;
   egressDir: string;
+  stdinDir: string;
   /** The engine stops the container this many seconds after it started (its backstop). */
   backstopSeconds: number;
   /** The member's own host UID (its container gets that user namespace), or null/absent for none. */
@@ -177,8 +178,15 @@ export interface PooledSandbox {
   /** False once the container is known to have ended (it cannot take a job). */
   readonly alive: boolean;
   /**
-   * Sends the job (the workspace must already be mounted in the slot). Rejects before anything
-   * was sent, or resolves with the running sandbox.
+   * For a job whose stdin goes through a pipe (`stdin` and `stdinRelay` set): makes the pipe's
+   * host directory, the pipe owned by the member's user, and returns it, to be mounted onto the
+   * slot's stdin directory before the handoff. Null when the job's stdin (if any) goes through
+   * the member's attach connection.
+   */
+  stdinPipe(job: SandboxJob): string | null;
+  /**
+   * Sends the job (the workspace, and the stdin pipe stdinPipe made, must already be mounted in
+   * the slot). Rejects before anything was sent, or resolves with the running sandbox.
    */
   handoff(job: SandboxJob, handlers: SandboxHandlers): Promise<RunningSandbox>;
   /** Removes a sandbox that never got a job. */
@@ -188,6 +196,8 @@ export interface PooledSandbox {
 export interface AdoptOptions {
   stdin: boolean;
   from: LogPosition | null;
+  /** The task's id (a pre-started container's labels do not name it). */
+  taskId?: string;
   /** The task's workspace on the host (mounted), for an engine that copies the workspace in and out. */
   workspaceDir?: string;
 }

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import type { Isolation } from '../config/schema.js';
 import {
   EngineError,
+  type AdoptOptions,
   type ContainerEngine,
-  type LogPosition,
   type OwnContainer,
   type RunningSandbox,
   type SandboxExit,
@@ -23,10 +23,10 @@ import { LABEL_HOST_UID, LABEL_SERVER, LABEL_SLOT, LABEL_STDIN, LABEL_TASK } fro
 import { rawAttach } from './raw-attach.js';
 import { removeContainer } from './remove.js';
 import { SecretFiles } from './secret-file.js';
-import { StdinFifos } from './stdin-fifo.js';
+import { STDIN_FIFO, StdinFifos } from './stdin-fifo.js';
 import { attachSink, fifoSink, type StdinSink } from './stdin-sink.js';
 import type { OomProbe } from './oom.js';
-import { buildContainerSpec, buildPooledSpec, EGRESS_SOCKET, forcedEnv, type SandboxSettings } from './spec.js';
+import { buildContainerSpec, buildPooledSpec, CONTAINER_USER, EGRESS_SOCKET, forcedEnv, type SandboxSettings } from './spec.js';
 import { encodeJob, MAX_JOB_BYTES, WAITER_SCRIPT } from './waiter.js';
 import { toSpecGenerator } from './specgen.js';
 
@@ -286,29 +286,50 @@ export class PodmanEngine implements ContainerEngine {
     await this.watchExits(id);
     let alive = true;
     let taken = false;
+    let piped: string | null = null;
     sock.on('error', () => undefined);
     sock.on('close', () => (alive = false));
     const startedAt = Date.now();
+    // The member's user: its own host UID, or the container user (as the task's would be cold).
+    const user = slot.hostUid !== undefined && slot.hostUid !== null ? `${slot.hostUid}:${slot.hostUid}` : CONTAINER_USER;
     return {
       containerId: id,
       startedAt,
       get alive() {
         return alive && !sock.destroyed;
       },
+      stdinPipe: (job) => {
+        if (!job.stdin || job.stdinRelay === undefined || !this.stdinFifos) return null;
+        try {
+          piped = this.stdinFifos.create(job.taskId, user);
+        } catch (err) {
+          throw new EngineError(`the stdin pipe could not be made: ${(err as Error).message}`);
+        }
+        return piped;
+      },
       handoff: async (job, handlers) => {
         if (taken) throw new EngineError('a pre-started sandbox takes one job only');
+        // Stdin through the pipe: its relay first, as on a cold sandbox's entrypoint.
+        const pipe = piped !== null && job.stdin && job.stdinRelay !== undefined;
         const line = encodeJob(
           job.command,
           job.env,
           forcedEnv(this.settings, job.egress),
-          job.egress && [job.egress.relay, String(job.egress.port), EGRESS_SOCKET, '--'],
+          [...(pipe ? [job.stdinRelay!, '--stdin', STDIN_FIFO, '--'] : []), ...(job.egress ? [job.egress.relay, String(job.egress.port), EGRESS_SOCKET, '--'] : [])],
           job.secretEnv ?? {},
         );
         if (Buffer.byteLength(line) > MAX_JOB_BYTES) throw new EngineError('the job is too large for a pre-started sandbox');
         if (!alive || sock.destroyed) throw new EngineError('the pre-started sandbox has ended');
+        const writer = pipe ? this.stdinFifos!.open(job.taskId) : null;
+        if (pipe && !writer) throw new EngineError('the stdin pipe of the task is missing');
         taken = true;
         const follower = new EngineLogFollower(logPath, null, handlers);
         sock.write(line);
+        if (writer) {
+          // The attach carried the job; the task reads the pipe.
+          sock.end();
+          return this.follow(id, follower, fifoSink(writer), job.taskId);
+        }
         const running = this.follow(id, follower, attachSink(sock), job.taskId);
         if (!job.stdin) running.endStdin();
         return running;
@@ -336,7 +357,7 @@ export class PodmanEngine implements ContainerEngine {
     });
   }
 
-  async adopt(containerId: string, opts: { stdin: boolean; from: LogPosition | null }, handlers: SandboxHandlers): Promise<RunningSandbox | null> {
+  async adopt(containerId: string, opts: AdoptOptions, handlers: SandboxHandlers): Promise<RunningSandbox | null> {
     let info: Docker.ContainerInspectInfo;
     try {
       info = await this.docker.getContainer(containerId).inspect();
@@ -345,12 +366,15 @@ export class PodmanEngine implements ContainerEngine {
       throw new EngineError(`inspect failed: ${describe(err)}`, isUnavailable(err));
     }
     const logPath = (info as unknown as { LogPath?: string }).LogPath ?? '';
-    const taskId = info.Config?.Labels?.[LABEL_TASK] ?? '';
+    const labels = info.Config?.Labels ?? {};
+    // A pre-started container's labels were set before it had a task: the caller names it.
+    const taskId = labels[LABEL_TASK] || opts.taskId || '';
     let sink: StdinSink | null = null;
     if (opts.stdin && info.State.Running) {
-      if (info.Config?.Labels?.[LABEL_STDIN] === 'fifo') {
+      // A pre-started container's task has a pipe when one was made for it at the handoff.
+      const writer = (labels[LABEL_STDIN] === 'fifo' || labels[LABEL_SLOT]) && taskId && this.stdinFifos ? this.stdinFifos.open(taskId) : null;
+      if (labels[LABEL_STDIN] === 'fifo' || writer) {
         // The relay in the container still holds the pipe: open it again and go on writing.
-        const writer = taskId && this.stdinFifos ? this.stdinFifos.open(taskId) : null;
         if (writer) sink = fifoSink(writer);
         else this.log.warn({ containerId, taskId }, 'the stdin pipe of an adopted task is missing: its stdin stays as it is');
       } else {

@@ -163,7 +163,9 @@ export type ContainerSpec = ReturnType<typeof buildContainerSpec>;
  * and /workspace is the slot's directory with `rslave` propagation, so that the workspace the
  * server mounts onto the slot at handoff appears inside. The slot's egress directory (an empty
  * tmpfs until a task with an allowlist has its socket directory mounted onto it) is mounted the
- * same way, read-only, where a cold sandbox has the task's socket directory. A slot with a host
+ * same way, read-only, where a cold sandbox has the task's socket directory; so is the slot's
+ * stdin directory (until a task whose stdin goes through a pipe has the pipe's directory mounted
+ * onto it), where a cold sandbox has that directory. A slot with a host
  * UID gives the member that user namespace (and its label), as a task container of that UID has.
  */
 export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: string, s: SandboxSettings) {
@@ -172,7 +174,12 @@ export function buildPooledSpec(shape: SandboxShape, slot: PoolSlot, waiter: str
     s,
   );
   const [workspace, ...rest] = spec.HostConfig.Binds;
-  spec.HostConfig.Binds = [`${workspace},rslave`, ...rest, `${slot.egressDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec,rslave`];
+  spec.HostConfig.Binds = [
+    `${workspace},rslave`,
+    ...rest,
+    `${slot.egressDir}:${EGRESS_DIR}:ro,nosuid,nodev,noexec,rslave`,
+    `${slot.stdinDir}:${STDIN_DIR}:ro,nosuid,nodev,noexec,rslave`,
+  ];
   spec.Labels = { ...spec.Labels, [LABEL_SLOT]: slot.id };
   return spec;
 }

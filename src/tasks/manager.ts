@@ -201,7 +201,7 @@ export class TaskManager {
       ? // The stored workspace's root and its sandboxshift.yaml, read safely.
         { ...(await this.workspaces.inspect(named)), stored: true }
       : { rootEntries: checkInlineFiles(files, this.config.workspaces).rootEntries, projectFile: files[PROJECT_FILE] ?? null, stored: false };
-    const plan = await this.admit(body, facts, owner.tenant, named || body.stdin ? null : files);
+    const plan = await this.admit(body, facts, owner.tenant, named ? null : files);
     if (named) {
       // Re-checked after the awaits above: a workspace deleted meanwhile is gone (delete is
       // refused once the task is queued, and nothing awaits between here and the push).
@@ -209,7 +209,7 @@ export class TaskManager {
       this.workspaces.reuse(named); // named by id: a regular workspace from now on
       return task;
     }
-    const spare = body.stdin ? null : this.reserveWarm(files, plan, owner.tenant);
+    const spare = this.reserveWarm(files, plan, owner.tenant);
     if (spare) return this.accept(body, plan, spare, owner);
     if (plan.imageVouched) await requireImage(this.engine, plan.image, this.config); // the pool's member went meanwhile
     const workspaceId = (await this.workspaces.createFromFiles(files, plan.detection.markers, owner.tenant)).id;
@@ -223,7 +223,7 @@ export class TaskManager {
   }
 
   /**
-   * A runc task with no files, no allowlist and no stdin (its pipe is bound at create) that starts now (a run slot is free, so a
+   * A runc task with no files and no allowlist that starts now (a run slot is free, so a
    * pre-started sandbox is never held by a waiting task) takes the empty workspace of a
    * pre-started sandbox of its shape; null when there is none.
    */

@@ -199,7 +199,7 @@ export class TaskRunner {
       if (task.network.allow.length > 0 && container.running) await this.openEgress(a, container.hostUid);
       const sandbox = await this.engine.adopt(
         container.containerId,
-        { stdin: task.stdin, from: from?.position ?? null, workspaceDir: this.workspaces.dir(task.workspaceId) },
+        { stdin: task.stdin, from: from?.position ?? null, workspaceDir: this.workspaces.dir(task.workspaceId), taskId: task.id },
         a.handlers(),
       );
       if (!sandbox) {

@@ -28,6 +28,7 @@ export async function taskContainers(socketPath: string, taskId: string): Promis
   const ids = list.map((c) => c.Id);
   // Pre-started containers a warm test server of this process handed the task (its claim names it).
   for (const w of warmServers.values()) {
+    if (w.closed) continue;
     for (const c of await w.services.engine.listOurs()) if (c.taskId === taskId && !ids.includes(c.containerId)) ids.push(c.containerId);
   }
   return ids;

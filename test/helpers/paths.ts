@@ -16,17 +16,38 @@ interface WarmServer {
   services: Services;
   /** Submissions of the default shape, each expected to be handed to a pre-started sandbox. */
   expected: number;
+  /** Closed: its counts stay for expectAllWarm, its engine is not asked any more. */
+  closed?: boolean;
 }
 
 export const warmServers = new Map<string, WarmServer>();
 
-/** A body the pool's default shape takes: no limits or image of its own, and no stdin pipe. */
+/**
+ * Warm server processes (startServerProcess) by URL: the helper waits before each submission of
+ * the default shape until their /metrics show a member ready (their handoffs are checked by the
+ * test itself).
+ */
+export const warmProcesses = new Set<string>();
+
+async function poolReady(base: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await fetch(`${base}/metrics`).then((r) => r.text(), () => '');
+    const ready = Number(/^sandboxshift_pool_ready (\S+)$/m.exec(text)?.[1] ?? 0);
+    if (ready > 0) return;
+    if (Date.now() > deadline) throw new Error(`no pre-started sandbox of ${base} was ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A body the pool's default shape takes: no limits or image of its own. */
 function defaultShape(body: Record<string, unknown>): boolean {
-  return body.resources === undefined && body.image === undefined && body.stdin !== true;
+  return body.resources === undefined && body.image === undefined;
 }
 
 /** Called by the client helper before each submission. */
 export async function beforeSubmit(base: string, body: Record<string, unknown>): Promise<void> {
+  if (warmProcesses.has(base) && defaultShape(body)) await poolReady(base, 60_000);
   const w = warmServers.get(base);
   if (!w || !defaultShape(body)) return;
   await w.services.pool.ready(60_000);

@@ -13,7 +13,7 @@ import { logOptions } from '../../src/logging.js';
 import { installDir } from '../../src/paths.js';
 import { startServices, type Services } from '../../src/services.js';
 import { unmountAllUnder } from '../../src/workspace/storage.js';
-import { isWarm, WARM_POOL_SIZE, warmServers } from './paths.js';
+import { isWarm, WARM_POOL_SIZE, warmProcesses, warmServers } from './paths.js';
 
 export const TEST_LABEL = { 'io.sandboxshift.test': '1' };
 
@@ -125,6 +125,8 @@ export async function startTestServer(overrides: Overrides = {}, opts: { logTo?:
       return clients.length;
     },
     async close() {
+      const w = warmServers.get(`http://127.0.0.1:${port}`);
+      if (w) w.closed = true;
       await services.drain();
       await app.close();
       await services.close();
@@ -172,6 +174,7 @@ export async function startServerProcess(overrides: Overrides & { dataDir: strin
     });
     void exited.then((code) => reject(new Error(`server process exited (${code}) before listening`)));
   });
+  if (isWarm() && config.pool.size > 0) warmProcesses.add(url);
   return {
     url,
     wsUrl: url.replace(/^http/, 'ws'),

@@ -5,12 +5,14 @@
  * kill -9 of the server and a new start, (c) SIGTERM with shutdown.leaveRunning and a new start,
  * the task gets a second line and EOF: its output has both lines exactly once, and it exits 0.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import t from 'tap';
 import { collectStream, submit, waitDone, type Frame } from '../helpers/client.js';
 import { leftContainers, sleep } from '../helpers/host.js';
 import { BOTH_ISOLATIONS, ISOLATIONS } from '../helpers/isolation.js';
+import { isWarm } from '../helpers/paths.js';
 import { keptDataDir, type ServerProcess, startServerProcess, startTestServer } from '../helpers/server.js';
 
 const READER = 'while IFS= read -r l; do echo "got:$l"; done; echo eof-seen';
@@ -108,6 +110,12 @@ async function acrossRestart(t: Tap.Test, isolation: string, signal: NodeJS.Sign
     t.equal(await first.exited, signal === 'SIGKILL' ? 'SIGKILL' : 0, `the server ended (${signal})`);
   });
   const before = (await stream).frames;
+  if (isWarm() && isolation === 'runc') {
+    // The pool's claim of the member that took the task: its name is the container's, its content the task's id.
+    const claims = join(dataDir, 'pool', 'claims');
+    const claimed = readdirSync(claims).filter((c) => readFileSync(join(claims, c), 'utf8') === id);
+    t.equal(claimed.length, 1, 'the task was handed to a pre-started sandbox');
+  }
   const second = await server(t, dataDir);
   const after = await collectStream(second.wsUrl, id, {
     after: before[before.length - 1]!.seq,

@@ -57,6 +57,9 @@ t.test('counters and histograms move with a task\'s life; gauges read their sour
     ['sandboxshift_egress_decisions_total', 'counter'],
     ['sandboxshift_engine_errors_total', 'counter'],
     ['sandboxshift_auth_failures_total', 'counter'],
+    ['sandboxshift_pool_ready', 'gauge'],
+    ['sandboxshift_pool_handoffs_total', 'counter'],
+    ['sandboxshift_pool_cold_starts_total', 'counter'],
   ]) {
     t.equal(p.types.get(name!), type, `${name} is a ${type}`);
   }
@@ -113,4 +116,21 @@ t.test('two servers in one process keep their metrics apart', async (t) => {
   one.authFailed();
   t.equal(parsePrometheus(await one.text()).value('sandboxshift_auth_failures_total'), 1);
   t.equal(parsePrometheus(await two.text()).value('sandboxshift_auth_failures_total'), 0);
+});
+
+t.test("the pool's figures are read from the pool when scraped", async (t) => {
+  const m = new Metrics();
+  const figures = { ready: 0, handoffs: 0, coldStarts: 0 };
+  m.observePool(() => figures);
+  let p = parsePrometheus(await m.text());
+  t.equal(p.value('sandboxshift_pool_ready'), 0);
+  t.equal(p.value('sandboxshift_pool_handoffs_total'), 0);
+  Object.assign(figures, { ready: 3, handoffs: 7, coldStarts: 2 });
+  p = parsePrometheus(await m.text());
+  t.equal(p.value('sandboxshift_pool_ready'), 3);
+  t.equal(p.value('sandboxshift_pool_handoffs_total'), 7);
+  t.equal(p.value('sandboxshift_pool_cold_starts_total'), 2);
+  figures.handoffs = 8;
+  p = parsePrometheus(await m.text());
+  t.equal(p.value('sandboxshift_pool_handoffs_total'), 8, 'the count, not a sum of scrapes');
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildContainerSpec } from '../../src/runtime/spec.js';
+import { buildContainerSpec, buildPooledSpec } from '../../src/runtime/spec.js';
 
 const req = {
   taskId: 'tsk_abc',
@@ -177,4 +177,24 @@ t.test('under gVisor the pids limit leaves room for runsc\'s own threads; everyt
   t.equal(gvisor.HostConfig.PidsLimit, 64 + 10 * 128, 'base plus ten host threads per allowed process');
   t.same({ ...gvisor.HostConfig, PidsLimit: 0 }, { ...runc.HostConfig, PidsLimit: 0 }, 'every other host setting is the same');
   t.same({ ...gvisor, HostConfig: null }, { ...runc, HostConfig: null });
+});
+
+t.test("a pre-started sandbox: the task container's spec, its slot's directories mounted rslave where the task's would be", async (t) => {
+  const slot = { id: 'slt_1', dir: '/data/pool/slots/slt_1', egressDir: '/data/pool/slots/slt_1.egress', stdinDir: '/data/pool/slots/slt_1.stdin', backstopSeconds: 65 };
+  const shape = { image: req.image, cpus: req.cpus, memoryMb: req.memoryMb, pids: req.pids, isolation: 'runc' as const };
+  const s = buildPooledSpec(shape, slot, 'the waiter', settings);
+  const cold = buildContainerSpec({ ...req, taskId: '', command: 'the waiter', env: {}, workspaceDir: slot.dir, stdin: true }, settings);
+  t.same(s.HostConfig.Binds, [
+    '/data/pool/slots/slt_1:/workspace:rw,nosuid,nodev,rslave',
+    '/data/sandbox/hosts:/etc/hosts:ro,nosuid,nodev',
+    '/data/pool/slots/slt_1.egress:/run/sandboxshift/egress:ro,nosuid,nodev,noexec,rslave',
+    '/data/pool/slots/slt_1.stdin:/run/sandboxshift/stdin:ro,nosuid,nodev,noexec,rslave',
+  ]);
+  t.equal(s.Labels['io.sandboxshift.slot'], 'slt_1');
+  t.same(s.Cmd, ['the waiter']);
+  t.equal(s.OpenStdin, true, 'stdin open for the job line');
+  const { Binds: _b, ...hardening } = s.HostConfig;
+  const { Binds: _c, ...coldHardening } = cold.HostConfig;
+  t.same(hardening, coldHardening, 'every other host setting is the cold sandbox’s');
+  t.equal(s.User, cold.User);
 });
