@@ -88,24 +88,18 @@ export class Metrics {
       },
     });
     // Counted by the pool itself: read when scraped.
-    new Counter({
-      name: 'sandboxshift_pool_handoffs_total',
-      help: 'Tasks handed to a pre-started sandbox',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(self.poolOf().handoffs);
-      },
-    });
-    new Counter({
-      name: 'sandboxshift_pool_cold_starts_total',
-      help: 'Tasks of a shape the pool holds that started cold (no member was ready)',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(self.poolOf().coldStarts);
-      },
-    });
+    const poolCounter = (name: string, help: string, read: (f: PoolFigures) => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(read(self.poolOf()));
+        },
+      });
+    poolCounter('sandboxshift_pool_handoffs_total', 'Tasks handed to a pre-started sandbox', (f) => f.handoffs);
+    poolCounter('sandboxshift_pool_cold_starts_total', 'Tasks of a shape the pool holds that started cold (no member was ready)', (f) => f.coldStarts);
     // Every label value a counter can take is present from the start (0 until it moves).
     for (const s of ['queued', 'running', ...TERMINAL]) this.tasks.labels(s).inc(0);
     for (const s of ['stdout', 'stderr']) this.streamBytes.labels(s).inc(0);

@@ -145,7 +145,7 @@ export class PodmanEngine implements ContainerEngine {
     const secretsFile = this.writeSecrets(shape, job);
     let stdinDir: string | null = null;
     try {
-      stdinDir = this.makeStdinFifo(shape, job);
+      stdinDir = this.makeStdinFifo(job, job.hostUid);
     } catch (err) {
       this.secretFiles?.remove(job.taskId);
       throw err;
@@ -195,11 +195,14 @@ export class PodmanEngine implements ContainerEngine {
     return this.follow(id, follower, sink, job.taskId);
   }
 
-  /** The task's stdin pipe directory, or null when its stdin (if any) goes through the attach. */
-  private makeStdinFifo(shape: SandboxShape, job: SandboxJob): string | null {
+  /**
+   * The task's stdin pipe directory, or null when its stdin (if any) goes through the attach. The
+   * pipe belongs to the user the container runs as: `hostUid` (65532 inside its namespace) for a
+   * container with a host UID of its own, else the container user.
+   */
+  private makeStdinFifo(job: SandboxJob, hostUid: number | null | undefined): string | null {
     if (!job.stdin || job.stdinRelay === undefined || !this.stdinFifos) return null;
-    // A task with a host UID of its own opens the pipe as that UID (65532 inside its namespace).
-    const user = job.hostUid !== undefined && job.hostUid !== null ? `${job.hostUid}:${job.hostUid}` : buildContainerSpec({ ...shape, ...job }, this.settings).User;
+    const user = hostUid !== undefined && hostUid !== null ? `${hostUid}:${hostUid}` : CONTAINER_USER;
     try {
       return this.stdinFifos.create(job.taskId, user);
     } catch (err) {
@@ -290,27 +293,18 @@ export class PodmanEngine implements ContainerEngine {
     sock.on('error', () => undefined);
     sock.on('close', () => (alive = false));
     const startedAt = Date.now();
-    // The member's user: its own host UID, or the container user (as the task's would be cold).
-    const user = slot.hostUid !== undefined && slot.hostUid !== null ? `${slot.hostUid}:${slot.hostUid}` : CONTAINER_USER;
     return {
       containerId: id,
       startedAt,
       get alive() {
         return alive && !sock.destroyed;
       },
-      stdinPipe: (job) => {
-        if (!job.stdin || job.stdinRelay === undefined || !this.stdinFifos) return null;
-        try {
-          piped = this.stdinFifos.create(job.taskId, user);
-        } catch (err) {
-          throw new EngineError(`the stdin pipe could not be made: ${(err as Error).message}`);
-        }
-        return piped;
-      },
+      // The member's user, which the task's is once it takes the member.
+      stdinPipe: (job) => (piped = this.makeStdinFifo(job, slot.hostUid)),
       handoff: async (job, handlers) => {
         if (taken) throw new EngineError('a pre-started sandbox takes one job only');
         // Stdin through the pipe: its relay first, as on a cold sandbox's entrypoint.
-        const pipe = piped !== null && job.stdin && job.stdinRelay !== undefined;
+        const pipe = piped !== null;
         const line = encodeJob(
           job.command,
           job.env,
@@ -372,12 +366,12 @@ export class PodmanEngine implements ContainerEngine {
     let sink: StdinSink | null = null;
     if (opts.stdin && info.State.Running) {
       // A pre-started container's task has a pipe when one was made for it at the handoff.
-      const writer = (labels[LABEL_STDIN] === 'fifo' || labels[LABEL_SLOT]) && taskId && this.stdinFifos ? this.stdinFifos.open(taskId) : null;
-      if (labels[LABEL_STDIN] === 'fifo' || writer) {
-        // The relay in the container still holds the pipe: open it again and go on writing.
-        if (writer) sink = fifoSink(writer);
-        else this.log.warn({ containerId, taskId }, 'the stdin pipe of an adopted task is missing: its stdin stays as it is');
-      } else {
+      const fifo = labels[LABEL_STDIN] === 'fifo';
+      // The relay in the container still holds the pipe: open it again and go on writing.
+      const writer = (fifo || labels[LABEL_SLOT]) && taskId && this.stdinFifos ? this.stdinFifos.open(taskId) : null;
+      if (writer) sink = fifoSink(writer);
+      else if (fifo) this.log.warn({ containerId, taskId }, 'the stdin pipe of an adopted task is missing: its stdin stays as it is');
+      else {
         const sock = await this.attachStdin(containerId).catch(() => null);
         if (sock) sink = attachSink(sock);
       }
